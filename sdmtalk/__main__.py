@@ -1,0 +1,3 @@
+from sdmtalk.cli import main
+
+raise SystemExit(main())

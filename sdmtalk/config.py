@@ -1,0 +1,222 @@
+"""Experiment configuration: typed dataclasses are the one source of defaults.
+
+A config file (JSON or TOML) only overrides the defaults of a preset::
+
+    preset = "tiny"            # optional: which preset the file starts from (default "base")
+    [train]
+    steps = 2000
+    [model]
+    ...                        # fields of SDMConfig
+
+Unknown keys and values of the wrong type are errors (``InputError`` naming key and file).
+Command-line overrides use dotted keys: ``train.steps=100``, ``train.betas=0.5,0.99``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdmtalk.errors import InputError
+from sdmtalk.motion.sdm import SDMConfig
+
+PRESETS = ("tiny", "base")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping of one training run (defaults: the "base" preset)."""
+
+    steps: int = 20000
+    batch_size: int = 32  # per process; DDP with N processes sees N * batch_size windows a step
+    lr: float = 2e-4  # paper 4.1: Adam, lr 2e-4, betas (0.4, 0.999)
+    betas: tuple[float, float] = (0.4, 0.999)
+    weight_decay: float = 0.0
+    window: int = 50  # frames per training window (2 s at 25 fps)
+    val_every: int = 500  # steps between validations (0 = never)
+    val_batches: int = 16  # batches of the val split per validation
+    ckpt_every: int = 1000  # steps between ckpt-last.pt writes (also written at the end)
+    log_every: int = 50  # steps averaged into one row of metrics.csv
+    seed: int = 0
+    num_workers: int = 2
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    device: str = "auto"  # auto = CUDA when available, else CPU
+
+    @classmethod
+    def tiny(cls) -> TrainConfig:
+        """Trains for real on a few clips in seconds on CPU (the backbone of the tests)."""
+        return cls(steps=40, batch_size=4, window=32, val_every=20, val_batches=2,
+                   ckpt_every=20, log_every=5, num_workers=0)
+
+    @classmethod
+    def base(cls) -> TrainConfig:
+        return cls()
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a training run needs besides the data: the model and the optimisation."""
+
+    model: SDMConfig = field(default_factory=SDMConfig.base)
+    train: TrainConfig = field(default_factory=TrainConfig.base)
+
+    @classmethod
+    def preset(cls, name: str) -> ExperimentConfig:
+        if name not in PRESETS:
+            raise InputError(f"unknown config preset '{name}': use one of {', '.join(PRESETS)} "
+                             "or a .json/.toml file")
+        return cls(model=getattr(SDMConfig, name)(), train=getattr(TrainConfig, name)())
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> ExperimentConfig:
+        return from_dict(cls, data, source)
+
+
+def to_dict(obj) -> dict:
+    """A dataclass as nested dicts of JSON types (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls, data: dict, source: str = "config"):
+    """Build ``cls`` from defaults overridden by ``data``; unknown keys raise InputError."""
+    return override(cls(), data, source)
+
+
+def override(obj, data: dict, source: str, prefix: str = ""):
+    """A copy of dataclass ``obj`` with the values of ``data`` (nested dicts) replacing its own."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a table of keys")
+    hints = typing.get_type_hints(type(obj))
+    known = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in data.items():
+        name = prefix + key
+        if key not in known:
+            raise InputError(f"{source}: unknown config key '{name}' (known here: "
+                             f"{', '.join(sorted(known))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = override(current, value, source, name + ".")
+        else:
+            changes[key] = _check_type(value, hints[key], name, source)
+    return dataclasses.replace(obj, **changes)
+
+
+def _check_type(value: Any, hint, name: str, source: str):
+    """``value`` converted to the field type ``hint`` (int -> float, list -> tuple), or InputError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(value, inner, name, source)
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise InputError(f"{source}: '{name}' must be one of {list(args)}, not {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{source}: '{name}' must be a list, not {value!r}")
+        inner = list(args) if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
+        if len(inner) != len(value):
+            raise InputError(f"{source}: '{name}' needs {len(inner)} values, got {len(value)}")
+        items = [_check_type(v, h, f"{name}[{i}]", source) for i, (v, h) in enumerate(zip(value, inner))]
+        return origin(items)
+    if hint in (int, float, str, bool):
+        ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise InputError(f"{source}: '{name}' must be {hint.__name__}, not {value!r}")
+    return value
+
+
+def parse_override(text: str) -> dict:
+    """``"train.steps=100"`` -> ``{"train": {"steps": 100}}``. Values are read as TOML/JSON
+    literals when they parse (numbers, true/false, [lists]), a comma list becomes a list,
+    anything else is a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"config override '{text}' is not KEY=VALUE (e.g. train.steps=100)")
+    value = _parse_value(raw.strip())
+    parts = key.strip().split(".")
+    nested: dict = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        nested = {part: nested}
+    return nested
+
+
+def _parse_value(raw: str):
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass  # not a TOML literal: a bare word or a comma list
+    if "," in raw:
+        return [_parse_value(p.strip()) for p in raw.split(",")]
+    return raw
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: Path) -> dict:
+    """The raw nested dict of a .json or .toml config file."""
+    if not path.is_file():
+        raise InputError(f"config file {path} not found: give a preset ({', '.join(PRESETS)}) "
+                         "or an existing .json/.toml file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not valid {path.suffix[1:].upper()} ({err}); fix the file") from None
+    raise InputError(f"config file {path} must end in .json or .toml")
+
+
+def load_config(name_or_path: str | Path = "base", overrides: list[str] | None = None
+                ) -> ExperimentConfig:
+    """A preset name ("tiny", "base") or a .json/.toml file, then ``overrides``
+    ("train.steps=100"). Unknown keys or wrong types raise InputError."""
+    name = str(name_or_path)
+    if name in PRESETS:
+        config, data, source = ExperimentConfig.preset(name), {}, f"preset {name}"
+    else:
+        path = Path(name)
+        data, source = read_config_file(path), str(path)
+        preset = data.pop("preset", "base")
+        if preset not in PRESETS:
+            raise InputError(f"{path}: preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+        config = ExperimentConfig.preset(preset)
+    config = override(config, data, source)
+    extra: dict = {}
+    for text in overrides or []:
+        extra = _merge(extra, parse_override(text))
+    return override(config, extra, "command-line override")
+
+
+def save_config(config: ExperimentConfig, path: Path) -> None:
+    """Write the full resolved config as JSON (a file load_config reads back unchanged)."""
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")

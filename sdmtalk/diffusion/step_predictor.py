@@ -1,0 +1,54 @@
+"""The auxiliary step predictor of shallow diffusion (paper 3.3): targets and safe use.
+
+Paper: the forward trajectory from the true motion F^0 and the one from the coarse motion
+F* "meet" at some step k; start the reverse process there. We make "meet" concrete: at step
+t both are Gaussians with the same variance (1 - abar_t) and means sqrt(abar_t) F^0 and
+sqrt(abar_t) F*, so their per-dimension KL is abar_t |F* - F^0|^2 / (2 (1 - abar_t)); the
+target k is the first t where it falls below `tau` (the two are then hard to tell apart).
+
+DiffSinger (the origin of shallow diffusion) found a learned boundary unreliable and fell
+back to a fixed k, so (method.md): the predicted k is clamped to [1, K_max] (the denoiser is
+only trained on t <= K_max) and a global fallback k is used whenever the prediction is not
+usable. The predictor network itself lives in motion/denoiser.py (StepPredictorNet).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sdmtalk.diffusion.schedule import NoiseSchedule
+
+
+def meet_kl(schedule: NoiseSchedule, sq_gap: torch.Tensor) -> torch.Tensor:
+    """Per-dimension KL between q(F^t | F*) and q(F^t | F^0) for every t.
+
+    sq_gap: (B,) mean over dimensions of (F* - F^0)^2 -> (B, T + 1) (column 0 = inf).
+    """
+    abar = schedule.alphas_cumprod.to(sq_gap)
+    ratio = abar / (1 - abar).clamp_min(1e-12)
+    kl = 0.5 * ratio[None, :] * sq_gap[:, None]
+    kl[:, 0] = math.inf
+    return kl
+
+
+def meet_step_targets(schedule: NoiseSchedule, coarse: torch.Tensor, target: torch.Tensor,
+                      mask: torch.Tensor, tau: float, k_max: int) -> torch.Tensor:
+    """Target k per window: first t whose meet KL <= tau, clamped to [1, k_max].
+
+    coarse, target: (B, W, D) normalized motion; mask: (B, W) valid frames -> (B,) long.
+    """
+    m = mask.to(coarse.dtype)[..., None]
+    sq_gap = ((coarse - target) ** 2 * m).sum((1, 2)) / (m.sum((1, 2)) * coarse.shape[-1]).clamp_min(1)
+    below = meet_kl(schedule, sq_gap) <= tau  # monotone in t: abar falls as t grows
+    first = torch.where(below.any(1), below.float().argmax(1), torch.full_like(sq_gap, schedule.num_steps).long())
+    return first.clamp(1, k_max)
+
+
+def resolve_k(predicted: float | None, k_max: int, fallback: int) -> tuple[int, bool]:
+    """The k to use: round(predicted) clamped to [1, k_max], or `fallback` when predicted is
+    None or not finite. Returns (k, used_fallback)."""
+    if predicted is None or not math.isfinite(predicted):
+        return int(min(max(fallback, 1), k_max)), True
+    return int(min(max(round(predicted), 1), k_max)), False

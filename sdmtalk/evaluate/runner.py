@@ -1,0 +1,449 @@
+"""`sdmtalk evaluate`: score methods against real clips (protocol in docs/METRICS.md).
+
+For each clip: the source photo is one real frame (the first with a face), the driving
+audio is the clip's own track, and every method's video is compared with the clip's real
+frames. Real and generated frames go through the SAME fixed alignment (a similarity from
+the source frame's landmarks to the canonical template) onto a square canvas; metrics run
+on that canvas resized to `size`, with landmarks DETECTED by dlib on both videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk.errors import InputError
+from sdmtalk.evaluate import metrics as M
+from sdmtalk.evaluate.methods import DEFAULT_METHODS, Method, MethodRunner, parse_methods, seeds_for
+from sdmtalk.face.align import ALIGN_WEIGHTS, Similarity, fit_similarity
+from sdmtalk.face.template import CANONICAL_TEMPLATE
+
+WORK = 512  # side of the canvas the methods animate (then area-resized to `size`)
+IOD_FRAC = 0.30  # outer-eye-corner distance of the template as a fraction of the side
+CENTRE = (0.5, 0.55)  # where the template's centre lands (fractions of the side)
+SOURCE_SEARCH = 25  # frames searched for the first face (the source photo)
+CSIM_FRAMES = 10  # generated frames embedded per clip (dlib ResNet, ~0.1 s each)
+FID_FRAMES = 25  # frames per clip and method entering FID (Inception, ~0.15 s each)
+CURVE_CLIPS = 3  # clips whose mouth and pose curves are kept for the plots
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".m4v"}
+
+
+@dataclass
+class ClipSource:
+    name: str  # relative path without extension
+    path: Path
+
+
+@dataclass
+class RealClip:
+    """One clip ready for scoring. source: (WORK, WORK, 3) canvas of the source frame;
+    crops: (T, size, size, 3) aligned real frames (crops[0] is the source); wav: (T*640,);
+    landmarks (T, 68, 2) detected on crops; valid (T,) bool."""
+
+    clip: ClipSource
+    source_index: int
+    source: np.ndarray
+    face: object
+    crops: np.ndarray
+    wav: np.ndarray
+    landmarks: np.ndarray
+    valid: np.ndarray
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def find_clips(source, split: str | None = None, data_root=None) -> list[ClipSource]:
+    """A video file, a folder searched recursively for videos, or a prepared cache."""
+    source = Path(source)
+    if source.is_file():
+        return [ClipSource(source.stem, source)]
+    if not source.is_dir():
+        raise InputError(f"{source} does not exist: give a folder of video clips or a prepared cache")
+    if (source / "manifest.json").is_file():
+        return _cache_clips(source, split, data_root)
+    paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+    if not paths:
+        raise InputError(f"no video clips (.mp4, .mov, ...) found under {source}: give a folder of clips")
+    return [ClipSource(p.relative_to(source).with_suffix("").as_posix(), p) for p in paths]
+
+
+def _cache_clips(cache_dir: Path, split: str | None, data_root) -> list[ClipSource]:
+    """Clips of a prepared cache; `source` paths are relative to the prepared folder."""
+    from sdmtalk.data.cache import CacheReader
+
+    reader = CacheReader(cache_dir)
+    records = reader.clips(split)
+    if not records:
+        raise InputError(f"{cache_dir}: no clips in split {split!r}; pass --split train/val/test or none")
+    root = Path(data_root) if data_root else _prepared_root(reader.manifest)
+    if root is None and not all(Path(r.source).is_absolute() for r in records):
+        raise InputError(f"{cache_dir}: the cache does not say where its videos are: pass --data-root FOLDER "
+                         "(the folder given to `sdmtalk prepare`)")
+    return [ClipSource(r.clip_id, Path(r.source) if root is None else root / r.source) for r in records]
+
+
+def _prepared_root(manifest: dict) -> Path | None:
+    for where in (manifest, manifest.get("settings", {})):
+        for key in ("source_dir", "source", "root", "src"):
+            if isinstance(where.get(key), str):
+                return Path(where[key])
+    return None
+
+
+# --- alignment --------------------------------------------------------------------------------
+
+
+def canvas_alignment(landmarks: np.ndarray, side: int = WORK) -> Similarity:
+    """Similarity mapping photo pixels so `landmarks` (68, 2) fit the canonical template
+    placed at IOD_FRAC * side inter-ocular distance, centred at CENTRE * side."""
+    target = CANONICAL_TEMPLATE.astype(np.float64) * IOD_FRAC * side + np.array(CENTRE) * side
+    return Similarity.from_vector(fit_similarity(landmarks, target, ALIGN_WEIGHTS))
+
+
+def warp(frame: np.ndarray, sim: Similarity, side: int = WORK) -> np.ndarray:
+    """Photo frame -> (side, side, 3) canvas; pixels outside the photo repeat its border."""
+    return cv2.warpAffine(frame, sim.matrix(), (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def to_metric_size(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, WORK, WORK, 3) -> (T, size, size, 3), area filter (the same for real and generated)."""
+    if frames.shape[1] == size:
+        return frames
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _source_face(frames: np.ndarray, clip: ClipSource):
+    """(index, FaceDetection) of the first of the first SOURCE_SEARCH frames with a face."""
+    from sdmtalk.errors import NoFaceError
+    from sdmtalk.face import detect_face
+
+    for i in range(min(SOURCE_SEARCH, len(frames))):
+        try:
+            return i, detect_face(frames[i], name=f"{clip.path} frame {i}", use_cnn=False)
+        except NoFaceError:
+            continue
+    raise NoFaceError(f"no face in the first {SOURCE_SEARCH} frames of {clip.path}: "
+                      "evaluate on clips that show a face")
+
+
+def load_real_clip(clip: ClipSource, max_seconds: float, size: int, tracker) -> RealClip:
+    """Read, align and track one real clip (at most max_seconds from its source frame)."""
+    from sdmtalk.face import detect_face
+    from sdmtalk.video import read_video
+
+    video = read_video(clip.path, fps=FPS, max_side=1280)
+    if video.audio is None:
+        raise InputError(f"{clip.path} has no sound track: evaluate on clips with speech")
+    start, face = _source_face(video.frames, clip)
+    frames = video.frames[start:start + int(round(max_seconds * FPS))]
+    hop = SAMPLE_RATE // FPS
+    wav = video.audio[start * hop:(start + len(frames)) * hop]
+    sim = canvas_alignment(face.landmarks)
+    canvas = np.stack([warp(f, sim) for f in frames])
+    del video, frames
+    source = canvas[0]
+    crops = to_metric_size(canvas, size)
+    del canvas
+    landmarks, valid = tracker.track(crops)
+    canvas_face = detect_face(source, name=f"{clip.path} frame {start} (aligned)")
+    return RealClip(clip, start, source, canvas_face, crops, wav, np.asarray(landmarks, np.float64),
+                    np.asarray(valid, bool))
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Track:
+    """Landmarks (T, 68, 2) detected on aligned crops, valid (T,), and what follows from them."""
+
+    landmarks: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def lip_gap(self) -> np.ndarray:
+        return M.inner_lip_gap(self.landmarks)
+
+    @property
+    def pose(self) -> np.ndarray:
+        return M.head_pose(self.landmarks)
+
+
+def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray) -> dict:
+    """Metrics of one video alone (generated or real): lip sync to its audio and head motion."""
+    offset = M.av_offset(track.lip_gap, loudness, valid=track.valid)
+    stats = M.head_motion_stats(track.pose, track.valid)
+    beats = M.kinematic_beats(M.head_speed(track.landmarks, track.valid))
+    keep = track.valid
+    return {
+        "lip_energy_corr": M.lip_energy_correlation(track.lip_gap, loudness, keep),
+        "av_offset": offset["offset"], "av_corr": offset["corr"], "av_confidence": offset["confidence"],
+        "lip_gap_std": float(np.std(track.lip_gap[keep])) if keep.sum() > 1 else float("nan"),
+        **{f"head_{k}": v for k, v in stats.items()},
+        "beat_align": M.beat_align(beats, onsets),
+        "jitter": M.jitter(track.landmarks, keep),
+    }
+
+
+def paired_metrics(real: RealClip, gen_crops: np.ndarray, gen: Track) -> dict:
+    """Generated vs real frames. The source frame (index 0) is the input, not a generated
+    frame, so it is left out; frames where either video lost the face are left out too."""
+    t = min(len(gen_crops), len(real.crops))
+    keep = real.valid[:t] & gen.valid[:t]
+    keep[0] = False
+    g, r = gen.landmarks[:t], real.landmarks[:t]
+    gen_gap, real_gap = gen.lip_gap[:t], M.inner_lip_gap(r)
+    return {
+        "lmd_mouth": M.lmd(g, r, M.MOUTH, keep),
+        "lmd_face": M.lmd(g, r, None, keep),
+        "lmd_mouth_centred": M.lmd(g, r, M.MOUTH, keep, centre=True),
+        "ssim": M.ssim(gen_crops[:t], real.crops[:t], keep),
+        "psnr": M.psnr(gen_crops[:t], real.crops[:t], keep),
+        "lip_gap_corr": M.lip_gap_correlation(gen_gap, real_gap, keep),
+        "lip_amp_ratio": M.amplitude_ratio(gen_gap, real_gap, keep),
+        "frames_scored": int(keep.sum()),
+        "frames_face_lost": int((~gen.valid[:t]).sum()),
+    }
+
+
+def spread_indices(valid: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` evenly spread indices of valid frames, the source frame (0) excluded."""
+    idx = np.flatnonzero(valid)
+    idx = idx[idx > 0]
+    if len(idx) <= count:
+        return idx
+    return idx[np.linspace(0, len(idx) - 1, count).round().astype(int)]
+
+
+def _nanmean(values) -> float:
+    vals = np.array([np.nan if v is None else v for v in values], np.float64)
+    vals = vals[np.isfinite(vals)]
+    return float(vals.mean()) if len(vals) else float("nan")
+
+
+def mean_over(dicts: list[dict]) -> dict:
+    """Key-wise mean of finite values (NaN where none is finite)."""
+    keys = dict.fromkeys(k for d in dicts for k in d)
+    return {k: _nanmean([d.get(k) for d in dicts]) for k in keys}
+
+
+# --- the evaluation loop ----------------------------------------------------------------------
+
+
+def _curves(track: Track) -> dict:
+    """Per-frame mouth opening (T,) and head pose (T, 3) with lost frames as NaN (plots)."""
+    gap, pose = track.lip_gap.copy(), track.pose.copy()
+    gap[~track.valid], pose[~track.valid] = np.nan, np.nan
+    return {"lip_gap": gap.tolist(), "pose": pose.tolist()}
+
+
+class Evaluator:
+    """Scores every method on one clip at a time; collects FID features across clips."""
+
+    def __init__(self, methods: list[Method], seeds: int, size: int, max_seconds: float,
+                 weights=None, video_dir: Path | None = None):
+        from sdmtalk.face import LandmarkTracker
+
+        self.methods, self.seeds, self.size, self.max_seconds = methods, seeds, size, max_seconds
+        self.runner = MethodRunner(methods, weights, size=WORK)
+        self.tracker = LandmarkTracker()
+        self.embedder = M.IdentityEmbedder()
+        self.video_dir = video_dir
+        self.fid_real: list[np.ndarray] = []
+        self.fid_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
+
+    def clip(self, clip: ClipSource, keep_curves: bool = False, bar=None) -> tuple[dict, dict | None]:
+        """One clip -> (report entry, curves or None). Raises InputError for unusable clips."""
+        t0 = time.perf_counter()
+        real = load_real_clip(clip, self.max_seconds, self.size, self.tracker)
+        n = len(real.crops)
+        loud, onsets = M.frame_loudness(real.wav, n), M.audio_onsets(real.wav, n)
+        real_track = Track(real.landmarks, real.valid)
+        fid_idx = spread_indices(real.valid, FID_FRAMES)
+        self.fid_real.append(M.inception_features(real.crops[fid_idx]))
+        source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
+        entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
+                 "frames": n, "real_face_lost": int((~real.valid).sum()),
+                 "real": motion_metrics(real_track, loud, onsets), "methods": {}}
+        curves = {"clip": clip.name, "real": _curves(real_track), "methods": {}} if keep_curves else None
+        panels = [real.crops] if self.video_dir else None
+        for method in self.methods:
+            if bar is not None:
+                bar.set_postfix_str(f"{clip.name}: {method.name}")
+            entry["methods"][method.name] = self._method(method, real, loud, onsets, fid_idx,
+                                                         source_emb, curves, panels)
+        if panels is not None:
+            self._write_video(clip, real, panels)
+        entry["seconds"] = round(time.perf_counter() - t0, 2)
+        return entry, curves
+
+    def _method(self, method, real, loud, onsets, fid_idx, source_emb, curves, panels) -> dict:
+        per_seed, poses, valids = [], [], []
+        for seed in seeds_for(method, self.seeds):
+            result = self.runner.generate(method, real.source, real.wav, seed, face=real.face)
+            crops = to_metric_size(result.frames[: len(real.crops)], self.size)
+            del result
+            lm, valid = self.tracker.track(crops)
+            gen = Track(np.asarray(lm, np.float64), np.asarray(valid, bool))
+            scores = {**paired_metrics(real, crops, gen), **motion_metrics(gen, loud, onsets)}
+            if seed == 0:  # identity and FID on the first seed only (they cost ~0.1 s a frame)
+                idx = spread_indices(gen.valid, CSIM_FRAMES)
+                scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
+                self.fid_gen[method.name].append(M.inception_features(crops[fid_idx]))
+                if curves is not None:
+                    curves["methods"][method.name] = _curves(gen)
+                if panels is not None:
+                    panels.append(crops)
+            per_seed.append(scores)
+            poses.append(gen.pose)
+            valids.append(gen.valid)
+        div = M.pose_diversity(np.stack(poses), np.stack(valids))
+        mean = {**mean_over(per_seed), "div_roll_deg": div["roll_deg"], "div_pos_px": div["pos_px"]}
+        return {"mean": mean, "seeds": per_seed}
+
+    def _write_video(self, clip: ClipSource, real: RealClip, panels: list[np.ndarray]) -> None:
+        """real | method 1 | method 2 ... side by side, with the clip's audio."""
+        from sdmtalk.video import write_mp4
+
+        labels = ["real"] + [m.name for m in self.methods]
+        n = min(len(p) for p in panels)
+        frames = (np.concatenate([_label(p[i], s) for p, s in zip(panels, labels)], axis=1) for i in range(n))
+        path = self.video_dir / (clip.name.replace("/", "__") + ".mp4")
+        write_mp4(path, frames, real.wav[: n * (SAMPLE_RATE // FPS)], fps=FPS)
+
+    def fid(self) -> dict:
+        """FID of each method's frames against the real frames of the same clips."""
+        if not self.fid_real:
+            return {m: float("nan") for m in self.fid_gen}
+        real = np.concatenate(self.fid_real)
+        return {m: M.fid(np.concatenate(f), real) if f else float("nan") for m, f in self.fid_gen.items()}
+
+
+def _label(frame: np.ndarray, text: str) -> np.ndarray:
+    out = frame.copy()
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def aggregate(entries: list[dict], methods: list[Method], fid: dict) -> dict:
+    """Clip-averaged metrics per method (each clip weighs the same), FID over pooled frames,
+    head-motion ratios gen/real of the clip-averaged statistics, and a `real` reference row."""
+    real = mean_over([e["real"] for e in entries])
+    out = {}
+    for m in methods:
+        rows = [e["methods"][m.name]["mean"] for e in entries]
+        agg = mean_over(rows)
+        agg["fid"] = fid.get(m.name, float("nan"))
+        for key in ("head_pos_std", "head_roll_std", "head_pos_speed", "head_roll_speed", "jitter"):
+            agg[f"{key}_ratio"] = agg.get(key, np.nan) / real[key] if real.get(key, 0) > 0 else float("nan")
+        agg["clips"] = len(rows)
+        agg["frames_scored"] = int(sum(r.get("frames_scored", 0) for r in rows))
+        out[m.name] = agg
+    out["real"] = {**real, "clips": len(entries)}
+    return out
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create the report folder {out_dir} ({err.strerror}): choose another --out") from err
+    probe = out_dir / ".write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise InputError(f"report folder {out_dir} is not writable: choose another --out") from err
+
+
+def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, max_clips: int | None = None,
+             size: int = 256, quiet: bool = False, *, max_seconds: float = 8.0, weights=None,
+             split: str | None = None, data_root=None, video: bool = False) -> dict:
+    """Score `methods` on every clip; write report.json, report.md and plots to out_dir.
+
+    Returns the report dict (see docs/METRICS.md for every key). Clips that cannot be used
+    (unreadable, no sound, no face) are listed under "failed" and do not stop the run.
+    """
+    if seeds < 1 or max_seconds <= 0 or not 64 <= size <= WORK:
+        raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}): "
+                         f"use seeds >= 1, max-seconds > 0 and 64 <= size <= {WORK}")
+    from sdmtalk.evaluate.report import write_report
+
+    out_dir = Path(out_dir)
+    method_list = parse_methods(methods)
+    clips = find_clips(clips_or_cache, split, data_root)[:max_clips]
+    _check_out_dir(out_dir)
+    video_dir = out_dir / "videos" if video else None
+    if video_dir:
+        video_dir.mkdir(exist_ok=True)
+    ev = Evaluator(method_list, seeds, size, max_seconds, weights, video_dir)
+    entries, failed, curves = [], [], []
+    t0 = time.perf_counter()
+    with tqdm(clips, desc="evaluate", unit="clip", disable=quiet or not sys.stderr.isatty()) as bar:
+        for clip in bar:
+            try:
+                entry, c = ev.clip(clip, keep_curves=len(curves) < CURVE_CLIPS, bar=bar)
+            except InputError as err:  # a clip we cannot use is listed, not fatal
+                failed.append({"clip": clip.name, "path": str(clip.path), "reason": str(err)})
+                continue
+            entries.append(entry)
+            if c is not None:
+                curves.append(c)
+    total = time.perf_counter() - t0
+    report = {
+        "settings": {"source": str(clips_or_cache), "methods": [m.name for m in method_list],
+                     "method_labels": {m.name: m.label for m in method_list}, "seeds": seeds,
+                     "size": size, "work_canvas": WORK, "iod_px": IOD_FRAC * size, "max_seconds": max_seconds,
+                     "csim_frames": CSIM_FRAMES, "fid_frames_per_clip": FID_FRAMES, "split": split,
+                     "weights": str(weights) if weights else None},
+        "aggregate": aggregate(entries, method_list, ev.fid()),
+        "clips": entries,
+        "failed": failed,
+        "curves": curves,
+        "timing": {"total_s": round(total, 1), "clips_scored": len(entries),
+                   "per_clip_s": round(total / max(len(entries), 1), 1)},
+    }
+    write_report(report, out_dir)
+    return report
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="folder of video clips (searched recursively), one video, or a prepared cache")
+    parser.add_argument("--out", required=True, help="report folder (report.json, report.md, plots)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="comma-separated methods (default: all): " + ", ".join(DEFAULT_METHODS))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per stochastic method (default 5)")
+    parser.add_argument("--max-clips", type=int, default=None, help="score at most this many clips")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="seconds scored per clip (default 8)")
+    parser.add_argument("--size", type=int, default=256, help="side of the aligned face crops (default 256)")
+    parser.add_argument("--weights", default=None, help="SDM weights (default: the bundled ones)")
+    parser.add_argument("--split", default=None, choices=("train", "val", "test"),
+                        help="with a cache: only clips of this split")
+    parser.add_argument("--data-root", default=None, help="with a cache: the folder its videos were prepared from")
+    parser.add_argument("--video", action="store_true", help="also write real | generated comparison videos")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    report = evaluate(args.source, args.out, args.methods, args.seeds, args.max_clips, args.size, args.quiet,
+                      max_seconds=args.max_seconds, weights=args.weights, split=args.split,
+                      data_root=args.data_root, video=args.video)
+    if not args.quiet:
+        out = Path(args.out)
+        print((out / "report.md").read_text(encoding="utf-8"))
+        t = report["timing"]
+        print(f"{t['clips_scored']} clip(s) scored, {len(report['failed'])} failed, "
+              f"{t['per_clip_s']} s per clip; report in {out}", file=sys.stderr)
+    return 0 if report["clips"] else 1

@@ -1,0 +1,40 @@
+"""f_con: the speech content encoder (paper 3, "four convolutional layers" over the mel)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sdmtalk import MEL_PER_FRAME
+
+
+class ContentEncoder(nn.Module):
+    """Four 1-D convolutions over the log-mel; two of them stride 2, so the 4 mel frames of
+    each video frame collapse into one content vector c_i.
+
+    mel (B, 4T, n_mels) normalized -> content (B, T, dim). Receptive field: 33 mel frames
+    (about +-160 ms around the frame), enough for coarticulation of one syllable.
+    """
+
+    def __init__(self, n_mels: int = 80, dim: int = 128, kernel: int = 5, dropout: float = 0.1):
+        super().__init__()
+        if MEL_PER_FRAME != 4:
+            raise ValueError("ContentEncoder assumes 4 mel frames per video frame (two stride-2 layers)")
+        pad = kernel // 2
+        self.layers = nn.ModuleList([
+            nn.Conv1d(n_mels, dim, kernel, padding=pad),
+            nn.Conv1d(dim, dim, kernel, stride=2, padding=pad),
+            nn.Conv1d(dim, dim, kernel, stride=2, padding=pad),
+            nn.Conv1d(dim, dim, kernel, padding=pad),
+        ])
+        self.norms = nn.ModuleList([nn.GroupNorm(1, dim) for _ in self.layers])
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.shape[1] % MEL_PER_FRAME:
+            raise ValueError(f"mel rows must be a multiple of {MEL_PER_FRAME}, got {mel.shape[1]}")
+        x = mel.transpose(1, 2)
+        for i, (conv, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
+            y = self.drop(nn.functional.gelu(norm(conv(x))))
+            x = y + x if i == len(self.layers) - 1 else y  # last layer residual: keeps detail
+        return x.transpose(1, 2)

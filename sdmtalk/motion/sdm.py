@@ -1,0 +1,363 @@
+"""SDM: the Shallow Diffusion Motion model (paper 3), config + the module tying the parts.
+
+    mel ──f_con──► c ──┐
+                       ├─ G_c(M_{i-1}, c_i, z) ─f_dec─► F_bar ─┐
+    z ~ p(z | c) ──────┘                                       ├─► F* = F_bar + F~ (eq. 1)
+    prosody ──f_rhy──► M~ ─────────────────────────────► F~ ───┘
+    F* ──q_sample to step k──► k reverse steps of f_denoi(. | F*, c) ──► F (eq. 12)
+
+All motion is in normalized units: per-dimension (mean, std) of [pose (4), delta (136)]
+over training windows, stored in the model as buffers so a checkpoint is self-contained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
+from sdmtalk.diffusion.schedule import make_schedule, q_sample
+from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
+from sdmtalk.errors import InputError
+from sdmtalk.motion.content_encoder import ContentEncoder
+from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
+from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
+from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
+from sdmtalk.motion.rhythmic import RhythmicBranch, independence_loss
+
+N_POINTS = 68
+POSE_DIM = 4
+MOTION_DIM = POSE_DIM + 2 * N_POINTS  # [log scale, angle, tx, ty] + delta (68, 2) flattened
+MOUTH_POINTS = np.arange(48, 68)  # outer + inner lips: what lip_scale scales
+ABLATIONS = (None, "no_pose", "no_rhythm", "no_diffusion", "full_diffusion")
+
+
+@dataclass
+class SDMConfig:
+    """Every size and weight of the SDM model (plain types: serialized to JSON by the trainer)."""
+
+    n_mels: int = 80
+    prosody_dim: int = 4
+    content_dim: int = 128  # f_con channels = c_i size
+    content_kernel: int = 5
+    latent_dim: int = 48  # motion latent M (f_enc / f_dec)
+    ae_hidden: int = 192
+    gru_hidden: int = 192  # G_c state
+    z_dim: int = 8  # pose-mode latent per segment
+    posterior_hidden: int = 64
+    segment: int = 50  # frames per pose-mode segment (one z each): 2 s
+    teacher_prob: float = 0.0  # scheduled sampling in G_c (0 = free running, as at inference)
+    rhythm_hidden: int = 64
+    rhythm_dim: int = 16  # rhythmic embedding M~
+    denoiser_hidden: int = 128
+    denoiser_layers: int = 6
+    dropout: float = 0.1
+    diffusion_steps: int = 100  # T
+    schedule: str = "cosine"
+    k_max: int = 60  # the denoiser trains on t in [1, k_max] (shallow)
+    full_range_prob: float = 0.1  # share of denoiser samples on t in [1, T]: keeps the
+    #                                "full_diffusion" ablation fair
+    k_fallback: int = 40  # k used until the step predictor has trained kpred_min_steps
+    k_tau: float = 0.1  # per-dim KL at which the noised coarse and true motion "meet"
+    kpred_min_steps: int = 300
+    w_reg: float = 5.0  # lambda_1, eq. 11
+    w_ind: float = 2.0  # lambda_2
+    w_rec: float = 1.0  # lambda_3
+    w_diff: float = 1.0
+    w_kl: float = 0.02  # beta of the pose-mode KL (per window, summed over z)
+    kl_warmup: int = 500  # steps over which beta ramps from 0
+    w_kpred: float = 0.1
+    infer_window: int = 100  # frames per diffusion window at inference (4 s)
+    infer_overlap: int = 20  # cross-faded frames between neighbouring windows
+    chunk: int = 250  # frames per f_con / f_rhy chunk at inference (bounded memory)
+
+    @classmethod
+    def tiny(cls) -> SDMConfig:
+        """A few thousand parameters per part: trains and samples in seconds on CPU."""
+        return cls(content_dim=24, latent_dim=12, ae_hidden=32, gru_hidden=32, z_dim=4,
+                   posterior_hidden=16, segment=16, rhythm_hidden=16, rhythm_dim=8,
+                   denoiser_hidden=32, denoiser_layers=3, k_max=30, k_fallback=20,
+                   kl_warmup=20, kpred_min_steps=20, infer_window=32, infer_overlap=8, chunk=64)
+
+    @classmethod
+    def base(cls) -> SDMConfig:
+        return cls()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SDMConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown SDMConfig keys: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class SDMModel(nn.Module):
+    """The SDM motion model. ``training_losses`` for the trainer, ``generate`` for inference.
+
+    stats: normalization dict from ``sdmtalk.data.windows.compute_motion_stats`` (None =
+    identity, for tests). Buffers hold it, so checkpoints carry it.
+    """
+
+    def __init__(self, cfg: SDMConfig, stats: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg
+        self.content = ContentEncoder(c.n_mels, c.content_dim, c.content_kernel, c.dropout)
+        self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
+        self.pose_mode = PoseModeBranch(MOTION_DIM, c.latent_dim, c.content_dim, c.z_dim,
+                                        c.gru_hidden, c.posterior_hidden, c.dropout)
+        self.rhythm = RhythmicBranch(c.prosody_dim, c.rhythm_hidden, c.rhythm_dim, MOTION_DIM,
+                                     dropout=c.dropout)
+        self.denoiser = MotionDenoiser(MOTION_DIM, c.content_dim, c.denoiser_hidden,
+                                       c.denoiser_layers, dropout=c.dropout)
+        self.k_predictor = StepPredictorNet(MOTION_DIM, c.content_dim)
+        self.schedule = make_schedule(c.diffusion_steps, c.schedule)
+        if not 1 <= c.k_max <= c.diffusion_steps:
+            raise ValueError(f"k_max must be in [1, {c.diffusion_steps}], got {c.k_max}")
+        self._register_stats(stats or {})
+        self.register_buffer("k_ema", torch.tensor(float(c.k_fallback)))
+        self.register_buffer("kpred_steps", torch.tensor(0, dtype=torch.long))
+        self.last_k: list[int] = []
+
+    def _register_stats(self, stats: dict) -> None:
+        sizes = {"motion": MOTION_DIM, "mel": self.cfg.n_mels, "prosody": self.cfg.prosody_dim}
+        for name, size in sizes.items():
+            for kind, default in (("mean", 0.0), ("std", 1.0)):
+                key = f"{name}_{kind}"
+                val = torch.as_tensor(np.asarray(stats[key]), dtype=torch.float32) if key in stats \
+                    else torch.full((size,), default)
+                if val.shape != (size,):
+                    raise ValueError(f"stats[{key!r}] must have shape ({size},), got {tuple(val.shape)}")
+                self.register_buffer(key, val.clone())
+
+    # ---- normalization -------------------------------------------------------------
+    def normalize(self, pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """pose (..., 4), delta (..., 68, 2) -> normalized motion (..., D)."""
+        x = torch.cat([pose, delta.flatten(-2)], -1)
+        return (x - self.motion_mean) / self.motion_std
+
+    def denormalize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """normalized motion (..., D) -> (pose (..., 4), delta (..., 68, 2))."""
+        raw = x * self.motion_std + self.motion_mean
+        return raw[..., :POSE_DIM], raw[..., POSE_DIM:].unflatten(-1, (N_POINTS, 2))
+
+    def _zero_motion(self) -> torch.Tensor:
+        """The reference frame (pose 0, delta 0) in normalized units: (D,)."""
+        return -self.motion_mean / self.motion_std
+
+    def _speech(self, mel: torch.Tensor, prosody: torch.Tensor):
+        return (mel - self.mel_mean) / self.mel_std, (prosody - self.prosody_mean) / self.prosody_std
+
+    # ---- coarse motion F* (eq. 1-2) --------------------------------------------------
+    def _segments(self, length: int):
+        return [(s, min(s + self.cfg.segment, length)) for s in range(0, length, self.cfg.segment)]
+
+    def _pose_latents(self, content, z_of_segment, prev=None, h=None, teacher=None):
+        """Run G_c over content (B, W, C) with one z per segment. z_of_segment(s, e) -> (B, Z).
+
+        Returns (latents (B, W, L), (prev, h)) to carry across calls.
+        """
+        gen = self.pose_mode.generator
+        if prev is None:
+            prev = self.autoencoder.encode(self._zero_motion()).expand(content.shape[0], -1)
+        outs = []
+        for s, e in self._segments(content.shape[1]):
+            z = z_of_segment(s, e)
+            if h is None:
+                h = gen.initial_state(z, content[:, 0])
+            tf = None if teacher is None else teacher[:, s:e]
+            lat, prev, h = gen.rollout(content[:, s:e], z[:, None].expand(-1, e - s, -1), prev, h,
+                                       teacher=tf, teacher_prob=self.cfg.teacher_prob if self.training else 0.0)
+            outs.append(lat)
+        return torch.cat(outs, 1), (prev, h)
+
+    def _coarse_posterior(self, x, content, prosody, mask):
+        """Training path: z from the posterior of each true segment (CVAE).
+
+        x: (B, W, D) true normalized motion -> (coarse (B, W, D), latents (B, W, L),
+        rhythm embedding (B, W, E), KL (B,)).
+        """
+        kl = x.new_zeros(x.shape[0])
+
+        def z_of_segment(s, e):
+            nonlocal kl
+            m = mask[:, s:e]
+            mu_q, lv_q = self.pose_mode.posterior(torch.cat([x[:, s:e], content[:, s:e]], -1), m)
+            mu_p, lv_p = self.pose_mode.prior(content[:, s:e], m)
+            kl = kl + gaussian_kl(mu_q, lv_q, mu_p, lv_p) * (m.sum(1) > 0).to(x.dtype)
+            return mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
+
+        true_lat = self.autoencoder.encode(x)
+        teacher = torch.cat([self.autoencoder.encode(self._zero_motion()).expand(x.shape[0], 1, -1),
+                             true_lat[:, :-1]], 1)  # M_{i-1}: the input of frame i
+        lat, _ = self._pose_latents(content, z_of_segment, teacher=teacher)
+        emb, f_tilde = self.rhythm(prosody)
+        return self.autoencoder.decode(lat) + f_tilde, lat, emb, kl
+
+    def _coarse_prior(self, content, prosody, generator=None, ablation=None, rhythm_scale=1.0,
+                      state=None):
+        """Inference path: z from the speech-conditioned prior. content (B, W, C), prosody
+        (B, W, P) normalized -> (coarse (B, W, D), carried state)."""
+        ones = content.new_ones(content.shape[:2])
+
+        def z_of_segment(s, e):
+            mu, lv = self.pose_mode.prior(content[:, s:e], ones[:, s:e])
+            if ablation == "no_pose":
+                return mu  # no sampled pose mode
+            eps = torch.randn(mu.shape, generator=generator).to(mu)
+            return mu + eps * (0.5 * lv).exp()
+
+        prev, h = state if state is not None else (None, None)
+        lat, state = self._pose_latents(content, z_of_segment, prev, h)
+        f_bar = self.autoencoder.decode(lat)
+        if ablation == "no_pose":  # the pose-mode branch moves no head: its pose dims -> 0
+            f_bar = torch.cat([self._zero_motion()[:POSE_DIM].expand_as(f_bar[..., :POSE_DIM]),
+                               f_bar[..., POSE_DIM:]], -1)
+        scale = 0.0 if ablation == "no_rhythm" else rhythm_scale
+        return f_bar + scale * self.rhythm(prosody)[1], state
+
+    # ---- shallow diffusion (3.3) --------------------------------------------------------
+    def _denoise(self, x_t, t, coarse, content):
+        """f_denoi with the pose re-referenced to the window's mean coarse pose, so a window
+        late in a long clip looks like a training window. t: int or (B,) -> x0 (B, W, D)."""
+        t = torch.as_tensor(t, device=x_t.device).long().expand(x_t.shape[0])
+        off = torch.zeros_like(coarse[:, :1])
+        off[..., :POSE_DIM] = coarse[..., :POSE_DIM].mean(1, keepdim=True)
+        abar = self.schedule.alphas_cumprod[t.cpu()].to(x_t)[:, None, None]
+        return self.denoiser(x_t - abar.sqrt() * off, t, coarse - off, content) + off
+
+    # ---- training ------------------------------------------------------------------------
+    def training_losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """L_total = w_reg L_reg + w_ind L_ind + w_rec L_rec + w_diff L_diff + beta KL + w_kpred L_k.
+
+        batch: mel (B, 4W, 80), prosody (B, W, 4), pose (B, W, 4), delta (B, W, 68, 2),
+        valid (B, W) (window-referenced, as MotionWindows gives them).
+        """
+        c = self.cfg
+        mask = batch["valid"].float()
+        x = self.normalize(batch["pose"], batch["delta"])
+        mel, prosody = self._speech(batch["mel"], batch["prosody"])
+        content = self.content(mel)
+        reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
+        coarse, lat, emb, kl = self._coarse_posterior(x, content, prosody, mask)
+        ind = independence_loss(emb, lat, mask)  # eq. 5, as decorrelation
+        rec = masked_mean((coarse - x).abs(), mask)  # eq. 10 on F*
+        diff = self._diffusion_loss(x, coarse.detach(), content, mask)  # eq. 9, x0 form
+        kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask)
+        beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
+        kl = kl.mean()
+        total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
+                 + beta * kl + c.w_kpred * kpred)
+        return {"total": total, "reg": reg, "ind": ind, "rec": rec, "diff": diff, "kl": kl,
+                "kpred": kpred}
+
+    def _diffusion_loss(self, x, coarse, content, mask):
+        """|f_denoi(F^t, t | F*, c) - F^0|^2 for t ~ U[1, k_max] (U[1, T] for a share)."""
+        B = x.shape[0]
+        t = torch.randint(1, self.cfg.k_max + 1, (B,), device=x.device)
+        full = torch.rand(B, device=x.device) < self.cfg.full_range_prob
+        t = torch.where(full, torch.randint(1, self.cfg.diffusion_steps + 1, (B,), device=x.device), t)
+        x_t = q_sample(self.schedule, x, t, torch.randn_like(x))
+        return masked_mean((self._denoise(x_t, t, coarse, content) - x) ** 2, mask)
+
+    def _step_predictor_loss(self, x, coarse, content, mask):
+        """L1 between the predicted and the target meeting step, both as k / T."""
+        T = self.cfg.diffusion_steps
+        target = meet_step_targets(self.schedule, coarse, x, mask, self.cfg.k_tau, self.cfg.k_max)
+        pred = self.k_predictor(content, coarse, mask)
+        if self.training:  # the global fallback k follows the mean target
+            self.k_ema.mul_(0.99).add_(0.01 * target.float().mean())
+            self.kpred_steps.add_(1)
+        return (pred - target.to(pred) / T).abs().mean()
+
+    @torch.no_grad()
+    def validation_metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Lip sync and amplitude of the inference path (prior z, free-running G_c) on val
+        windows: correlation of predicted and true inner-lip gap, and the amplitude ratio
+        std(pred gap) / std(true gap) (regression over-smoothing shows as a ratio << 1),
+        for the coarse motion and after shallow diffusion at the fallback k."""
+        mask = batch["valid"].float()
+        mel, prosody = self._speech(batch["mel"], batch["prosody"])
+        content = self.content(mel)
+        coarse, _ = self._coarse_prior(content, prosody)
+        k = resolve_k(None, self.cfg.k_max, self._fallback_k())[0]
+        final = sample_ddpm(lambda x_t, t: self._denoise(x_t, t, coarse, content),
+                            shallow_start(self.schedule, coarse, k), k, self.schedule)
+        true_gap = _lip_gap(batch["source_canonical"][:, None] + batch["delta"])
+        out = {}
+        for name, x in (("coarse", coarse), ("final", final)):
+            gap = _lip_gap(batch["source_canonical"][:, None] + self.denormalize(x)[1])
+            corr, amp = _corr_and_ratio(gap, true_gap, mask)
+            out[f"lip_corr_{name}"], out[f"lip_amp_{name}"] = corr, amp
+        return out
+
+    def _fallback_k(self) -> int:
+        return int(round(float(self.k_ema))) if int(self.kpred_steps) > 0 else self.cfg.k_fallback
+
+    # ---- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, features, source_canonical: np.ndarray, controls=None):
+        """AudioFeatures (T frames) + source canonical shape (68, 2) -> Motion (pose (T, 4),
+        delta (T, 68, 2)), reproducible for a given controls.seed.
+
+        G_c runs over the whole clip with its state carried from segment to segment; shallow
+        diffusion runs on windows of cfg.infer_window frames cross-faded over
+        cfg.infer_overlap frames, so long audio has no seams and bounded memory.
+        """
+        from sdmtalk.motion.types import Motion, MotionControls
+
+        controls = MotionControls() if controls is None else controls
+        _check_controls(controls, self.cfg.diffusion_steps)
+        source = np.asarray(source_canonical, dtype=np.float32)
+        if source.shape != (N_POINTS, 2):
+            raise ValueError(f"source_canonical must be (68, 2), got {source.shape}")
+        was_training = self.training
+        self.eval()
+        try:
+            coarse, content = self._coarse_sequence(features, controls)
+            final = self._diffuse_sequence(coarse, content, controls)
+        finally:
+            self.train(was_training)
+        pose, delta = (v[0].cpu().numpy().astype(np.float32) for v in self.denormalize(final))
+        pose, delta = _apply_controls(pose, delta, source, controls)
+        return Motion(pose=pose, delta=delta)
+
+    def _generator(self, controls, stream: int) -> torch.Generator:
+        """Independent seeded random streams (pose modes, diffusion) for one seed."""
+        return torch.Generator().manual_seed(int(controls.seed) * 2 + stream)
+
+    def _coarse_sequence(self, features, controls):
+        """-> (coarse (1, T, D), content (1, T, C)): f_con / f_rhy in chunks, G_c carried."""
+        dev = self.motion_mean.device
+        mel = torch.as_tensor(np.asarray(features.mel), dtype=torch.float32, device=dev)[None]
+        pros = torch.as_tensor(np.asarray(features.prosody), dtype=torch.float32, device=dev)[None]
+        T = pros.shape[1]
+        if T == 0 or mel.shape[1] != 4 * T:
+            raise ValueError(f"features need mel (4T, 80) and prosody (T, 4) with T > 0, got "
+                             f"{tuple(mel.shape[1:])} and {tuple(pros.shape[1:])}")
+        mel, pros = self._speech(mel, pros)
+        content = self._chunked(self.content, mel, 4, T)
+        parts, state = [], None
+        g = self._generator(controls, 0)
+        step = self.cfg.chunk - self.cfg.chunk % self.cfg.segment or self.cfg.segment
+        for s in range(0, T, step):  # chunk boundaries on segment boundaries
+            e = min(s + step, T)
+            coarse, state = self._coarse_prior(content[:, s:e], pros[:, s:e], g, controls.ablation,
+                                               controls.rhythm_scale, state)
+            parts.append(coarse)
+        coarse = torch.cat(parts, 1)
+        return coarse, content
+
+    def _chunked(self, fn, x, rate: int, T: int, margin: int = 16):
+        """fn over frames [s - margin, s + chunk + margin) of x (1, rate T, F), cropped: the same
+        result as fn over the whole sequence (margin > receptive field), bounded memory."""
+        outs, n = [], self.cfg.chunk
+        for s in range(0, T, n):
+            a, b = max(0, s - margin), min(T, s + n + margin)
+            outs.append(fn(x[:, rate * a:rate * b])[:, s - a:s - a + min(n, T - s)])
+        return torch.cat(outs, 1)

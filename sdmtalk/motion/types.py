@@ -1,0 +1,136 @@
+"""The motion representation shared by every motion model, the renderer and evaluation.
+
+A talking-head landmark sequence L (T, 68, 2) is split (method.md, Representation) into
+  - the per-frame similarity of the face relative to frame 0 (head pose), and
+  - the non-rigid change of the canonical shape relative to frame 0 (lips, jaw, brows, and
+    yaw/pitch, which a 2-D similarity cannot express).
+Both are relative to the first frame, so one motion can drive any face (paper: F_i is
+predicted as displacements from the source shape S0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from sdmtalk.face.align import (
+    ALIGN_WEIGHTS,
+    Similarity,
+    fit_similarity,
+    sim_apply,
+    sim_compose,
+    sim_inverse,
+)
+from sdmtalk.face.template import CANONICAL_TEMPLATE
+
+MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
+INNER_LIP = slice(60, 68)
+_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
+ABLATIONS = ("no_pose", "no_rhythm", "no_diffusion", "full_diffusion")  # paper Fig. 3 (+ full depth)
+
+
+@dataclass
+class Motion:
+    """pose (T, 4) float32: frame i's canonical->image similarity relative to frame 0's, in
+    frame 0's canonical units, as [log scale ratio, angle (rad), tx, ty] (all 0 at rest);
+    delta (T, 68, 2) float32: canonical shape of frame i minus that of frame 0."""
+
+    pose: np.ndarray
+    delta: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.pose = np.asarray(self.pose, dtype=np.float32)
+        self.delta = np.asarray(self.delta, dtype=np.float32)
+        t = self.pose.shape[0] if self.pose.ndim == 2 else -1
+        if self.pose.shape != (t, 4) or self.delta.shape != (t, 68, 2):
+            raise ValueError(
+                f"Motion needs pose (T, 4) and delta (T, 68, 2), got {self.pose.shape} and {self.delta.shape}"
+            )
+
+    def __len__(self) -> int:
+        return self.pose.shape[0]
+
+    @classmethod
+    def still(cls, num_frames: int) -> Motion:
+        """No motion at all: every frame is the source photo."""
+        return cls(np.zeros((num_frames, 4), np.float32), np.zeros((num_frames, 68, 2), np.float32))
+
+
+@dataclass
+class MotionControls:
+    """User controls of one generation. Scales multiply the model's pose motion, lip
+    motion (MOUTH delta) and rhythmic branch output; still=True keeps the head fixed (lips
+    only); diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse
+    motion only); ablation: one of ABLATIONS (paper Fig. 3) or None for the full model."""
+
+    seed: int = 0
+    pose_scale: float = 1.0
+    lip_scale: float = 1.0
+    rhythm_scale: float = 1.0
+    still: bool = False
+    diffusion_steps: Literal["auto"] | int = "auto"
+    ablation: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pose_scale", "lip_scale", "rhythm_scale"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        steps = self.diffusion_steps
+        if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ValueError(f"diffusion_steps must be 'auto' or an integer >= 0, got {steps!r}")
+        if self.ablation is not None:
+            self.ablation = self.ablation.replace("-", "_")  # accept "no-pose" and "no_pose"
+            if self.ablation not in ABLATIONS:
+                raise ValueError(f"unknown ablation {self.ablation!r}: use one of {', '.join(ABLATIONS)}")
+
+
+@runtime_checkable
+class MotionModel(Protocol):
+    """Anything that turns speech features into motion for a source face."""
+
+    def generate(self, features, source_canonical: np.ndarray, controls: MotionControls) -> Motion:
+        """features: sdmtalk.audio.AudioFeatures (T frames); source_canonical: (68, 2) the
+        photo's canonical shape (to_canonical of its landmarks). Returns a T-frame Motion."""
+        ...
+
+
+def motion_from_landmarks(landmarks: np.ndarray) -> tuple[Motion, np.ndarray, Similarity]:
+    """Landmarks (T, 68, 2) pixels -> (Motion, frame 0's canonical shape (68, 2) float32,
+    frame 0's image->canonical Similarity). Frame 0 must be finite; NaN frames stay NaN."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2) or len(landmarks) == 0:
+        raise ValueError(f"expected landmarks (T, 68, 2) with T >= 1, got {landmarks.shape}")
+    if not np.isfinite(landmarks[0]).all():
+        raise ValueError("the first frame's landmarks must be valid: motion is relative to it")
+    sims = fit_similarity(landmarks, CANONICAL_TEMPLATE, ALIGN_WEIGHTS)  # as to_canonical, float64
+    canonical = sim_apply(sims, landmarks)
+    # pose_i = sims_0 ∘ sims_i^-1: canonical_i -> image_i -> frame 0's canonical frame.
+    pose = sim_compose(sims[:1], sim_inverse(sims))
+    motion = Motion(pose=pose, delta=canonical - canonical[:1])
+    return motion, canonical[0].astype(np.float32), Similarity.from_vector(sims[0])
+
+
+def apply_motion(source_landmarks: np.ndarray, motion: Motion) -> np.ndarray:
+    """Put a motion on a source face: (68, 2) photo pixels + Motion -> (T, 68, 2) float32.
+
+    The inverse of motion_from_landmarks: apply_motion(L[0], motion_from_landmarks(L)[0])
+    gives back L.
+    """
+    source = np.asarray(source_landmarks, dtype=np.float64)
+    if source.shape != (68, 2):
+        raise ValueError(f"expected source landmarks (68, 2), got {source.shape}")
+    sim0 = fit_similarity(source, CANONICAL_TEMPLATE, ALIGN_WEIGHTS)
+    canonical = sim_apply(sim0, source) + motion.delta.astype(np.float64)
+    to_image = sim_compose(sim_inverse(sim0), motion.pose.astype(np.float64))
+    return sim_apply(to_image, canonical).astype(np.float32)
+
+
+def lip_gap(shape: np.ndarray) -> np.ndarray:
+    """Inner-lip opening of (..., 68, 2) landmarks or canonical shapes -> (...), same units:
+    the mean distance of the facing inner-lip pairs 61-67, 62-66, 63-65."""
+    shape = np.asarray(shape)
+    upper = shape[..., [a for a, _ in _LIP_PAIRS], :]
+    lower = shape[..., [b for _, b in _LIP_PAIRS], :]
+    return np.linalg.norm(upper - lower, axis=-1).mean(axis=-1)

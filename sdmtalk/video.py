@@ -1,0 +1,298 @@
+"""Video I/O with PyAV: the only module that writes mp4 (H.264 + AAC), and the reader that
+brings any source video to the 25 fps clock the rest of sdmtalk works on."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk.audio.loading import decode_audio
+from sdmtalk.errors import InputError
+
+AAC_RATE = 48000  # AAC frames are 1024 samples: 21 ms at 48 kHz keeps the audio end tight
+_TIME_TOLERANCE = Fraction(1, 1000)  # containers round timestamps to the millisecond
+
+
+@dataclass
+class VideoClip:
+    """frames (T, H, W, 3) uint8 RGB at `fps`; audio (N,) float32 16 kHz mono lined up with
+    frame 0, or None when the file has no sound; src_fps of the file; duration = T / fps."""
+
+    frames: np.ndarray
+    audio: np.ndarray | None
+    src_fps: float
+    duration: float
+    fps: int = FPS
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_mp4(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    audio: np.ndarray | None,
+    fps: int = FPS,
+    progress: Callable[[int], object] | None = None,
+    crf: int = 20,
+) -> Path:
+    """Encode frames (each (H, W, 3) uint8 RGB, H and W even) + 16 kHz mono audio to mp4.
+
+    H.264 yuv420p + AAC mono. The audio is cut or zero-padded to exactly len(frames) / fps.
+    `progress(1)` is called after each frame (so a tqdm bar's `update` fits). The file
+    appears only when complete: it is written under a temp name in the same folder and
+    renamed; the temp is removed on any error, Ctrl-C included. Raises InputError when the
+    output folder is missing or not writable. Returns the path written.
+    """
+    path = Path(path)
+    tmp = _temp_file_beside(path)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container:
+            _encode(container, iter(frames), audio, fps, progress, crf)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _temp_file_beside(path: Path) -> Path:
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"output folder does not exist: {folder}: create it or choose another output path")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part.mp4", dir=folder)
+    except OSError as err:
+        raise InputError(f"cannot write to output folder {folder} ({err.strerror}): choose a writable folder") from None
+    os.close(fd)
+    return Path(name)
+
+
+def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) -> None:
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("write_mp4 got no frames")
+    height, width = _check_frame(first, None)
+    video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    video.options = {"crf": str(crf), "preset": "veryfast"}
+    sound = None
+    if audio is not None:
+        audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        sound = container.add_stream("aac", rate=AAC_RATE, layout="mono")
+        sound.bit_rate = 96_000
+    index, frame = 0, first
+    while frame is not None:
+        _check_frame(frame, (height, width))
+        container.mux(video.encode(_video_frame(frame, index)))
+        if sound is not None:  # interleave: the audio that belongs to this frame
+            container.mux(sound.encode(_audio_frame(audio, index, fps)))
+        if progress is not None:
+            progress(1)
+        index += 1
+        frame = next(frames, None)
+    container.mux(video.encode(None))
+    if sound is not None:
+        container.mux(sound.encode(None))
+
+
+def _check_frame(frame: np.ndarray, shape: tuple[int, int] | None) -> tuple[int, int]:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+    if shape is None and (frame.shape[0] % 2 or frame.shape[1] % 2):
+        raise ValueError(f"H.264 yuv420p needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}")
+    if shape is not None and frame.shape[:2] != shape:
+        raise ValueError(f"all frames must be {shape[1]}x{shape[0]}, got {frame.shape[1]}x{frame.shape[0]}")
+    return frame.shape[0], frame.shape[1]
+
+
+def _video_frame(frame: np.ndarray, index: int) -> av.VideoFrame:
+    out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    out.pts = index
+    return out
+
+
+def _audio_frame(audio: np.ndarray, index: int, fps) -> av.AudioFrame:
+    """Samples of video frame `index` ([round(i*sr/fps), round((i+1)*sr/fps))), zero past the end."""
+    start, end = (round(Fraction(i * SAMPLE_RATE) / Fraction(fps)) for i in (index, index + 1))
+    chunk = np.zeros((1, end - start), np.float32)
+    available = audio[start:end]
+    chunk[0, : len(available)] = available
+    out = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+    out.sample_rate = SAMPLE_RATE
+    out.pts, out.time_base = start, Fraction(1, SAMPLE_RATE)
+    return out
+
+
+# ---------------------------------------------------------------- reading
+
+
+def probe_video(path: str | Path) -> dict:
+    """Header facts: {fps, frames, width, height, duration, has_audio}. width/height are the
+    displayed size (a phone video stored landscape with a 90-degree turn reports portrait);
+    frames counts source frames (estimated from duration * fps when the header lacks it)."""
+    path = Path(path)
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        duration = _duration(container, stream)
+        frames = stream.frames or int(round(duration * fps))
+        has_audio = bool(container.streams.audio)
+        first = next(_decode_frames(container, stream, path), None)
+        if first is None:
+            raise InputError(f"video has no decodable frames: {path}: use another video file")
+        width, height = first.width, first.height
+        if round(first.rotation / 90) % 2:
+            width, height = height, width
+    return dict(fps=fps, frames=frames, width=width, height=height, duration=duration, has_audio=has_audio)
+
+
+def read_video(path: str | Path, fps: int = FPS, max_side: int | None = None) -> VideoClip:
+    """Whole video -> VideoClip at `fps` (frames as iter_video_frames gives them), with the
+    sound track lined up with frame 0 and cut/padded to the clip's length."""
+    path = Path(path)
+    reader = _FrameReader(path, fps, max_side)
+    frames = list(reader)
+    if not frames:
+        raise InputError(f"video has no decodable frames: {path}: use another video file")
+    audio = _aligned_audio(path, reader.start_time, len(frames), fps) if reader.has_audio else None
+    return VideoClip(np.stack(frames), audio, reader.src_fps, len(frames) / fps, fps)
+
+
+def _aligned_audio(path: Path, video_start: float, num_frames: int, fps: int) -> np.ndarray:
+    """Sound track shifted so sample 0 plays with frame 0, cut/padded to the video's length."""
+    track = decode_audio(path)
+    offset = int(round((track.start_time - video_start) * SAMPLE_RATE))
+    wav = np.pad(track.samples, (offset, 0)) if offset > 0 else track.samples[-offset:]
+    length = int(round(num_frames * SAMPLE_RATE / fps))
+    return np.pad(wav[:length], (0, max(0, length - len(wav))))
+
+
+def iter_video_frames(path: str | Path, fps: int = FPS, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames resampled to `fps` by timestamp.
+
+    Output frame k shows the latest source frame whose timestamp is at or before k / fps
+    (measured from the first frame), so 30 or 50 fps sources drop frames and slower ones
+    repeat them; the clip ends with the last source frame's display period. max_side
+    downscales (area filter) so the longer side is at most that many pixels; display
+    rotation is applied. Raises InputError for unreadable, corrupt or truncated files.
+    """
+    yield from _FrameReader(Path(path), fps, max_side)
+
+
+class _FrameReader:
+    """Iterating decodes and resamples; afterwards `start_time` holds frame 0's timestamp."""
+
+    def __init__(self, path: Path, fps: int, max_side: int | None):
+        self.path, self.max_side = path, max_side
+        self.step = 1 / Fraction(fps).limit_denominator(1001)
+        self.start_time = 0.0
+        with _open_video(path) as container:  # fail on open, not on first next()
+            stream = container.streams.video[0]
+            self.src_fps = float(stream.average_rate or stream.guessed_rate or fps)
+            self.has_audio = bool(container.streams.audio)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        with _open_video(self.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            k, held, t0, decoded = 0, None, None, 0
+            for frame in _decode_frames(container, stream, self.path):
+                decoded += 1
+                t = _frame_time(frame, held, self.src_fps)
+                if t0 is None:
+                    t0, self.start_time = t, float(t)
+                while held is not None and k * self.step + _TIME_TOLERANCE < t - t0:
+                    yield held.image()
+                    k += 1
+                held = _Held(frame, t, self.max_side, self.src_fps)
+            while held is not None and k * self.step + _TIME_TOLERANCE < held.end - t0:
+                yield held.image()
+                k += 1
+            _check_complete(self.path, decoded, stream.frames)
+
+
+class _Held:
+    """A decoded frame, converted to RGB at most once however often it is repeated."""
+
+    def __init__(self, frame: av.VideoFrame, time: Fraction, max_side: int | None, src_fps: float):
+        self.frame, self.time, self.max_side, self._image = frame, time, max_side, None
+        if frame.duration and frame.time_base is not None:
+            self.end = time + frame.duration * Fraction(frame.time_base)
+        else:
+            self.end = time + 1 / Fraction(src_fps).limit_denominator(1001)
+
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            self._image = _to_rgb(self.frame, self.max_side)
+        return self._image
+
+
+def _check_complete(path: Path, decoded: int, expected: int) -> None:
+    """FFmpeg stops quietly at the cut of a truncated file; the header still knows the count.
+    A little slack: edit lists may hide a few leading frames."""
+    if expected and decoded < expected - max(2, expected // 100):
+        raise InputError(
+            f"video is truncated: {path} (decoded {decoded} of {expected} frames): "
+            "re-export or re-download it"
+        )
+
+
+def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+    width, height = frame.width, frame.height
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    image = frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
+    turns = round(frame.rotation / 90) % 4 if frame.rotation else 0
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def _frame_time(frame: av.VideoFrame, previous: _Held | None, src_fps: float) -> Fraction:
+    if frame.pts is not None and frame.time_base is not None:
+        return frame.pts * Fraction(frame.time_base)
+    # No timestamp (raw streams): one source period after the previous frame.
+    return Fraction(0) if previous is None else previous.end
+
+
+def _decode_frames(container, stream, path: Path) -> Iterator[av.VideoFrame]:
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as err:
+        raise InputError(f"video is corrupt or truncated: {path} ({_reason(err)}): re-export or re-download it") from None
+
+
+def _open_video(path: Path):
+    if not path.exists():
+        raise InputError(f"video file not found: {path}: check the path")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InputError(f"video file is empty or not a file: {path}: pass an mp4/mov/avi/mkv video")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as err:
+        raise InputError(f"cannot read video {path} ({_reason(err)}): pass an mp4/mov/avi/mkv video") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"no video stream in {path}: pass a video file, not audio")
+    return container
+
+
+def _duration(container, stream) -> float:
+    if stream.duration is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return str(text).split(":")[0].strip()

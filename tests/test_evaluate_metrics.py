@@ -1,0 +1,244 @@
+"""Each evaluation metric on constructed cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sdmtalk.evaluate import metrics as M
+from sdmtalk.face.template import CANONICAL_TEMPLATE
+
+RNG = np.random.default_rng(0)
+
+
+def face_track(t: int = 50) -> np.ndarray:
+    """(T, 68, 2) landmarks of a still face: the template at 70 px inter-ocular, centred at 128."""
+    return np.repeat((CANONICAL_TEMPLATE * 70 + 128)[None].astype(np.float64), t, axis=0)
+
+
+def smooth_signal(n: int, seed: int = 0) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(np.random.default_rng(seed).normal(size=n), 2.0)
+
+
+# --- LMD --------------------------------------------------------------------------------------
+
+
+def test_lmd_identical_is_zero():
+    lm = face_track() + RNG.normal(size=(50, 68, 2))
+    assert M.lmd(lm, lm) == 0.0
+    assert M.lmd(lm, lm, points=M.MOUTH) == 0.0
+
+
+def test_lmd_shifted_set_gives_the_shift_length():
+    lm = face_track()
+    assert M.lmd(lm + np.array([3.0, 4.0]), lm) == pytest.approx(5.0)
+    shifted_mouth = lm.copy()
+    shifted_mouth[:, M.MOUTH] += np.array([0.0, 2.0])
+    assert M.lmd(shifted_mouth, lm, points=M.MOUTH) == pytest.approx(2.0)
+    assert M.lmd(shifted_mouth, lm) == pytest.approx(2.0 * 20 / 68)
+    # centred: a mouth that only moved is the same mouth shape
+    assert M.lmd(shifted_mouth, lm, points=M.MOUTH, centre=True) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_lmd_scores_valid_frames_only():
+    lm = face_track(4)
+    bad = lm.copy()
+    bad[1] += 100.0
+    valid = np.array([True, False, True, True])
+    assert M.lmd(bad, lm, valid=valid) == 0.0
+    assert np.isnan(M.lmd(bad, lm, valid=np.zeros(4, bool)))
+
+
+# --- SSIM / PSNR --------------------------------------------------------------------------------
+
+
+def test_ssim_psnr_identical_and_noisy():
+    from skimage import data
+
+    frames = np.stack([data.astronaut()[i:i + 64, 200:264] for i in (0, 40, 80)])
+    assert M.ssim(frames, frames) == pytest.approx(1.0)
+    assert M.psnr(frames, frames) == np.inf
+    noisy = np.clip(frames.astype(int) + RNG.normal(0, 20, frames.shape), 0, 255).astype(np.uint8)
+    mse = ((noisy.astype(float) - frames) ** 2).reshape(3, -1).mean(1)
+    assert M.psnr(noisy, frames) == pytest.approx(np.mean(10 * np.log10(255**2 / mse)))
+    assert 0.0 < M.ssim(noisy, frames) < 0.95
+
+
+# --- CSIM ---------------------------------------------------------------------------------------
+
+
+def _detect(image: np.ndarray) -> np.ndarray:
+    import dlib
+
+    det = dlib.get_frontal_face_detector()(image, 1)
+    pred = dlib.shape_predictor(str(M.dlib_model_dir() / "shape_predictor_68_face_landmarks.dat"))
+    shape = pred(image, max(det, key=lambda r: r.area()))
+    return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    import matplotlib.cbook
+    from skimage import data
+
+    astronaut = data.astronaut()
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        from PIL import Image
+
+        hopper = np.asarray(Image.open(f).convert("RGB"))
+    return astronaut, hopper
+
+
+def test_csim_same_face_high_other_face_lower(faces):
+    astronaut, hopper = faces
+    emb = M.IdentityEmbedder()
+    a = emb.embed(astronaut, _detect(astronaut))
+    assert a.shape == (128,)
+    brighter = np.clip(astronaut.astype(int)[:, ::-1] + 25, 0, 255).astype(np.uint8)  # mirrored, brighter
+    a2 = emb.embed(brighter, _detect(brighter))
+    h = emb.embed(hopper, _detect(hopper))
+    same = M.csim(a, a2[None])
+    other = M.csim(a, h[None])
+    assert same > 0.95
+    assert other < same - 0.03
+    assert M.csim(a, np.stack([a, a])) == pytest.approx(1.0)
+
+
+# --- FID ----------------------------------------------------------------------------------------
+
+
+def test_frechet_distance_known_gaussians():
+    d = 4
+    mu = np.zeros(d)
+    assert M.frechet_distance(mu, np.eye(d), mu + 2.0, np.eye(d)) == pytest.approx(4.0 * d)
+    # diagonal covariances: sum (sqrt(a) - sqrt(b))^2
+    a, b = np.diag([1.0, 4.0, 9.0, 1.0]), np.diag([4.0, 4.0, 1.0, 1.0])
+    assert M.frechet_distance(mu, a, mu, b) == pytest.approx(1 + 0 + 4 + 0)
+
+
+def test_fid_identical_sets_zero_and_shift_grows():
+    x = RNG.normal(size=(400, 8))
+    assert M.fid(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert M.fid(x, x + 1.0) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_inception_features_shape_and_determinism():
+    import torch
+
+    torch.set_num_threads(1)
+    imgs = RNG.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    f = M.inception_features(imgs)
+    assert f.shape == (2, 2048)
+    assert np.isfinite(f).all() and (f >= 0).all()  # pool features after ReLU
+    np.testing.assert_allclose(M.inception_features(imgs[:1]), f[:1], rtol=1e-4, atol=1e-5)
+
+
+# --- lip sync -----------------------------------------------------------------------------------
+
+
+def test_inner_lip_gap_known_opening():
+    lm = face_track(3)
+    lm[1, M.INNER_LOWER, 1] += 6.0
+    gap = M.inner_lip_gap(lm)
+    assert gap[1] - gap[0] == pytest.approx(6.0, abs=0.5)  # exactly 6 if the lips were vertical
+    assert gap[0] == pytest.approx(gap[2])
+
+
+def test_av_offset_recovers_a_known_delay():
+    energy = smooth_signal(200)
+    for delay in (-4, 0, 3, 7):
+        mouth = np.roll(energy, delay) + 0.1 * smooth_signal(200, seed=5)
+        res = M.av_offset(mouth, energy, max_offset=10)
+        assert res["offset"] == delay
+        assert res["corr"] > 0.9 and res["confidence"] > 0.3
+
+
+def test_lip_energy_and_gap_correlation_and_amplitude_ratio():
+    real = smooth_signal(150)
+    assert M.lip_energy_correlation(real, real) == pytest.approx(1.0)
+    assert M.lip_gap_correlation(0.4 * real + 3, real) == pytest.approx(1.0)
+    assert M.amplitude_ratio(0.4 * real + 3, real) == pytest.approx(0.4)
+    assert np.isnan(M.lip_gap_correlation(np.ones(150), real))  # static mouth: undefined
+
+
+def test_frame_loudness_follows_the_envelope():
+    sr, t = 16000, 50
+    env = np.repeat(np.where(np.arange(t) % 10 < 5, 1.0, 0.01), sr // 25)
+    wav = env * np.sin(2 * np.pi * 220 * np.arange(len(env)) / sr)
+    loud = M.frame_loudness(wav, t)
+    assert loud.shape == (t,)
+    assert loud.max() == 0.0
+    np.testing.assert_allclose(loud[5:10], -40.0, atol=0.5)
+
+
+# --- head motion --------------------------------------------------------------------------------
+
+
+def test_head_pose_roll_and_translation():
+    lm = face_track(2)
+    centre = lm[0, M.RIGID].mean(0)
+    angle = np.radians(10)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lm[1] = (lm[1] - centre) @ rot.T + centre + np.array([5.0, -2.0])
+    pose = M.head_pose(lm)
+    assert pose[1, 0] - pose[0, 0] == pytest.approx(10.0, abs=1e-6)
+    np.testing.assert_allclose(pose[1, 1:] - pose[0, 1:], [5.0, -2.0], atol=1e-6)
+
+
+def test_head_motion_stats_known_values():
+    t = np.arange(100)
+    pose = np.stack([np.where(t % 2 == 0, 1.0, -1.0), 0.2 * t, np.zeros(100)], axis=1)
+    s = M.head_motion_stats(pose, fps=25)
+    assert s["roll_std"] == pytest.approx(1.0)
+    assert s["roll_speed"] == pytest.approx(2.0 * 25)
+    assert s["pos_speed"] == pytest.approx(0.2 * 25)
+
+
+def test_pose_diversity_zero_for_equal_seeds_known_for_offsets():
+    base = np.stack([smooth_signal(60), smooth_signal(60, 1), smooth_signal(60, 2)], axis=1)
+    assert M.pose_diversity(np.stack([base, base, base]))["roll_deg"] == pytest.approx(0.0, abs=1e-12)
+    div = M.pose_diversity(np.stack([base + [1.0, 3.0, 4.0], base - [1.0, 3.0, 4.0]]))
+    assert div["roll_deg"] == pytest.approx(1.0)
+    assert div["pos_px"] == pytest.approx(5.0)
+    assert np.isnan(M.pose_diversity(base[None])["roll_deg"])
+
+
+def test_jitter_constant_zero_alternating_known():
+    lm = face_track(20)
+    assert M.jitter(lm) == 0.0
+    assert M.jitter(lm + np.linspace(0, 10, 20)[:, None, None]) == pytest.approx(0.0, abs=1e-9)
+    shaky = lm.copy()
+    shaky[:, :, 0] += np.where(np.arange(20) % 2 == 0, 0.5, -0.5)[:, None]
+    assert M.jitter(shaky) == pytest.approx(2.0)  # |0.5 - 2(-0.5) + 0.5|
+
+
+def test_beat_align_known_cases():
+    beats = np.array([10, 30, 50])
+    assert M.beat_align(beats, beats) == pytest.approx(1.0)
+    assert M.beat_align(beats + 100, beats) == pytest.approx(0.0, abs=1e-12)
+    assert M.beat_align(beats + 2, beats, sigma=2.0) == pytest.approx(np.exp(-0.5))
+    assert M.beat_align(np.array([]), beats) == 0.0
+    assert np.isnan(M.beat_align(beats, np.array([])))
+
+
+def test_kinematic_beats_at_speed_minima():
+    # the head swings x = 10 sin(2 pi t / 20): speed minima at the turning points t = 5, 15, ...
+    t = np.arange(100)
+    lm = face_track(100) + (10 * np.sin(2 * np.pi * t / 20))[:, None, None] * np.array([1.0, 0.0])
+    beats = M.kinematic_beats(M.head_speed(lm))
+    turning = np.arange(5, 100, 10)
+    assert len(beats) >= 8
+    assert np.abs(beats[:, None] - turning[None]).min(axis=1).max() <= 1
+
+
+def test_audio_onsets_on_clicks():
+    sr = 16000
+    wav = np.zeros(sr * 4, np.float32)
+    for f in (20, 45, 70):  # bursts at frames 20, 45, 70
+        s = f * 640
+        wav[s:s + 1600] = np.random.default_rng(f).normal(0, 0.5, 1600)
+    on = M.audio_onsets(wav, 100)
+    assert len(on) == 3
+    np.testing.assert_allclose(on, [20, 45, 70], atol=1)

@@ -1,0 +1,111 @@
+"""Bad input to `sdmtalk generate`: one clear line naming the file, exit code 2, no output file.
+Odd but valid photos (grayscale, RGBA, 16-bit, huge) must work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+from skimage import data
+
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.audio import synthesize_speech
+from sdmtalk.cli import main
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    d = tmp_path_factory.mktemp("good")
+    photo = d / "face.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    audio = d / "speech.wav"
+    sf.write(audio, synthesize_speech("Hi there")[: SAMPLE_RATE], SAMPLE_RATE)
+    return photo, audio
+
+
+def run(capsys, image, audio, out, *extra):
+    rc = main(["generate", "--image", str(image), "--audio", str(audio), "-o", str(out),
+               "--motion", "energy", "-q", *extra])
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def assert_clean_failure(rc, err, out, *needles):
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists()
+    assert not list(out.parent.glob(f"*{out.stem}*")), "a temp or partial output was left behind"
+
+
+def test_photo_without_face(good, tmp_path, capsys):
+    texture = tmp_path / "wall.png"
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(texture)
+    out = tmp_path / "o.mp4"
+    assert_clean_failure(*run(capsys, texture, good[1], out), out, "wall.png", "face")
+
+
+def test_non_image_file(good, tmp_path, capsys):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not a picture")
+    out = tmp_path / "o.mp4"
+    assert_clean_failure(*run(capsys, fake, good[1], out), out, "notes.jpg")
+
+
+def test_missing_photo(good, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert_clean_failure(*run(capsys, tmp_path / "nope.png", good[1], out), out, "nope.png")
+
+
+@pytest.mark.parametrize("kind", ["empty", "silent", "corrupt", "image"])
+def test_bad_audio(good, tmp_path, capsys, kind):
+    bad = tmp_path / f"{kind}.wav"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "silent":
+        sf.write(bad, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    elif kind == "corrupt":
+        bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(range(200)))
+    else:
+        bad.write_bytes(good[0].read_bytes())
+    out = tmp_path / "o.mp4"
+    assert_clean_failure(*run(capsys, good[0], bad, out), out, bad.name)
+
+
+def test_unwritable_output(good, tmp_path, capsys):
+    out = tmp_path / "missing_dir" / "o.mp4"
+    rc, err = run(capsys, good[0], good[1], out)
+    assert rc == 2 and "missing_dir" in err and len(err.splitlines()) == 1
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out2 = blocker / "o.mp4"
+    rc, err = run(capsys, good[0], good[1], out2)
+    assert rc == 2 and "afile" in err
+
+
+def test_face_index_out_of_range(good, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    rc, err = run(capsys, good[0], good[1], out, "--face-index", "3")
+    assert_clean_failure(rc, err, out, "face")
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit", "huge"])
+def test_odd_photos_work(good, tmp_path, capsys, kind):
+    img = data.astronaut()
+    path = tmp_path / f"{kind}.png"
+    if kind == "gray":
+        Image.fromarray(img.mean(2).astype(np.uint8), "L").save(path)
+    elif kind == "rgba":
+        Image.fromarray(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]), "RGBA").save(path)
+    elif kind == "16bit":
+        Image.fromarray((img.mean(2) * 257).astype(np.uint16)).save(path)
+    else:
+        big = np.asarray(Image.fromarray(img).resize((8000, 6000), Image.BILINEAR))
+        path = tmp_path / "huge.jpg"
+        Image.fromarray(big).save(path, quality=80)
+    out = tmp_path / "o.mp4"
+    rc, err = run(capsys, path, good[1], out)
+    assert rc == 0, err
+    assert out.stat().st_size > 1000

@@ -30,7 +30,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg, or a video file's audio)")
     io.add_argument("-o", "--output", help="output mp4 (default: sdmtalk_out.mp4)")
     io.add_argument("--demo", action="store_true", help="use the bundled demo photo and speech")
-    io.add_argument("--face-index", type=int, default=None, help="which face when the photo has several (0 = largest)")
+    io.add_argument("--face-index", type=int, default=None, help="which face when the photo has several (numbered left to right from 0; default: the largest)")
     m = p.add_argument_group("motion")
     m.add_argument("--motion", choices=["sdm", "energy", "static"], default="sdm",
                    help="sdm: the trained model (default); energy: loudness baseline; static: no motion")

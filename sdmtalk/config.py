@@ -44,6 +44,7 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between ckpt-last.pt writes (also written at the end)
     log_every: int = 50  # steps averaged into one row of metrics.csv
     seed: int = 0
+    stats_windows: int = 2000  # train windows sampled for the motion/mel normalisation stats
     num_workers: int = 2
     grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
     device: str = "auto"  # auto = CUDA when available, else CPU
@@ -52,7 +53,7 @@ class TrainConfig:
     def tiny(cls) -> TrainConfig:
         """Trains for real on a few clips in seconds on CPU (the backbone of the tests)."""
         return cls(steps=40, batch_size=4, window=32, val_every=20, val_batches=2,
-                   ckpt_every=20, log_every=5, num_workers=0)
+                   ckpt_every=20, log_every=5, stats_windows=200, num_workers=0)
 
     @classmethod
     def base(cls) -> TrainConfig:

@@ -164,7 +164,7 @@ class TalkingFacePipeline:
             check_output_path(p, [image_path, audio_path])
         t0 = time.perf_counter()
         image = load_image(image_path)
-        face = detect_face(image, face_index=face_index)
+        face = detect_face(image, face_index=face_index, name=str(image_path))
         self._report_faces(face, image_path)
         wav = load_audio(audio_path)
         features = compute_features(wav)

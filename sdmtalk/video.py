@@ -4,7 +4,7 @@ brings any source video to the 25 fps clock the rest of sdmtalk works on."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +18,6 @@ from sdmtalk.audio.loading import decode_audio
 from sdmtalk.errors import InputError
 
 AAC_RATE = 48000  # AAC frames are 1024 samples: 21 ms at 48 kHz keeps the audio end tight
-_TIME_TOLERANCE = Fraction(1, 1000)  # containers round timestamps to the millisecond
 
 
 @dataclass
@@ -40,13 +39,14 @@ def write_mp4(
     path: str | Path,
     frames: Iterable[np.ndarray],
     audio: np.ndarray | None,
-    fps: int = FPS,
+    fps: int | Fraction = FPS,
     progress: Callable[[int], object] | None = None,
     crf: int = 20,
 ) -> Path:
     """Encode frames (each (H, W, 3) uint8 RGB, H and W even) + 16 kHz mono audio to mp4.
 
-    H.264 yuv420p + AAC mono. The audio is cut or zero-padded to exactly len(frames) / fps.
+    H.264 yuv420p + AAC mono (48 kHz). The audio is cut or zero-padded to exactly
+    len(frames) / fps seconds; audio=None writes a silent-film mp4 with no audio stream.
     `progress(1)` is called after each frame (so a tqdm bar's `update` fits). The file
     appears only when complete: it is written under a temp name in the same folder and
     renamed; the temp is removed on any error, Ctrl-C included. Raises InputError when the
@@ -55,7 +55,9 @@ def write_mp4(
     path = Path(path)
     tmp = _temp_file_beside(path)
     try:
-        with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container:
+        with av.open(
+            str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}
+        ) as container:
             _encode(container, iter(frames), audio, fps, progress, crf)
         os.replace(tmp, path)
     except BaseException:
@@ -65,15 +67,23 @@ def write_mp4(
 
 
 def _temp_file_beside(path: Path) -> Path:
+    """Create an empty hidden temp file next to `path` (same file system, so the final
+    rename is atomic; created with open() so the usual umask permissions apply)."""
     folder = path.parent
     if not folder.is_dir():
-        raise InputError(f"output folder does not exist: {folder}: create it or choose another output path")
+        raise InputError(
+            f"output folder does not exist: {folder}: create it or choose another output path"
+        )
+    if path.is_dir():
+        raise InputError(f"output path is a folder: {path}: give a file name ending in .mp4")
+    tmp = folder / f".{path.stem}.{secrets.token_hex(4)}.part.mp4"
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part.mp4", dir=folder)
+        tmp.open("xb").close()
     except OSError as err:
-        raise InputError(f"cannot write to output folder {folder} ({err.strerror}): choose a writable folder") from None
-    os.close(fd)
-    return Path(name)
+        raise InputError(
+            f"cannot write to output folder {folder} ({err.strerror}): choose a writable folder"
+        ) from None
+    return tmp
 
 
 def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) -> None:
@@ -108,9 +118,13 @@ def _check_frame(frame: np.ndarray, shape: tuple[int, int] | None) -> tuple[int,
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
     if shape is None and (frame.shape[0] % 2 or frame.shape[1] % 2):
-        raise ValueError(f"H.264 yuv420p needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}")
+        raise ValueError(
+            f"H.264 yuv420p needs even frame sides, got {frame.shape[1]}x{frame.shape[0]}"
+        )
     if shape is not None and frame.shape[:2] != shape:
-        raise ValueError(f"all frames must be {shape[1]}x{shape[0]}, got {frame.shape[1]}x{frame.shape[0]}")
+        raise ValueError(
+            f"all frames must be {shape[1]}x{shape[0]}, got {frame.shape[1]}x{frame.shape[0]}"
+        )
     return frame.shape[0], frame.shape[1]
 
 
@@ -152,7 +166,9 @@ def probe_video(path: str | Path) -> dict:
         width, height = first.width, first.height
         if round(first.rotation / 90) % 2:
             width, height = height, width
-    return dict(fps=fps, frames=frames, width=width, height=height, duration=duration, has_audio=has_audio)
+    return dict(
+        fps=fps, frames=frames, width=width, height=height, duration=duration, has_audio=has_audio
+    )
 
 
 def read_video(path: str | Path, fps: int = FPS, max_side: int | None = None) -> VideoClip:
@@ -176,7 +192,9 @@ def _aligned_audio(path: Path, video_start: float, num_frames: int, fps: int) ->
     return np.pad(wav[:length], (0, max(0, length - len(wav))))
 
 
-def iter_video_frames(path: str | Path, fps: int = FPS, max_side: int | None = None) -> Iterator[np.ndarray]:
+def iter_video_frames(
+    path: str | Path, fps: int = FPS, max_side: int | None = None
+) -> Iterator[np.ndarray]:
     """Yield (H, W, 3) uint8 RGB frames resampled to `fps` by timestamp.
 
     Output frame k shows the latest source frame whose timestamp is at or before k / fps
@@ -204,17 +222,19 @@ class _FrameReader:
         with _open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # mkv/flv round timestamps to 1 ms; coarse time bases (avi: 1/fps) are exact
+            slack = min(Fraction(stream.time_base or 0) / 2, Fraction(1, 1000))
             k, held, t0, decoded = 0, None, None, 0
             for frame in _decode_frames(container, stream, self.path):
                 decoded += 1
-                t = _frame_time(frame, held, self.src_fps)
+                t = _frame_time(frame, held)
                 if t0 is None:
                     t0, self.start_time = t, float(t)
-                while held is not None and k * self.step + _TIME_TOLERANCE < t - t0:
+                while held is not None and k * self.step + slack < t - t0:
                     yield held.image()
                     k += 1
                 held = _Held(frame, t, self.max_side, self.src_fps)
-            while held is not None and k * self.step + _TIME_TOLERANCE < held.end - t0:
+            while held is not None and k * self.step + slack < held.end - t0:
                 yield held.image()
                 k += 1
             _check_complete(self.path, decoded, stream.frames)
@@ -256,7 +276,7 @@ def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
-def _frame_time(frame: av.VideoFrame, previous: _Held | None, src_fps: float) -> Fraction:
+def _frame_time(frame: av.VideoFrame, previous: _Held | None) -> Fraction:
     if frame.pts is not None and frame.time_base is not None:
         return frame.pts * Fraction(frame.time_base)
     # No timestamp (raw streams): one source period after the previous frame.
@@ -267,18 +287,24 @@ def _decode_frames(container, stream, path: Path) -> Iterator[av.VideoFrame]:
     try:
         yield from container.decode(stream)
     except av.FFmpegError as err:
-        raise InputError(f"video is corrupt or truncated: {path} ({_reason(err)}): re-export or re-download it") from None
+        raise InputError(
+            f"video is corrupt or truncated: {path} ({_reason(err)}): re-export or re-download it"
+        ) from None
 
 
 def _open_video(path: Path):
     if not path.exists():
         raise InputError(f"video file not found: {path}: check the path")
     if not path.is_file() or path.stat().st_size == 0:
-        raise InputError(f"video file is empty or not a file: {path}: pass an mp4/mov/avi/mkv video")
+        raise InputError(
+            f"video file is empty or not a file: {path}: pass an mp4/mov/avi/mkv video"
+        )
     try:
         container = av.open(str(path))
     except av.FFmpegError as err:
-        raise InputError(f"cannot read video {path} ({_reason(err)}): pass an mp4/mov/avi/mkv video") from None
+        raise InputError(
+            f"cannot read video {path} ({_reason(err)}): pass an mp4/mov/avi/mkv video"
+        ) from None
     if not container.streams.video:
         container.close()
         raise InputError(f"no video stream in {path}: pass a video file, not audio")

@@ -124,6 +124,16 @@ def test_fid_identical_sets_zero_and_shift_grows():
     assert M.fid(x, x + 1.0) == pytest.approx(8.0, rel=1e-6)
 
 
+def test_fid_matches_the_sqrtm_formula():
+    a, b = RNG.normal(size=(30, 12)), 0.5 * RNG.normal(size=(20, 12)) + 0.3
+    expected = M.frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert M.fid(a, b) == pytest.approx(expected, rel=1e-6)
+    few_a, few_b = RNG.normal(size=(5, 12)), RNG.normal(size=(6, 12))  # singular covariances
+    expected = M.frechet_distance(few_a.mean(0), np.cov(few_a, rowvar=False),
+                                  few_b.mean(0), np.cov(few_b, rowvar=False))
+    assert M.fid(few_a, few_b) == pytest.approx(expected, rel=1e-4)
+
+
 def test_inception_features_shape_and_determinism():
     import torch
 

@@ -31,31 +31,38 @@ def run(capsys, image, audio, out, *extra):
     return rc, err
 
 
+def out_path(tmp_path):
+    """Output in a folder of its own, so leftovers are easy to see."""
+    folder = tmp_path / "out"
+    folder.mkdir(exist_ok=True)
+    return folder / "talking.mp4"
+
+
 def assert_clean_failure(rc, err, out, *needles):
     assert rc == 2
     assert len(err.splitlines()) == 1, err
     for needle in needles:
         assert needle in err, err
     assert not out.exists()
-    assert not list(out.parent.glob(f"*{out.stem}*")), "a temp or partial output was left behind"
+    assert not list(out.parent.iterdir()), "a temp or partial output was left behind"
 
 
 def test_photo_without_face(good, tmp_path, capsys):
     texture = tmp_path / "wall.png"
     Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(texture)
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     assert_clean_failure(*run(capsys, texture, good[1], out), out, "wall.png", "face")
 
 
 def test_non_image_file(good, tmp_path, capsys):
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is not a picture")
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     assert_clean_failure(*run(capsys, fake, good[1], out), out, "notes.jpg")
 
 
 def test_missing_photo(good, tmp_path, capsys):
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     assert_clean_failure(*run(capsys, tmp_path / "nope.png", good[1], out), out, "nope.png")
 
 
@@ -70,7 +77,7 @@ def test_bad_audio(good, tmp_path, capsys, kind):
         bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(range(200)))
     else:
         bad.write_bytes(good[0].read_bytes())
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     assert_clean_failure(*run(capsys, good[0], bad, out), out, bad.name)
 
 
@@ -86,7 +93,7 @@ def test_unwritable_output(good, tmp_path, capsys):
 
 
 def test_face_index_out_of_range(good, tmp_path, capsys):
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     rc, err = run(capsys, good[0], good[1], out, "--face-index", "3")
     assert_clean_failure(rc, err, out, "face")
 
@@ -105,7 +112,7 @@ def test_odd_photos_work(good, tmp_path, capsys, kind):
         big = np.asarray(Image.fromarray(img).resize((8000, 6000), Image.BILINEAR))
         path = tmp_path / "huge.jpg"
         Image.fromarray(big).save(path, quality=80)
-    out = tmp_path / "o.mp4"
+    out = out_path(tmp_path)
     rc, err = run(capsys, path, good[1], out)
     assert rc == 0, err
     assert out.stat().st_size > 1000

@@ -23,6 +23,7 @@ LOG_FLOOR = 1e-5
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
 ENERGY_RANGE_DB = 60.0
+ONSET_RANGE_DB = 80.0
 _ENERGY_REF_FLOOR = 1e-5  # -100 dBFS: all-silent clips get energy 0, not 1
 
 
@@ -127,7 +128,9 @@ def pitch_track(wav: np.ndarray) -> np.ndarray:
     if len(wav) < 4 * SAMPLE_RATE / PITCH_FLOOR:  # Praat needs a few periods of the floor
         return np.zeros(num_frames, np.float32)
     sound = parselmouth.Sound(wav.astype(np.float64), sampling_frequency=SAMPLE_RATE)
-    pitch = sound.to_pitch(time_step=HOP / SAMPLE_RATE, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING)
+    pitch = sound.to_pitch(
+        time_step=HOP / SAMPLE_RATE, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING
+    )
     hz = pitch.selected_array["frequency"]
     index = np.minimum((pitch.xs() * FPS).astype(np.int64), num_frames - 1)
     voiced = hz > 0
@@ -145,7 +148,9 @@ def semitones(f0: np.ndarray) -> np.ndarray:
     if not voiced.any():
         return np.zeros_like(f0, dtype=np.float32)
     median = np.median(f0[voiced])
-    return np.where(voiced, 12 * np.log2(np.where(voiced, f0, median) / median), 0.0).astype(np.float32)
+    return np.where(voiced, 12 * np.log2(np.where(voiced, f0, median) / median), 0.0).astype(
+        np.float32
+    )
 
 
 def onset_strength(mel: np.ndarray) -> np.ndarray:
@@ -153,8 +158,12 @@ def onset_strength(mel: np.ndarray) -> np.ndarray:
 
     Mean over bands of the rise in log-mel from one 10 ms frame to the next (what
     librosa.onset.onset_strength computes with lag=1, max_size=1), then the strongest
-    rise inside each video frame, divided by the clip's strongest.
+    rise inside each video frame, divided by the clip's strongest. Bands are first floored
+    80 dB below the clip's peak (librosa's top_db) so hiss near the floor adds no onsets.
     """
+    if mel.size == 0:
+        return np.zeros(0, np.float32)
+    mel = np.maximum(mel, mel.max() - ONSET_RANGE_DB / 20 * np.log(10))
     flux = np.maximum(np.diff(mel, axis=0, prepend=mel[:1]), 0.0).mean(axis=1)
     per_frame = flux.reshape(-1, MEL_PER_FRAME).max(axis=1)
     peak = float(per_frame.max(initial=0.0))
@@ -174,7 +183,8 @@ def speech_activity(wav: np.ndarray, num_frames: int | None = None) -> np.ndarra
 
 
 def _fill_runs(mask: np.ndarray, value: bool, shorter_than: int) -> np.ndarray:
-    """Flip interior runs of `value` shorter than `shorter_than` frames (edges stay)."""
+    """Flip runs of `value` shorter than `shorter_than` frames; runs of False (pauses) only
+    between two runs of speech, since leading/trailing silence is not a pause."""
     mask = mask.copy()
     if mask.size == 0:
         return mask

@@ -58,13 +58,17 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> DecodedAud
     try:
         container = av.open(str(path))
     except av.FFmpegError as err:
-        raise AudioError(f"cannot decode {path}: not an audio or video file ({_short(err)}): {_FIX}") from None
+        raise AudioError(
+            f"cannot decode {path}: not an audio or video file ({_short(err)}): {_FIX}"
+        ) from None
     with container:
         stream = _audio_stream(container, path)
         try:
             return _decode_stream(container, stream, sample_rate)
         except av.FFmpegError as err:
-            raise AudioError(f"audio in {path} is corrupt and cannot be decoded ({_short(err)}): {_FIX}") from None
+            raise AudioError(
+                f"audio in {path} is corrupt and cannot be decoded ({_short(err)}): {_FIX}"
+            ) from None
 
 
 def _check_file(path: Path) -> None:
@@ -83,7 +87,9 @@ def _audio_stream(container: av.container.InputContainer, path: Path) -> av.Audi
     if codecs and codecs <= _IMAGE_CODECS and len(container.streams.video) == 1:
         raise AudioError(f"{path} is an image, not audio: {_FIX}")
     if codecs:
-        raise AudioError(f"video has no audio track: {path}: use a video with sound or a separate speech file")
+        raise AudioError(
+            f"video has no audio track: {path}: use a video with sound or a separate speech file"
+        )
     raise AudioError(f"no audio stream in {path}: {_FIX}")
 
 
@@ -103,7 +109,9 @@ def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> Decod
     else:
         wav = np.zeros(0, np.float32)
     if start is None:
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        start = (
+            float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        )
     wav = np.clip(wav, -1.0, 1.0).astype(np.float32, copy=False)
     return DecodedAudio(wav, sample_rate, start)
 

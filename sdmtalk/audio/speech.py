@@ -43,7 +43,9 @@ class _Event(ctypes.Structure):
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_Callback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 class _Espeak:
@@ -91,12 +93,16 @@ def synthesize_speech(text: str, voice: str = "en", rate: int = 150, pitch: int 
     with _lock:
         engine = _espeak()
         if engine.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            raise InputError(f"unknown espeak-ng voice {voice!r}: use a voice name such as 'en', 'en-us', 'de' or 'fr'")
+            raise InputError(
+                f"unknown espeak-ng voice {voice!r}: use a voice name such as 'en', 'en-us', 'de' or 'fr'"
+            )
         engine.lib.espeak_SetParameter(_RATE, int(np.clip(rate, 80, 450)), 0)
         engine.lib.espeak_SetParameter(_PITCH, int(np.clip(pitch, 0, 99)), 0)
         raw = text.encode("utf-8")
         engine.chunks = []
-        status = engine.lib.espeak_Synth(raw, len(raw) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+        status = engine.lib.espeak_Synth(
+            raw, len(raw) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
+        )
         if status != _EE_OK:
             raise RuntimeError(f"espeak-ng synthesis failed with status {status}")
         chunks, engine.chunks = engine.chunks, []

@@ -44,6 +44,7 @@ ARRAYS = {
     "energy": ("float32", ()),
     "valid": ("uint8", ()),
     "box": ("float32", (4,)),
+    "speech": ("uint8", ()),
 }
 
 
@@ -70,6 +71,10 @@ class ClipRecord:
     valid_frac: float = 0.0
     speech_frac: float = 0.0
     orig_split: str | None = None
+    jitter_raw: float | None = None  # landmark_jitter before / after smoothing
+    jitter_smooth: float | None = None
+    second_face_frac: float = 0.0  # detections holding a second face of comparable size
+    max_faces: int = 0  # most faces in one detection frame
 
     @classmethod
     def from_json(cls, obj: dict) -> ClipRecord:
@@ -111,8 +116,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(cache_dir, shard: ShardResult, settings_key: str) -> Path:
-    """Write a shard's arrays, then its commit record; both through temp names + rename."""
+def write_shard(cache_dir, shard: ShardResult, settings_key: str, chunks: int) -> Path:
+    """Write a shard's arrays, then its commit record; both through temp names + rename.
+
+    ``chunks``: how many shards the shard's part has in all (to tell when it is complete).
+    """
     from safetensors.numpy import save_file
 
     shard_dir = Path(cache_dir) / SHARD_DIR
@@ -123,13 +131,14 @@ def write_shard(cache_dir, shard: ShardResult, settings_key: str) -> Path:
         for name, arr in shard.arrays[rec.clip_id].items():
             tensors[f"{rec.clip_id}/{name}"] = np.ascontiguousarray(arr)
     tmp = data_path.with_name(data_path.name + ".tmp")
-    # safetensors refuses an empty dict on some versions: a shard of only skips gets a marker.
+    # An empty shard (only skips) gets a marker tensor; one metadata key, because several
+    # come out in random order and the bytes of a shard must not depend on the run.
     save_file(tensors or {"__empty__": np.zeros(0, np.uint8)}, str(tmp),
-              metadata={"format": CACHE_FORMAT, "version": str(CACHE_VERSION)})
+              metadata={"format": f"{CACHE_FORMAT}/{CACHE_VERSION}"})
     os.replace(tmp, data_path)
     commit = {
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "settings_key": settings_key,
-        "shard": shard.name, "part": shard.part, "number": shard.number,
+        "shard": shard.name, "part": shard.part, "number": shard.number, "chunks": chunks,
         "sources": shard.sources, "file": data_path.name,
         "file_size": data_path.stat().st_size, "file_sha1": file_sha1(data_path),
         "clips": [asdict(r) for r in shard.records], "skipped": shard.skipped,
@@ -176,18 +185,20 @@ def remove_temp_files(cache_dir) -> int:
     return n
 
 
-def finalize(cache_dir, settings: dict, settings_key: str, parts: dict[str, int],
+def finalize(cache_dir, settings: dict, settings_key: str, parts: dict[str, int] | None = None,
              extra: dict | None = None) -> dict:
     """Write index.jsonl, skipped.jsonl and manifest.json from the committed shards.
 
-    ``parts`` maps part name -> number of chunks it must have to be complete.
-    Returns the manifest.
+    ``parts`` maps part name -> number of shards it must have to be complete; parts known
+    from the previous manifest or from commit records are kept. Returns the manifest.
     """
     cache_dir = Path(cache_dir)
     commits = committed_shards(cache_dir)
     records, skipped = [], []
     done: dict[str, int] = {}
+    parts = {**_previous_parts(cache_dir), **(parts or {})}
     for c in commits:
+        parts.setdefault(c["part"], c["chunks"])
         if c["settings_key"] != settings_key:
             raise InputError(f"{cache_dir}: shard {c['shard']} was prepared with other settings; "
                              "use a new --out folder")
@@ -209,12 +220,20 @@ def finalize(cache_dir, settings: dict, settings_key: str, parts: dict[str, int]
         "settings": settings, "settings_key": settings_key,
         "parts": {p: {"chunks": n, "committed": done.get(p, 0), "complete": done.get(p, 0) == n}
                   for p, n in sorted(parts.items())},
-        "complete": all(done.get(p, 0) == n for p, n in parts.items()),
+        "complete": bool(parts) and all(done.get(p, 0) == n for p, n in parts.items()),
         "counts": _counts(records, skipped),
         **(extra or {}),
     }
     _atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
+
+
+def _previous_parts(cache_dir: Path) -> dict[str, int]:
+    path = cache_dir / "manifest.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text(encoding="utf-8"))
+    return {name: info["chunks"] for name, info in old.get("parts", {}).items()}
 
 
 def _counts(records: list[dict], skipped: list[dict]) -> dict:
@@ -247,7 +266,8 @@ class CacheReader:
     ``landmarks`` (T,68,2) source pixels, ``canonical`` (T,68,2), ``sims`` (T,4) similarity
     to canonical [log scale, angle, tx, ty], ``pose`` (T,4), ``delta`` (T,68,2), ``mel``
     (4T,80), ``prosody`` (T,4), ``energy`` (T,), ``valid`` (T,) 0/1 (frames where the face
-    was found; the others are interpolated), ``box`` (T,4) face box in source pixels.
+    was found; the others are interpolated), ``box`` (T,4) face box in source pixels,
+    ``speech`` (T,) 0/1 voice activity.
     """
 
     def __init__(self, cache_dir):

@@ -155,7 +155,7 @@ def load_real_clip(clip: ClipSource, max_seconds: float, size: int, tracker) -> 
     source = canvas[0]
     crops = to_metric_size(canvas, size)
     del canvas
-    landmarks, valid = tracker.track(crops)
+    landmarks, valid = tracker.track(crops)[:2]
     canvas_face = detect_face(source, name=f"{clip.path} frame {start} (aligned)")
     return RealClip(clip, start, source, canvas_face, crops, wav, np.asarray(landmarks, np.float64),
                     np.asarray(valid, bool))
@@ -252,14 +252,16 @@ class Evaluator:
     """Scores every method on one clip at a time; collects FID features across clips."""
 
     def __init__(self, methods: list[Method], seeds: int, size: int, max_seconds: float,
-                 weights=None, video_dir: Path | None = None):
+                 weights=None, video_dir: Path | None = None, csim_frames: int = CSIM_FRAMES,
+                 fid_frames: int = FID_FRAMES):
         from sdmtalk.face import LandmarkTracker
 
         self.methods, self.seeds, self.size, self.max_seconds = methods, seeds, size, max_seconds
         self.runner = MethodRunner(methods, weights, size=WORK)
-        self.tracker = LandmarkTracker()
+        self.tracker = LandmarkTracker(quiet=True)
         self.embedder = M.IdentityEmbedder()
         self.video_dir = video_dir
+        self.csim_frames, self.fid_frames = csim_frames, fid_frames
         self.fid_real: list[np.ndarray] = []
         self.fid_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
 
@@ -270,7 +272,7 @@ class Evaluator:
         n = len(real.crops)
         loud, onsets = M.frame_loudness(real.wav, n), M.audio_onsets(real.wav, n)
         real_track = Track(real.landmarks, real.valid)
-        fid_idx = spread_indices(real.valid, FID_FRAMES)
+        fid_idx = spread_indices(real.valid, self.fid_frames)
         self.fid_real.append(M.inception_features(real.crops[fid_idx]))
         source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
         entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
@@ -294,11 +296,11 @@ class Evaluator:
             result = self.runner.generate(method, real.source, real.wav, seed, face=real.face)
             crops = to_metric_size(result.frames[: len(real.crops)], self.size)
             del result
-            lm, valid = self.tracker.track(crops)
+            lm, valid = self.tracker.track(crops)[:2]
             gen = Track(np.asarray(lm, np.float64), np.asarray(valid, bool))
             scores = {**paired_metrics(real, crops, gen), **motion_metrics(gen, loud, onsets)}
             if seed == 0:  # identity and FID on the first seed only (they cost ~0.1 s a frame)
-                idx = spread_indices(gen.valid, CSIM_FRAMES)
+                idx = spread_indices(gen.valid, self.csim_frames)
                 scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
                 self.fid_gen[method.name].append(M.inception_features(crops[fid_idx]))
                 if curves is not None:
@@ -370,7 +372,8 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, max_clips: int | None = None,
              size: int = 256, quiet: bool = False, *, max_seconds: float = 8.0, weights=None,
-             split: str | None = None, data_root=None, video: bool = False) -> dict:
+             split: str | None = None, data_root=None, video: bool = False,
+             csim_frames: int = CSIM_FRAMES, fid_frames: int = FID_FRAMES) -> dict:
     """Score `methods` on every clip; write report.json, report.md and plots to out_dir.
 
     Returns the report dict (see docs/METRICS.md for every key). Clips that cannot be used
@@ -388,7 +391,7 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
     video_dir = out_dir / "videos" if video else None
     if video_dir:
         video_dir.mkdir(exist_ok=True)
-    ev = Evaluator(method_list, seeds, size, max_seconds, weights, video_dir)
+    ev = Evaluator(method_list, seeds, size, max_seconds, weights, video_dir, csim_frames, fid_frames)
     entries, failed, curves = [], [], []
     t0 = time.perf_counter()
     with tqdm(clips, desc="evaluate", unit="clip", disable=quiet or not sys.stderr.isatty()) as bar:
@@ -406,7 +409,7 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
         "settings": {"source": str(clips_or_cache), "methods": [m.name for m in method_list],
                      "method_labels": {m.name: m.label for m in method_list}, "seeds": seeds,
                      "size": size, "work_canvas": WORK, "iod_px": IOD_FRAC * size, "max_seconds": max_seconds,
-                     "csim_frames": CSIM_FRAMES, "fid_frames_per_clip": FID_FRAMES, "split": split,
+                     "csim_frames": csim_frames, "fid_frames_per_clip": fid_frames, "split": split,
                      "weights": str(weights) if weights else None},
         "aggregate": aggregate(entries, method_list, ev.fid()),
         "clips": entries,

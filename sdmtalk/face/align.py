@@ -78,7 +78,8 @@ def sim_compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 def fit_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Least-squares similarity (no reflection) mapping src onto dst (Umeyama 1991).
 
-    src, dst: (..., N, 2), broadcastable; weights: (N,) or None. Returns (..., 4) vectors.
+    src, dst: (..., N, 2), broadcastable; weights: (N,) or None. Returns (..., 4) vectors
+    (NaN for frames with NaN points).
     In complex numbers the problem is linear: minimise sum_k w_k |a z_k + t - y_k|^2.
     """
     zs, zd = np.broadcast_arrays(_as_complex(src), _as_complex(dst))
@@ -90,7 +91,8 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None 
     spread = (w * np.abs(zs_c) ** 2).sum(axis=-1)
     if np.any(spread <= 1e-12):
         raise ValueError("cannot fit a similarity to landmarks that are all at one point")
-    a = (w * np.conj(zs_c) * zd_c).sum(axis=-1) / spread
+    with np.errstate(invalid="ignore"):  # NaN frames (lost faces) give NaN, as documented
+        a = (w * np.conj(zs_c) * zd_c).sum(axis=-1) / spread
     t = mean_d[..., 0] - a * mean_s[..., 0]
     return np.stack([np.log(np.abs(a)), np.angle(a), t.real, t.imag], axis=-1)
 

@@ -20,7 +20,7 @@ import numpy as np
 from sdmtalk.errors import InputError, NoFaceError
 from sdmtalk.face.align import fit_similarity, sim_apply
 from sdmtalk.face.image import load_image
-from sdmtalk.face.template import DLIB_MEAN_SHAPE
+from sdmtalk.face.template import CANONICAL_TEMPLATE, DLIB_MEAN_SHAPE
 
 _LOG = logging.getLogger(__name__)
 
@@ -124,11 +124,33 @@ def cnn_faces(image: np.ndarray, max_side: int = CNN_MAX_SIDE) -> list[tuple[Box
     return [(_rect_to_box(d.rect, scale), float(d.confidence)) for d in cnn_detector()(small, upsample)]
 
 
-def predict_landmarks(gray: np.ndarray, box: Box) -> np.ndarray:
-    """68 landmarks (68, 2) float32 for a face box, at the image's full resolution."""
+def _predict_raw(gray: np.ndarray, box: Box) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     shape = shape_predictor()(gray, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def predict_landmarks(gray: np.ndarray, box: Box, subpixel: int = 1, roll: float = 0.0) -> np.ndarray:
+    """68 landmarks (68, 2) float32 for a face box in a uint8 (H, W) image.
+
+    subpixel > 1: the predictor returns integer pixels, so it runs on a crop upscaled by
+    this factor (landmarks quantised to 1/subpixel px). roll (rad): the face's in-plane
+    rotation; the crop is turned upright first (the predictor fails beyond ~25 degrees).
+    One warpAffine does crop, rotation and upscaling; pixel centres map exactly.
+    """
+    if subpixel <= 1 and roll == 0.0:
+        return _predict_raw(gray, box).astype(np.float32)
+    w, h = box[2] - box[0], box[3] - box[1]
+    centre = np.array([box[0] + box[2], box[1] + box[3]]) / 2
+    side = int(np.ceil(2 * max(w, h) * subpixel))  # the box plus half a box each side
+    c, s = subpixel * np.cos(roll), subpixel * np.sin(roll)
+    linear = np.array([[c, s], [-s, c]])  # scale * R(-roll)
+    to_crop = np.hstack([linear, (side / 2 - linear @ centre)[:, None]])
+    crop = cv2.warpAffine(gray, to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    half_w, half_h = w * subpixel / 2, h * subpixel / 2
+    points = _predict_raw(crop, (side / 2 - half_w, side / 2 - half_h, side / 2 + half_w, side / 2 + half_h))
+    back = cv2.invertAffineTransform(to_crop)
+    return (points @ back[:, :2].T + back[:, 2]).astype(np.float32)
 
 
 def box_from_landmarks(landmarks: np.ndarray) -> Box:
@@ -144,12 +166,35 @@ def box_from_landmarks(landmarks: np.ndarray) -> Box:
     return (cx - half, cy - half, cx + half, cy + half)
 
 
-def refine_landmarks(gray: np.ndarray, box: Box, iterations: int = 2) -> np.ndarray:
-    """Landmarks from a box of another convention (CNN, tracking): predict, re-box, predict."""
-    landmarks = predict_landmarks(gray, box)
-    for _ in range(iterations):
-        landmarks = predict_landmarks(gray, box_from_landmarks(landmarks))
-    return landmarks
+def estimate_roll(landmarks: np.ndarray) -> float:
+    """In-plane rotation (rad) of (68, 2) landmarks relative to the upright mean face."""
+    return float(fit_similarity(DLIB_MEAN_SHAPE, landmarks)[1])
+
+
+def shape_residual(landmarks: np.ndarray) -> float:
+    """RMS distance (inter-ocular units) of (68, 2) landmarks from the aligned template:
+    ~0.05-0.1 for faces, larger when the predictor ran on something that is not a face."""
+    sim = fit_similarity(landmarks, CANONICAL_TEMPLATE)
+    aligned = sim_apply(sim, landmarks)
+    return float(np.sqrt(np.mean(np.sum((aligned - CANONICAL_TEMPLATE) ** 2, axis=-1))))
+
+
+def refine_landmarks(
+    gray: np.ndarray, box: Box, subpixel: int = 2, iterations: int = 2, initial_rolls=(0.0,)
+) -> np.ndarray:
+    """Landmarks from a detector box: predict, then re-box and turn upright from the
+    landmarks `iterations` times, so that every face ends in the box convention the
+    tracker uses. Several initial rolls: keep the most face-like result."""
+    best, best_residual = None, np.inf
+    for roll in initial_rolls:
+        landmarks = predict_landmarks(gray, box, subpixel, roll)
+        for _ in range(iterations):
+            roll = estimate_roll(landmarks)
+            landmarks = predict_landmarks(gray, box_from_landmarks(landmarks), subpixel, roll)
+        residual = shape_residual(landmarks)
+        if residual < best_residual:
+            best, best_residual = landmarks, residual
+    return best
 
 
 def find_faces(image: np.ndarray, use_cnn: bool = True) -> tuple[list[tuple[Box, float]], str]:
@@ -204,7 +249,7 @@ def detect_face(
             f"numbered 0..{len(faces) - 1} from left to right"
         )
     box, score = faces[index]
-    gray = to_gray(image)
-    # CNN boxes are framed differently from the HOG boxes the predictor was trained on.
-    landmarks = predict_landmarks(gray, box) if detector == "hog" else refine_landmarks(gray, box)
+    # The CNN also finds faces rolled beyond what HOG accepts (~30 degrees): try those too.
+    rolls = (0.0,) if detector == "hog" else (0.0, np.pi / 4, -np.pi / 4)
+    landmarks = refine_landmarks(to_gray(image), box, initial_rolls=rolls)
     return FaceDetection(landmarks, box, len(faces), index, score, detector)

@@ -1,26 +1,41 @@
-"""Landmarks through a video: detect now and then, track the box from landmarks in between.
+"""Landmarks through a video: detect now and then, track the face box in between.
 
 The 68-point predictor runs on every frame at full resolution (~1 ms). The HOG detector
-(the slow part) runs on a downscaled copy every `detect_every` frames, or on every frame
-while no face is tracked. Between detections the box comes from the previous frame's
-landmarks (`box_from_landmarks`), and detection frames only confirm that the tracked face
-is still there: all boxes then follow one convention, which avoids a periodic jump every
-`detect_every` frames.
+(the slow part) runs on a downscaled copy every `detect_every` frames, or whenever no face
+is tracked. Between detections the box and roll come from the previous frame's landmarks;
+detection frames only confirm that the tracked face is still there, so every box follows
+one convention (`box_from_landmarks`) and nothing jumps every `detect_every` frames.
+
+dlib's predictor is not smooth in its box: moving the box by a fraction of a pixel moves
+landmarks by ~1 px on a still face. So the box (and roll) is kept until the face has moved
+by `box_hysteresis`: a still face gives still landmarks.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.signal import savgol_filter
 from tqdm import tqdm
 
-from sdmtalk.face.align import fit_similarity, interocular_distance, sim_apply
-from sdmtalk.face.detect import Box, box_from_landmarks, hog_faces, predict_landmarks, to_gray
+from sdmtalk.face.align import fit_similarity, interocular_distance, sim_apply, sim_compose
+from sdmtalk.face.detect import (
+    Box,
+    box_from_landmarks,
+    estimate_roll,
+    hog_faces,
+    predict_landmarks,
+    refine_landmarks,
+    shape_residual,
+    to_gray,
+)
 from sdmtalk.face.template import CANONICAL_TEMPLATE
+
+_PATCH = 32  # side of the aligned face patch compared between frames (cut detection)
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -31,11 +46,26 @@ def _iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def shape_residual(landmarks: np.ndarray) -> float:
-    """RMS distance (in inter-ocular units) of (68, 2) landmarks from the aligned template."""
-    sim = fit_similarity(landmarks, CANONICAL_TEMPLATE)
-    aligned = sim_apply(sim, landmarks)
-    return float(np.sqrt(np.mean(np.sum((aligned - CANONICAL_TEMPLATE) ** 2, axis=-1))))
+def face_patch(gray: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The face, aligned to the template, as a float32 (32, 32) patch with zero mean, unit norm."""
+    to_canonical = fit_similarity(landmarks, CANONICAL_TEMPLATE)
+    scale = _PATCH / 2.4  # the template spans about [-1.1, 1.1] x [-0.9, 1.3]
+    to_patch = sim_compose(np.array([np.log(scale), 0.0, 1.2 * scale, 1.1 * scale]), to_canonical)
+    c, s = np.exp(to_patch[0]) * np.cos(to_patch[1]), np.exp(to_patch[0]) * np.sin(to_patch[1])
+    matrix = np.array([[c, -s, to_patch[2]], [s, c, to_patch[3]]])
+    patch = cv2.warpAffine(gray, matrix, (_PATCH, _PATCH), flags=cv2.INTER_AREA).astype(np.float32)
+    patch -= patch.mean()
+    return patch / max(float(np.linalg.norm(patch)), 1e-6)
+
+
+@dataclass
+class _Track:
+    """The face being followed: its landmarks, the box/roll the predictor uses, its patch."""
+
+    landmarks: np.ndarray
+    box: Box
+    roll: float
+    patch: np.ndarray
 
 
 class LandmarkTracker:
@@ -44,11 +74,12 @@ class LandmarkTracker:
     detect_every: run the detector every N frames (and whenever the face is lost).
     detect_max_side: the detector sees frames downscaled to this long side (faces must be
         ~80 px there, or ~40 px with one upsampling, tried when nothing is found).
-    refine_steps: extra predictor passes per frame with the box re-derived from the fresh
-        landmarks (for fast heads; on a synthetic video moving ~9 px/frame it changed
-        nothing measurable, so it is off by default).
     subpixel: the predictor returns integer pixels; the face crop is upscaled by this
         factor first so the landmarks are quantised to 1/subpixel px.
+    box_hysteresis: move the predictor's box only when the face moved or resized by more
+        than this fraction of the box, or turned by more than this many radians.
+    min_patch_corr: correlation of the aligned face patch with the previous frame's below
+        which the face counts as lost (a cut) and the detector runs at once.
     max_residual: landmarks further than this from the template shape (inter-ocular units,
         see `shape_residual`) are rejected as a lost face.
     """
@@ -57,8 +88,9 @@ class LandmarkTracker:
         self,
         detect_every: int = 5,
         detect_max_side: int = 320,
-        refine_steps: int = 0,
         subpixel: int = 2,
+        box_hysteresis: float = 0.02,
+        min_patch_corr: float = 0.5,
         max_residual: float = 0.3,
         min_iou: float = 0.3,
         quiet: bool = False,
@@ -67,8 +99,9 @@ class LandmarkTracker:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.detect_every = detect_every
         self.detect_max_side = detect_max_side
-        self.refine_steps = refine_steps
         self.subpixel = subpixel
+        self.box_hysteresis = box_hysteresis
+        self.min_patch_corr = min_patch_corr
         self.max_residual = max_residual
         self.min_iou = min_iou
         self.quiet = quiet
@@ -79,45 +112,66 @@ class LandmarkTracker:
         detection at or before each frame)."""
         total = len(frames) if hasattr(frames, "__len__") else None
         disable = self.quiet or not sys.stderr.isatty()
-        out_landmarks, out_valid, out_faces = [], [], []
-        previous, since_detect, num_faces = None, self.detect_every, 0
+        out_landmarks, out_faces = [], []
+        track, since_detect, num_faces = None, 0, 0
         for frame in tqdm(frames, total=total, desc="landmarks", unit="frame", disable=disable):
             gray = to_gray(frame)
-            box = None if previous is None else box_from_landmarks(previous)
-            if box is None or since_detect >= self.detect_every:
+            followed = None
+            if track is not None and since_detect < self.detect_every:
+                followed = self._follow(gray, track)
+            if followed is None:  # a detection frame, or the face was lost since the last one
                 faces = self._detect(gray)
                 num_faces, since_detect = len(faces), 0
-                box = self._choose(faces, box)
+                followed = self._confirm(gray, track, faces)
             since_detect += 1
-            landmarks = None if box is None else self._landmarks(gray, box)
-            if landmarks is not None and not self._plausible(landmarks, gray.shape):
-                landmarks = None
-            previous = landmarks
-            out_valid.append(landmarks is not None)
-            out_landmarks.append(np.full((68, 2), np.nan, np.float32) if landmarks is None else landmarks)
+            track = followed
+            out_landmarks.append(np.full((68, 2), np.nan, np.float32) if track is None else track.landmarks)
             out_faces.append(num_faces)
         landmarks = np.stack(out_landmarks) if out_landmarks else np.zeros((0, 68, 2), np.float32)
-        return landmarks, np.array(out_valid, dtype=bool), np.array(out_faces, dtype=np.int64)
+        valid = np.isfinite(landmarks).all(axis=(1, 2))
+        return landmarks, valid, np.array(out_faces, dtype=np.int64)
 
     def _detect(self, gray: np.ndarray) -> list[Box]:
         # One upsampling at most: frames are small and this runs often.
         return [box for box, _ in hog_faces(gray, self.detect_max_side, 2 * self.detect_max_side)]
 
-    def _choose(self, faces: list[Box], tracked: Box | None) -> Box | None:
-        """The detected face that overlaps the tracked box, else the largest (new track)."""
+    def _confirm(self, gray: np.ndarray, track: _Track | None, faces: list[Box]) -> _Track | None:
+        """On a detection frame: go on with the tracked face if a detection overlaps it,
+        else start a new track on the largest face (None when there is none)."""
         if not faces:
             return None
-        if tracked is not None:
-            best = max(faces, key=lambda f: _iou(f, tracked))
-            if _iou(best, tracked) >= self.min_iou:
-                return tracked  # keep the landmark-derived box: one box convention
-        return max(faces, key=lambda f: (f[2] - f[0]) * (f[3] - f[1]))
+        if track is not None and max(_iou(f, track.box) for f in faces) >= self.min_iou:
+            followed = self._follow(gray, track)
+            if followed is not None:
+                return followed
+        largest = max(faces, key=lambda f: (f[2] - f[0]) * (f[3] - f[1]))
+        landmarks = refine_landmarks(gray, largest, self.subpixel)
+        box, roll = box_from_landmarks(landmarks), estimate_roll(landmarks)
+        landmarks = predict_landmarks(gray, box, self.subpixel, roll)  # the track's own box
+        if not self._plausible(landmarks, gray.shape):
+            return None
+        return _Track(landmarks, box, roll, face_patch(gray, landmarks))
 
-    def _landmarks(self, gray: np.ndarray, box: Box) -> np.ndarray:
-        landmarks = predict_subpixel(gray, box, self.subpixel)
-        for _ in range(self.refine_steps):
-            landmarks = predict_subpixel(gray, box_from_landmarks(landmarks), self.subpixel)
-        return landmarks
+    def _follow(self, gray: np.ndarray, track: _Track) -> _Track | None:
+        """This frame's landmarks from the previous frame's box; None if the face is lost."""
+        box, roll = self._stable_box(track)
+        landmarks = predict_landmarks(gray, box, self.subpixel, roll)
+        if not self._plausible(landmarks, gray.shape):
+            return None
+        patch = face_patch(gray, landmarks)
+        if float(np.sum(patch * track.patch)) < self.min_patch_corr:
+            return None
+        return _Track(landmarks, box, roll, patch)
+
+    def _stable_box(self, track: _Track) -> tuple[Box, float]:
+        """The previous box and roll, unless the landmarks moved out of the hysteresis band."""
+        box, roll = box_from_landmarks(track.landmarks), estimate_roll(track.landmarks)
+        size = track.box[2] - track.box[0]
+        moved = np.max(np.abs(np.subtract(box, track.box))) / size
+        turned = abs((roll - track.roll + np.pi) % (2 * np.pi) - np.pi)
+        if moved > self.box_hysteresis or turned > self.box_hysteresis:
+            return box, roll
+        return track.box, track.roll
 
     def _plausible(self, landmarks: np.ndarray, shape: tuple[int, ...]) -> bool:
         h, w = shape[:2]
@@ -125,25 +179,6 @@ class LandmarkTracker:
         inside = 0 <= cx < w and 0 <= cy < h
         big_enough = interocular_distance(landmarks) >= 8.0
         return bool(inside and big_enough and shape_residual(landmarks) <= self.max_residual)
-
-
-def predict_subpixel(gray: np.ndarray, box: Box, factor: int = 2) -> np.ndarray:
-    """68 landmarks (68, 2) float32 with 1/factor px quantisation (dlib returns integers)."""
-    if factor <= 1:
-        return predict_landmarks(gray, box)
-    # Crop the box plus a margin (the predictor samples pixels just outside the box).
-    size = box[2] - box[0]
-    cx0 = int(max(0, np.floor(box[0] - 0.5 * size)))
-    cy0 = int(max(0, np.floor(box[1] - 0.5 * size)))
-    cx1 = int(min(gray.shape[1], np.ceil(box[2] + 0.5 * size)))
-    cy1 = int(min(gray.shape[0], np.ceil(box[3] + 0.5 * size)))
-    if cx1 - cx0 < 2 or cy1 - cy0 < 2:
-        return predict_landmarks(gray, box)
-    crop = cv2.resize(gray[cy0:cy1, cx0:cx1], None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
-    scaled = ((box[0] - cx0) * factor, (box[1] - cy0) * factor, (box[2] - cx0) * factor, (box[3] - cy0) * factor)
-    points = predict_landmarks(crop, scaled)
-    # Pixel centres: upscaled pixel u sits at (u + 0.5) / factor - 0.5 in the crop.
-    return ((points + 0.5) / factor - 0.5 + np.array([cx0, cy0], np.float32)).astype(np.float32)
 
 
 def smooth_landmarks(

@@ -199,10 +199,10 @@ class SDMModel(nn.Module):
         emb, f_tilde = self.rhythm(prosody)
         return self.autoencoder.decode(lat) + f_tilde, lat, emb, kl
 
-    def _coarse_prior(self, content, prosody, generator=None, ablation=None, rhythm_scale=1.0,
+    def _coarse_prior(self, content, f_tilde, generator=None, ablation=None, rhythm_scale=1.0,
                       state=None):
-        """Inference path: z from the speech-conditioned prior. content (B, W, C), prosody
-        (B, W, P) normalized -> (coarse (B, W, D), carried state)."""
+        """Inference path: z from the speech-conditioned prior. content (B, W, C), rhythmic
+        motion F~ (B, W, D) -> (coarse (B, W, D), carried G_c state)."""
         ones = content.new_ones(content.shape[:2])
 
         def z_of_segment(s, e):
@@ -219,7 +219,7 @@ class SDMModel(nn.Module):
             f_bar = torch.cat([self._zero_motion()[:POSE_DIM].expand_as(f_bar[..., :POSE_DIM]),
                                f_bar[..., POSE_DIM:]], -1)
         scale = 0.0 if ablation == "no_rhythm" else rhythm_scale
-        return f_bar + scale * self.rhythm(prosody)[1], state
+        return f_bar + scale * f_tilde, state
 
     # ---- shallow diffusion (3.3) --------------------------------------------------------
     def _denoise(self, x_t, t, coarse, content):
@@ -284,7 +284,7 @@ class SDMModel(nn.Module):
         mask = batch["valid"].float()
         mel, prosody = self._speech(batch["mel"], batch["prosody"])
         content = self.content(mel)
-        coarse, _ = self._coarse_prior(content, prosody)
+        coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
         k = resolve_k(None, self.cfg.k_max, self._fallback_k())[0]
         final = sample_ddpm(lambda x_t, t: self._denoise(x_t, t, coarse, content),
                             shallow_start(self.schedule, coarse, k), k, self.schedule)
@@ -342,12 +342,13 @@ class SDMModel(nn.Module):
                              f"{tuple(mel.shape[1:])} and {tuple(pros.shape[1:])}")
         mel, pros = self._speech(mel, pros)
         content = self._chunked(self.content, mel, 4, T)
+        f_tilde = self._chunked(lambda p: self.rhythm(p)[1], pros, 1, T)
         parts, state = [], None
         g = self._generator(controls, 0)
         step = self.cfg.chunk - self.cfg.chunk % self.cfg.segment or self.cfg.segment
         for s in range(0, T, step):  # chunk boundaries on segment boundaries
             e = min(s + step, T)
-            coarse, state = self._coarse_prior(content[:, s:e], pros[:, s:e], g, controls.ablation,
+            coarse, state = self._coarse_prior(content[:, s:e], f_tilde[:, s:e], g, controls.ablation,
                                                controls.rhythm_scale, state)
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
@@ -361,3 +362,123 @@ class SDMModel(nn.Module):
             a, b = max(0, s - margin), min(T, s + n + margin)
             outs.append(fn(x[:, rate * a:rate * b])[:, s - a:s - a + min(n, T - s)])
         return torch.cat(outs, 1)
+
+    def _diffuse_sequence(self, coarse, content, controls):
+        """Shallow diffusion of coarse (1, T, D) in cross-faded windows; sets self.last_k."""
+        T = coarse.shape[1]
+        self.last_k = []
+        if controls.ablation == "no_diffusion" or controls.diffusion_steps == 0:
+            return coarse
+        g = self._generator(controls, 1)
+        acc, wsum = torch.zeros_like(coarse), coarse.new_zeros(1, T, 1)
+        for s, e in window_spans(T, self.cfg.infer_window, self.cfg.infer_overlap):
+            out = self._diffuse_window(coarse[:, s:e], content[:, s:e], controls, g)
+            w = crossfade_weights(e - s, self.cfg.infer_overlap, s > 0, e < T).to(coarse)
+            acc[:, s:e] += w[None, :, None] * out
+            wsum[:, s:e] += w[None, :, None]
+        return acc / wsum
+
+    def _diffuse_window(self, coarse, content, controls, g):
+        """One window: F^k from the coarse motion (or pure noise at T for the
+        "full_diffusion" ablation), then k DDPM reverse steps."""
+        def denoise(x_t, t):
+            return self._denoise(x_t, t, coarse, content)
+
+        if controls.ablation == "full_diffusion":
+            k = self.cfg.diffusion_steps
+            x = torch.randn(coarse.shape, generator=g).to(coarse)
+        else:
+            k = self._choose_k(controls.diffusion_steps, coarse, content)
+            x = shallow_start(self.schedule, coarse, k, g)
+        self.last_k.append(k)
+        return sample_ddpm(denoise, x, k, self.schedule, g)
+
+    def _choose_k(self, steps, coarse, content) -> int:
+        """"auto": the step predictor's k clamped to [1, k_max], or the global fallback k
+        while the predictor is untrained; an int: that k."""
+        if steps != "auto":
+            return int(steps)
+        pred = None
+        if int(self.kpred_steps) >= self.cfg.kpred_min_steps:
+            mask = coarse.new_ones(coarse.shape[:2])
+            pred = float(self.k_predictor(content, coarse, mask)[0]) * self.cfg.diffusion_steps
+        return resolve_k(pred, self.cfg.k_max, self._fallback_k())[0]
+
+
+def window_spans(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) windows of `window` frames covering [0, T), neighbours sharing at least
+    `overlap` frames (the last one is moved back to end at T)."""
+    if T <= window:
+        return [(0, T)]
+    hop = window - overlap
+    starts = list(range(0, T - window + 1, hop))
+    if starts[-1] + window < T:
+        starts.append(T - window)
+    return [(s, s + window) for s in starts]
+
+
+def crossfade_weights(n: int, overlap: int, ramp_in: bool, ramp_out: bool) -> torch.Tensor:
+    """(n,) weights: linear ramps over `overlap` frames at the edges shared with neighbours."""
+    w = torch.ones(n)
+    r = min(overlap, n)
+    ramp = (torch.arange(r, dtype=torch.float32) + 0.5) / r
+    if ramp_in and r:
+        w[:r] = torch.minimum(w[:r], ramp)
+    if ramp_out and r:
+        w[n - r:] = torch.minimum(w[n - r:], ramp.flip(0))
+    return w
+
+
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points
+
+
+def _lip_gap(shapes: torch.Tensor) -> torch.Tensor:
+    """Mean vertical inner-lip gap of canonical shapes (..., 68, 2) -> (...)."""
+    up = shapes[..., [p[0] for p in INNER_LIP_PAIRS], 1]
+    lo = shapes[..., [p[1] for p in INNER_LIP_PAIRS], 1]
+    return (lo - up).mean(-1)
+
+
+def _corr_and_ratio(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor):
+    """Pearson correlation and std ratio of per-window-centred pred vs true (B, W) series."""
+    m = mask.float()
+    n = m.sum(1, keepdim=True).clamp_min(1)
+    p = (pred - (pred * m).sum(1, keepdim=True) / n) * m
+    t = (true - (true * m).sum(1, keepdim=True) / n) * m
+    corr = (p * t).sum() / ((p ** 2).sum().sqrt() * (t ** 2).sum().sqrt()).clamp_min(1e-8)
+    return corr, (p ** 2).sum().sqrt() / (t ** 2).sum().sqrt().clamp_min(1e-8)
+
+
+def _check_controls(controls, max_steps: int) -> None:
+    if controls.ablation not in ABLATIONS:
+        raise InputError(f"unknown ablation {controls.ablation!r}: use one of "
+                         f"{', '.join(str(a) for a in ABLATIONS)}")
+    k = controls.diffusion_steps
+    if k != "auto" and not (isinstance(k, int | np.integer) and 0 <= k <= max_steps):
+        raise InputError(f"diffusion_steps={k!r}: use 'auto' or an integer from 0 to {max_steps}")
+
+
+def _apply_controls(pose, delta, source, controls):
+    """User controls on denormalized motion: pose (T, 4), delta (T, 68, 2)."""
+    pose = np.zeros_like(pose) if controls.still else pose * float(controls.pose_scale)
+    delta = delta.copy()
+    delta[:, MOUTH_POINTS] *= float(controls.lip_scale)
+    return pose, _no_lip_crossing(delta, source)
+
+
+def _no_lip_crossing(delta: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Keep each lower inner-lip point below its upper partner on the source face (a
+    scaled or noisy delta could push the lips through each other)."""
+    shapes = source[None] + delta
+    for up, lo in INNER_LIP_PAIRS:
+        overlap = np.minimum(shapes[:, lo, 1] - shapes[:, up, 1], 0.0)
+        delta[:, up, 1] += overlap / 2
+        delta[:, lo, 1] -= overlap / 2
+    return delta
+
+
+def build_model(cfg: SDMConfig | dict, stats: dict | None = None) -> SDMModel:
+    """The one builder: an SDMConfig or its dict (e.g. from a checkpoint's JSON)."""
+    if isinstance(cfg, dict):
+        cfg = SDMConfig.from_dict(cfg)
+    return SDMModel(cfg, stats)

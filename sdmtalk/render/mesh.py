@@ -21,8 +21,6 @@ NUM_LANDMARKS = 68
 RIGHT_EYE, LEFT_EYE = np.arange(36, 42), np.arange(42, 48)
 OUTER_LIPS = np.arange(48, 60)
 INNER_LIPS = np.arange(60, 68)
-UPPER_INNER_LIP = (61, 62, 63)
-LOWER_INNER_LIP = (65, 66, 67)
 # Points that move rigidly with the skull: nose and eye corners.
 RIGID_POINTS = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
 # Fixed triangulation of the mouth opening (a strip from corner 60 to corner 64).
@@ -32,12 +30,16 @@ MOUTH_TRIANGLES = np.array(
 )
 # Fixed triangulation of the lips: strips between the outer (48..59) and inner (60..67) lines.
 LIP_TRIANGLES = np.array(
-    [[48, 49, 60], [49, 50, 61], [49, 61, 60], [50, 51, 62], [50, 62, 61],  # upper lip
-     [51, 52, 62], [52, 63, 62], [52, 53, 63], [53, 64, 63], [53, 54, 64],
-     [54, 55, 64], [55, 56, 65], [55, 65, 64], [56, 57, 66], [56, 66, 65],  # lower lip
-     [57, 58, 66], [58, 67, 66], [58, 59, 67], [59, 60, 67], [59, 48, 60]],
+    [
+        # upper lip, corner 48/60 to corner 54/64
+        [48, 49, 60], [49, 50, 61], [49, 61, 60], [50, 51, 62], [50, 62, 61],
+        [51, 52, 62], [52, 63, 62], [52, 53, 63], [53, 64, 63], [53, 54, 64],
+        # lower lip, corner 54/64 back to corner 48/60
+        [54, 55, 64], [55, 56, 65], [55, 65, 64], [56, 57, 66], [56, 66, 65],
+        [57, 58, 66], [58, 67, 66], [58, 59, 67], [59, 60, 67], [59, 48, 60],
+    ],
     dtype=np.int32,
-)
+)  # fmt: skip
 _FOREHEAD_BROWS = (17, 19, 21, 22, 24, 26)  # forehead points sit above these brow points
 _RING_JAW = (0, 2, 4, 6, 8, 10, 12, 14, 16)
 FOREHEAD_RISE = 0.35  # forehead points: this fraction of bridge-to-chin above the brows
@@ -134,12 +136,9 @@ def _insert_edge(triangles: list, points: np.ndarray, a: int, b: int) -> None:
 
 def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     contour = polygon.astype(np.float32).reshape(-1, 1, 2)
-    return np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), False) > 0 for x, y in points])
-
-
-def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    return np.array(
+        [cv2.pointPolygonTest(contour, (float(x), float(y)), False) > 0 for x, y in points]
+    )
 
 
 def triangulate_skin(points: np.ndarray) -> np.ndarray:
@@ -152,7 +151,7 @@ def triangulate_skin(points: np.ndarray) -> np.ndarray:
     keep = np.setdiff1d(np.arange(len(points)), INNER_LIPS)
     triangles = [tuple(keep[t]) for t in Delaunay(points[keep]).simplices]
     outline = list(OUTER_LIPS)
-    for a, b in zip(outline, outline[1:] + outline[:1]):
+    for a, b in zip(outline, outline[1:] + outline[:1], strict=True):
         _insert_edge(triangles, points, a, b)
     tris = np.array(triangles, dtype=np.int32)
     in_lips = _inside_polygon(points[tris].mean(1), points[OUTER_LIPS])
@@ -186,8 +185,10 @@ class FaceMesh:
     def _inside(self, pts: np.ndarray) -> np.ndarray:
         m = self.margin
         return (
-            (pts[:, 0] >= m) & (pts[:, 0] <= self.width - 1 - m)
-            & (pts[:, 1] >= m) & (pts[:, 1] <= self.height - 1 - m)
+            (pts[:, 0] >= m)
+            & (pts[:, 0] <= self.width - 1 - m)
+            & (pts[:, 1] >= m)
+            & (pts[:, 1] <= self.height - 1 - m)
         )
 
     def points_for(self, landmarks: np.ndarray) -> np.ndarray:
@@ -237,7 +238,7 @@ class PiecewiseAffineWarp:
         return np.vstack([mats.reshape(-1, 6), identity]).astype(np.float32)
 
     def rasterize(self, dst_points: np.ndarray) -> np.ndarray:
-        """(H, W) int32 map of the triangle covering each pixel (M = none: identity)."""
+        """(H, W) int32 index of the triangle drawn at each pixel (M where none: identity)."""
         index = self._index
         index.fill(len(self.triangles))
         fixed = np.round(np.asarray(dst_points, np.float64) * 16).astype(np.int32)  # shift=4

@@ -66,8 +66,9 @@ class Renderer:
     resolution).
     """
 
-    def __init__(self, image: np.ndarray, source_landmarks: np.ndarray, size: int = 256,
-                 crop: str = "face"):
+    def __init__(
+        self, image: np.ndarray, source_landmarks: np.ndarray, size: int = 256, crop: str = "face"
+    ):
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
@@ -87,8 +88,9 @@ class Renderer:
         self.source_crop = crop_square(image, x0, y0, side, out_side)
         src_crop = self.to_crop(src)
         self.mesh = FaceMesh(src_crop, out_side, out_side)
-        self.warp = PiecewiseAffineWarp(self.source_crop, self.mesh.source_points,
-                                        self.mesh.triangles)
+        self.warp = PiecewiseAffineWarp(
+            self.source_crop, self.mesh.source_points, self.mesh.triangles
+        )
         self.mouth = MouthFiller(self.source_crop, src_crop)
         if crop == "full":
             h, w = image.shape[:2]
@@ -104,8 +106,12 @@ class Renderer:
         x0, y0, _ = self.box
         h, w = self._photo.shape[:2]
         px0, py0, px1, py1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        return (slice(py0, py1), slice(px0, px1),
-                slice(py0 - y0, py1 - y0), slice(px0 - x0, px1 - x0))
+        return (
+            slice(py0, py1),
+            slice(px0, px1),
+            slice(py0 - y0, py1 - y0),
+            slice(px0 - x0, px1 - x0),
+        )
 
     def render(self, landmarks: np.ndarray) -> np.ndarray:
         """One frame for target landmarks (68, 2) in photo pixels: uint8 (size, size, 3) for
@@ -130,8 +136,7 @@ class Renderer:
             raise ValueError(f"landmarks must be (T, 68, 2), got {lm.shape}")
         bar = None
         if progress is True:
-            bar = tqdm(total=len(lm), desc="render", unit="frame",
-                       disable=not sys.stderr.isatty())
+            bar = tqdm(total=len(lm), desc="render", unit="frame", disable=not sys.stderr.isatty())
         try:
             for i, frame_landmarks in enumerate(lm):
                 yield self.render(frame_landmarks)

@@ -94,7 +94,7 @@ def plot_losses(log: MetricsLog, path: Path, total: str = "total") -> None:
             ax.set_yscale("log")
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.2)
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     fig.savefig(tmp, dpi=100, format="png")
     os.replace(tmp, path)

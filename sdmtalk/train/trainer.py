@@ -70,7 +70,9 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
         val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
-        model = build_model(config.model, compute_motion_stats(reader))
+        stats = compute_motion_stats(reader, "train", window=tc.window,
+                                     num_windows=tc.stats_windows, seed=tc.seed)
+        model = build_model(config.model, stats)
         return fit(model, train_set, val_set, tc, out_dir, config.to_dict(),
                    resume=resume, quiet=quiet, ctx=ctx)
     finally:
@@ -176,6 +178,7 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
         from sdmtalk.train.checkpoint import export_weights
+        from sdmtalk.train.distributed import barrier
 
         self.prepare(resume)
         if not resume:  # each rank draws its own noise (diffusion steps, dropout, latents)
@@ -189,6 +192,7 @@ class Trainer:
             best = self.out_dir / CKPT_BEST
             weights = export_weights(best if best.is_file() else self.out_dir / CKPT_LAST,
                                      self.out_dir / WEIGHTS)
+        barrier(self.ctx)  # every rank returns once the run's files exist
         return self.result(weights)
 
     def loop(self, t0: float) -> None:

@@ -1,0 +1,86 @@
+"""Schedule, samplers and step-predictor logic of shallow diffusion (no networks)."""
+
+import math
+
+import pytest
+import torch
+
+from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
+from sdmtalk.diffusion.schedule import make_schedule, q_sample
+from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_schedule_invariants(kind):
+    s = make_schedule(100, kind)
+    abar = s.alphas_cumprod
+    assert s.num_steps == 100 and abar.shape == (101,)
+    assert abar[0] == 1.0 and s.betas[0] == 0.0
+    assert (abar[1:] < abar[:-1]).all()  # noise variance 1 - abar grows with t
+    assert ((s.betas[1:] > 0) & (s.betas[1:] < 1)).all()
+    assert abar[-1] < (0.01 if kind == "cosine" else 0.05)  # step T is (almost) pure noise
+
+
+def test_q_sample_identity_at_zero_and_variance_grows():
+    s = make_schedule(100)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4000, 3, generator=g)
+    noise = torch.randn(4000, 3, generator=g)
+    assert torch.equal(q_sample(s, x0, 0, noise), x0)
+    # start from constant data: the spread is all noise and must grow with t
+    stds = [q_sample(s, torch.ones(4000, 3), t, noise).std().item() for t in (1, 10, 30, 60, 100)]
+    assert all(a < b for a, b in zip(stds, stds[1:], strict=False))
+    assert stds[-1] == pytest.approx(1.0, abs=0.05)
+    t = torch.tensor([0, 100] * 2000)  # per-sample steps
+    y = q_sample(s, x0[:, :1].expand(-1, 3).contiguous(), t, noise)
+    assert torch.equal(y[t == 0], x0[t == 0, :1].expand(-1, 3))
+
+
+def test_ddpm_from_zero_is_identity_and_oracle_recovers_x0():
+    s = make_schedule(100)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(2, 16, 5, generator=g)
+    coarse = x0 + 0.3 * torch.randn(2, 16, 5, generator=g)
+    assert torch.equal(shallow_start(s, coarse, 0, g), coarse)
+    assert torch.equal(sample_ddpm(lambda x, t: x * 0, coarse, 0, s, g), coarse)
+    x_k = shallow_start(s, coarse, 40, g)
+    assert not torch.allclose(x_k, coarse)
+    seen = []
+    out = sample_ddpm(lambda x, t: x0, x_k, 40, s, g, callback=lambda t, x: seen.append(t))
+    assert seen == list(range(40, 0, -1))
+    torch.testing.assert_close(out, x0)  # the last step is the denoiser's x0, no noise
+    torch.testing.assert_close(sample_ddim(lambda x, t: x0, x_k, [40, 20, 5], s), x0)
+    with pytest.raises(ValueError):
+        sample_ddpm(lambda x, t: x0, x_k, 101, s)
+
+
+def test_ddpm_seeded():
+    s = make_schedule(50)
+    x = torch.zeros(1, 8, 3)
+    runs = [sample_ddpm(lambda x, t: 0.9 * x, x, 20, s, torch.Generator().manual_seed(k)) for k in (3, 3, 4)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_meet_step_targets_monotone_and_clamped():
+    s = make_schedule(100)
+    target = torch.zeros(5, 10, 4)
+    gaps = torch.tensor([0.0, 0.05, 0.3, 1.0, 30.0])
+    coarse = gaps[:, None, None].expand(-1, 10, 4)
+    k = meet_step_targets(s, coarse, target, torch.ones(5, 10), tau=0.1, k_max=60)
+    assert k[0] == 1 and k[-1] == 60
+    assert (k[1:] >= k[:-1]).all() and k[2] > k[1]
+    # invalid frames do not count
+    mask = torch.ones(5, 10)
+    mask[:, 5:] = 0
+    coarse2 = coarse.clone()
+    coarse2[:, 5:] = 100.0
+    assert torch.equal(meet_step_targets(s, coarse2, target, mask, 0.1, 60), k)
+
+
+def test_resolve_k_clamps_and_falls_back():
+    assert resolve_k(None, 60, 40) == (40, True)
+    assert resolve_k(math.nan, 60, 40) == (40, True)
+    assert resolve_k(500.0, 60, 40) == (60, False)
+    assert resolve_k(0.2, 60, 40) == (1, False)
+    assert resolve_k(33.4, 60, 40) == (33, False)
+    assert resolve_k(None, 60, 99) == (60, True)

@@ -1,0 +1,223 @@
+"""The SDM motion model on synthetic speech-driven motion (tiny config, CPU, seconds)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sdmtalk.audio import AudioFeatures
+from sdmtalk.errors import InputError
+from sdmtalk.face.template import CANONICAL_TEMPLATE
+from sdmtalk.motion.energy import OPENING_PATTERN
+from sdmtalk.motion.sdm import (
+    MOTION_DIM,
+    SDMConfig,
+    SDMModel,
+    build_model,
+    crossfade_weights,
+    window_spans,
+)
+from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel, lip_gap
+
+SRC = CANONICAL_TEMPLATE.astype(np.float32)
+LOSS_TERMS = {"total", "reg", "ind", "rec", "diff", "kl", "kpred"}
+
+
+def synth_clip(T: int, rng: np.random.Generator) -> dict:
+    """Mouth opening follows a bursty loudness envelope that also shapes the mel and the
+    energy channel; the head pose is a slow random walk unrelated to the audio."""
+    env = np.convolve((rng.random(T) < 0.15).astype(float), np.hanning(9), mode="same").clip(0, 1)
+    mel = -6 + 5 * np.repeat(env, 4)[:, None] * np.linspace(1.0, 0.2, 80)[None] \
+        + 0.3 * rng.standard_normal((4 * T, 80))
+    prosody = np.stack([np.zeros(T), (env > 0.3) * 1.0, env, np.abs(np.diff(env, prepend=0))], 1)
+    delta = 0.2 * env[:, None, None] * OPENING_PATTERN[None] + 0.002 * rng.standard_normal((T, 68, 2))
+    walk = np.cumsum(rng.standard_normal((T, 4)) * [0.002, 0.004, 0.004, 0.003], 0)
+    return {"mel": mel, "prosody": prosody, "pose": walk - walk[:1], "delta": delta - delta[:1],
+            "energy": env}
+
+
+def synth_batch(B: int, W: int, rng) -> dict:
+    items = [synth_clip(W, rng) for _ in range(B)]
+    out = {k: torch.tensor(np.stack([it[k] for it in items]), dtype=torch.float32)
+           for k in ("mel", "prosody", "pose", "delta")}
+    out["valid"] = torch.ones(B, W)
+    out["source_canonical"] = torch.tensor(SRC).expand(B, 68, 2).clone()
+    return out
+
+
+def synth_stats(rng) -> dict:
+    b = synth_batch(64, 32, rng)
+    x = torch.cat([b["pose"], b["delta"].flatten(-2)], -1).reshape(-1, MOTION_DIM)
+    mel, pros = b["mel"].reshape(-1, 80), b["prosody"].reshape(-1, 4)
+    return {"motion_mean": x.mean(0), "motion_std": x.std(0).clamp_min(1e-3),
+            "mel_mean": mel.mean(0), "mel_std": mel.std(0), "prosody_mean": pros.mean(0),
+            "prosody_std": pros.std(0).clamp_min(1e-3)}
+
+
+def features_of(clip: dict) -> AudioFeatures:
+    return AudioFeatures(mel=clip["mel"].astype(np.float32), prosody=clip["prosody"].astype(np.float32),
+                         energy=clip["energy"].astype(np.float32))
+
+
+def train(model: SDMModel, steps: int, rng, lr: float = 3e-3) -> list[float]:
+    opt = torch.optim.Adam(model.parameters(), lr, betas=(0.5, 0.999))
+    totals = []
+    for step in range(steps):
+        losses = model.training_losses(synth_batch(8, 32, rng), step)
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+        totals.append(float(losses["total"].detach()))
+    return totals
+
+
+@pytest.fixture(scope="module")
+def trained() -> SDMModel:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_model(SDMConfig.tiny(), synth_stats(rng))
+    train(model, 200, rng)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def clip() -> dict:
+    return synth_clip(200, np.random.default_rng(5))
+
+
+def test_config_is_plain_and_roundtrips():
+    for cfg in (SDMConfig.tiny(), SDMConfig.base()):
+        d = json.loads(json.dumps(cfg.__dict__))
+        assert SDMConfig.from_dict(d) == cfg
+        assert build_model(d).cfg == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        SDMConfig.from_dict({"no_such_field": 1})
+    base = build_model(SDMConfig.base())
+    assert sum(p.numel() for p in base.parameters()) < 3_000_000
+
+
+def test_tiny_trains_and_loss_falls():
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    model = build_model(SDMConfig.tiny(), synth_stats(rng))
+    losses = model.training_losses(synth_batch(2, 32, rng), 0)
+    assert set(losses) == LOSS_TERMS and all(torch.isfinite(v) for v in losses.values())
+    totals = train(model, 30, rng)
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
+
+
+def test_stats_become_buffers_and_survive_state_dict(trained):
+    clone = build_model(trained.cfg)
+    clone.load_state_dict(trained.state_dict())
+    assert torch.equal(clone.motion_std, trained.motion_std)
+    assert int(clone.kpred_steps) == int(trained.kpred_steps) == 200
+
+
+def test_learns_lips_from_audio(trained, clip):
+    motion = trained.generate(features_of(clip), SRC, MotionControls(seed=0))
+    assert isinstance(trained, MotionModel)
+    assert motion.pose.shape == (200, 4) and motion.delta.shape == (200, 68, 2)
+    pred, true = lip_gap(SRC + motion.delta), lip_gap(SRC + clip["delta"])
+    assert np.corrcoef(pred, true)[0, 1] > 0.8
+    assert 0.6 < pred.std() / true.std() < 1.6
+    metrics = trained.validation_metrics(synth_batch(8, 32, np.random.default_rng(2)))
+    assert metrics["lip_corr_coarse"] > 0.8 and metrics["lip_corr_final"] > 0.8
+
+
+def test_same_seed_same_motion_other_seed_other_pose_same_lips(trained, clip):
+    f = features_of(clip)
+    a = trained.generate(f, SRC, MotionControls(seed=3))
+    k_a = list(trained.last_k)
+    b = trained.generate(f, SRC, MotionControls(seed=3))
+    c = trained.generate(f, SRC, MotionControls(seed=4))
+    assert np.array_equal(a.pose, b.pose) and np.array_equal(a.delta, b.delta) and k_a == trained.last_k
+    assert np.abs(a.pose - c.pose).max() > 1e-3
+    assert np.corrcoef(lip_gap(SRC + a.delta), lip_gap(SRC + c.delta))[0, 1] > 0.9
+
+
+def test_depth_zero_is_the_coarse_motion(trained, clip):
+    f = features_of(clip)
+    k0 = trained.generate(f, SRC, MotionControls(seed=2, diffusion_steps=0))
+    assert trained.last_k == []
+    no_diff = trained.generate(f, SRC, MotionControls(seed=2, ablation="no_diffusion"))
+    assert np.array_equal(k0.delta, no_diff.delta) and np.array_equal(k0.pose, no_diff.pose)
+    coarse, _ = trained._coarse_sequence(f, MotionControls(seed=2))
+    pose, delta = trained.denormalize(coarse)
+    np.testing.assert_allclose(k0.pose, pose[0].numpy(), atol=1e-6)
+    shallow = trained.generate(f, SRC, MotionControls(seed=2, diffusion_steps=10))
+    assert trained.last_k == [10] * len(window_spans(200, 32, 8))
+    assert not np.allclose(shallow.delta, k0.delta)
+
+
+def test_auto_depth_is_clamped_predicted_or_fallback(trained, clip):
+    trained.generate(features_of(clip), SRC, MotionControls(seed=0))
+    assert trained.last_k and all(1 <= k <= trained.cfg.k_max for k in trained.last_k)
+    fresh = build_model(SDMConfig.tiny())  # predictor untrained: the global fallback k
+    fresh.generate(features_of(clip), SRC, MotionControls(seed=0))
+    assert set(fresh.last_k) == {fresh.cfg.k_fallback}
+
+
+def test_ablations_and_controls(trained, clip):
+    f = features_of(clip)
+
+    def gen(**kw):
+        return trained.generate(f, SRC, MotionControls(seed=1, **kw))
+
+    coarse = gen(diffusion_steps=0)
+    no_rhythm = gen(diffusion_steps=0, ablation="no_rhythm")
+    assert not np.allclose(no_rhythm.pose, coarse.pose)
+    zero_rhythm = gen(diffusion_steps=0, rhythm_scale=0.0)
+    assert np.array_equal(zero_rhythm.pose, no_rhythm.pose)
+    # without the pose-mode branch (and rhythm) the head does not move at all
+    still_head = gen(diffusion_steps=0, ablation="no_pose", rhythm_scale=0.0)
+    assert np.abs(still_head.pose).max() < 1e-5
+    assert np.abs(still_head.delta[:, MOUTH]).max() > 0.02  # lips still move
+    full = gen(ablation="full_diffusion")
+    assert trained.last_k == [trained.cfg.diffusion_steps] * len(window_spans(200, 32, 8))
+    assert np.isfinite(full.delta).all() and not np.allclose(full.delta, gen().delta)
+    base = gen()
+    still = gen(still=True)
+    assert not still.pose.any() and np.array_equal(still.delta, base.delta)
+    np.testing.assert_allclose(gen(pose_scale=0.5).pose, 0.5 * base.pose, atol=1e-7)
+    outer = slice(48, 60)  # outer lips: not touched by the lip-crossing guard
+    np.testing.assert_allclose(gen(lip_scale=2.0).delta[:, outer], 2 * base.delta[:, outer], atol=1e-6)
+    gaps = lip_gap(SRC + gen(lip_scale=0.0).delta)
+    assert np.allclose(gaps, gaps[0], atol=1e-5)
+
+
+def test_bad_controls_and_inputs(trained, clip):
+    f = features_of(clip)
+    with pytest.raises(InputError, match="diffusion_steps"):
+        trained.generate(f, SRC, MotionControls(diffusion_steps=1000))
+    with pytest.raises(ValueError, match="68, 2"):
+        trained.generate(f, SRC[:10], MotionControls())
+    bad = AudioFeatures(mel=f.mel[:-4], prosody=f.prosody, energy=f.energy)
+    with pytest.raises(ValueError, match="mel"):
+        trained.generate(bad, SRC, MotionControls())
+
+
+def test_windows_and_crossfade():
+    assert window_spans(20, 32, 8) == [(0, 20)]
+    spans = window_spans(100, 32, 8)
+    assert spans[0] == (0, 32) and spans[-1][1] == 100
+    assert all(b[0] <= a[1] - 8 for a, b in zip(spans, spans[1:], strict=False))
+    w = crossfade_weights(32, 8, True, True)
+    assert w[0] < 0.1 and w[16] == 1 and w[-1] < 0.1
+
+
+def test_long_audio_has_no_seams(trained):
+    clip = synth_clip(1500, np.random.default_rng(9))  # 60 s
+    motion = trained.generate(features_of(clip), SRC, MotionControls(seed=0))
+    assert motion.delta.shape == (1500, 68, 2) and np.isfinite(motion.delta).all()
+    x = np.concatenate([motion.pose, motion.delta.reshape(1500, -1)], 1)
+    step = np.linalg.norm(np.diff(x, axis=0), axis=1)  # step[i]: frame i -> i + 1
+    cfg = trained.cfg
+    edges = {s for s, _ in window_spans(1500, cfg.infer_window, cfg.infer_overlap)} \
+        | {e for _, e in window_spans(1500, cfg.infer_window, cfg.infer_overlap)} \
+        | set(range(0, 1500, cfg.chunk)) | set(range(0, 1500, cfg.segment))
+    at_edges = np.array([step[i - 1] for i in sorted(edges) if 0 < i < 1500])
+    assert at_edges.max() <= np.percentile(step, 99.5)
+    assert at_edges.mean() <= 1.5 * step.mean()
+    assert np.abs(motion.pose).max() < 0.5  # no drift of the head over a minute

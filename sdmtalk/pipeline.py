@@ -171,7 +171,7 @@ class TalkingFacePipeline:
         t_features = time.perf_counter() - t0
         renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
         results = []
-        for seed, path in zip(seeds, paths):
+        for seed, path in zip(seeds, paths, strict=True):
             c = replace(controls, seed=seed)
             t1 = time.perf_counter()
             landmarks, _, _ = self.landmarks_for(image, wav, c, face, features)

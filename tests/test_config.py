@@ -65,6 +65,8 @@ def test_json_file_defaults_to_base_and_cli_overrides_win(tmp_path):
     ('[train]\ngrad_clip = true\n', "'train.grad_clip' must be float"),
     ('preset = "huge"\n', "preset must be one of"),
     ('[train\n', "not valid TOML"),
+    ('[train]\nlog_every = 0\n', "'train.log_every' must be >= 1"),
+    ('[train]\nbetas = [0.4, 1.5]\n', "'train.betas' must lie in"),
 ])
 def test_bad_files_name_the_key_and_the_file(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -66,6 +66,18 @@ def test_ssim_psnr_identical_and_noisy():
     assert 0.0 < M.ssim(noisy, frames) < 0.95
 
 
+def test_ssim_matches_skimage():
+    from skimage import data
+    from skimage.metrics import structural_similarity
+
+    a = data.astronaut()[100:228, 150:278]
+    b = np.clip(a.astype(int) + RNG.normal(0, 15, a.shape), 0, 255).astype(np.uint8)
+    c = data.astronaut()[110:238, 140:268]
+    for other in (a, b, c):
+        ref = structural_similarity(other, a, channel_axis=-1, data_range=255)
+        assert M.ssim_frame(other, a) == pytest.approx(ref, abs=1e-4)
+
+
 # --- CSIM ---------------------------------------------------------------------------------------
 
 

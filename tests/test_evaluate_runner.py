@@ -101,6 +101,23 @@ def test_bad_inputs_raise_input_errors(tmp_path):
         evaluate(tmp_path, tmp_path / "out", methods="static,nonsense", quiet=True)
 
 
+def test_cache_input_lists_its_clips_under_data_root(tmp_path):
+    from sdmtalk.data.cache import CACHE_FORMAT, CACHE_VERSION
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "manifest.json").write_text(json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION}))
+    rec = dict(clip_id="spk/a", speaker="spk", split="test", frames=30, fps=25.0, source="spk/a.mp4",
+               sha1="0", shard="p000of001-00000")
+    lines = [json.dumps(rec), json.dumps({**rec, "clip_id": "spk/b", "split": "train", "source": "spk/b.mp4"})]
+    (cache / "index.jsonl").write_text("\n".join(lines) + "\n")
+    clips = find_clips(cache, split="test", data_root=tmp_path / "videos")
+    assert [(c.name, c.path) for c in clips] == [("spk/a", tmp_path / "videos" / "spk" / "a.mp4")]
+    assert len(find_clips(cache, data_root=tmp_path)) == 2
+    with pytest.raises(InputError, match="--data-root"):
+        find_clips(cache, split="test")
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_real_dev_clip_static_and_energy(tmp_path):

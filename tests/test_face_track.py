@@ -26,7 +26,9 @@ def _moving_video(image, landmarks, frames=40, size=320):
         spin = Similarity(1.25 + 0.15 * np.sin(phase), 0.09 * np.sin(2 * phase))
         target = np.array([size / 2 + 25 * np.sin(1.5 * phase), size / 2 + 15 * np.cos(phase)])
         sim = Similarity(spin.scale, spin.angle, *(target - spin.apply(centre)))
-        video.append(cv2.warpAffine(image, sim.matrix(), (size, size), borderMode=cv2.BORDER_REFLECT))
+        video.append(
+            cv2.warpAffine(image, sim.matrix(), (size, size), borderMode=cv2.BORDER_REFLECT)
+        )
         truth.append(sim.apply(landmarks))
     return video, np.array(truth, dtype=np.float32)
 
@@ -89,7 +91,8 @@ def _noisy_track(rng, frames=100):
     return clean, clean + rng.normal(0, 1.0, clean.shape)
 
 
-def test_smoothing_reduces_jitter_and_keeps_slow_motion(rng=np.random.default_rng(0)):
+def test_smoothing_reduces_jitter_and_keeps_slow_motion():
+    rng = np.random.default_rng(0)
     clean, noisy = _noisy_track(rng)
     smooth = smooth_landmarks(noisy, window=7)
     assert landmark_jitter(smooth) < 0.3 * landmark_jitter(noisy)
@@ -97,7 +100,8 @@ def test_smoothing_reduces_jitter_and_keeps_slow_motion(rng=np.random.default_rn
     np.testing.assert_array_equal(smooth_landmarks(noisy, window=1), noisy.astype(np.float32))
 
 
-def test_smoothing_respects_invalid_frames(rng=np.random.default_rng(1)):
+def test_smoothing_respects_invalid_frames():
+    rng = np.random.default_rng(1)
     _, noisy = _noisy_track(rng, frames=30)
     noisy[10:12] = np.nan
     valid = np.isfinite(noisy).all(axis=(1, 2))

@@ -94,8 +94,11 @@ def test_resume_gives_same_weights_as_straight_run(tmp_path):
     _, straight = run(tmp_path / "a", make_cfg(steps=6))
     run(tmp_path / "b", make_cfg(steps=3))
     _, resumed = run(tmp_path / "b", make_cfg(steps=6), resume=True, seed=99)
-    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
+    rows = list(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
+    # log windows: steps {0,1}, {2} (end of the first run), {3} (resumed), {4,5}
+    assert [float(r["step_seen"]) for r in rows if r["split"] == "train"] == [0.5, 2, 3, 4.5]
     # the check can fail: another seed gives other weights
     _, other = run(tmp_path / "c", make_cfg(steps=6, seed=4))
     assert not torch.equal(other.net[0].weight, straight.net[0].weight)

@@ -116,10 +116,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(cache_dir, shard: ShardResult, settings_key: str, chunks: int) -> Path:
+def write_shard(cache_dir, shard: ShardResult, settings_key: str, chunks: int,
+                code_key: str = "") -> Path:
     """Write a shard's arrays, then its commit record; both through temp names + rename.
 
-    ``chunks``: how many shards the shard's part has in all (to tell when it is complete).
+    ``chunks``: how many shards the shard's part has in all (to tell when it is complete);
+    ``code_key``: fingerprint of the code that made it (a resume redoes other code's shards).
     """
     from safetensors.numpy import save_file
 
@@ -138,7 +140,7 @@ def write_shard(cache_dir, shard: ShardResult, settings_key: str, chunks: int) -
     os.replace(tmp, data_path)
     commit = {
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "settings_key": settings_key,
-        "shard": shard.name, "part": shard.part, "number": shard.number, "chunks": chunks,
+        "code_key": code_key, "shard": shard.name, "part": shard.part, "number": shard.number, "chunks": chunks,
         "sources": shard.sources, "file": data_path.name,
         "file_size": data_path.stat().st_size, "file_sha1": file_sha1(data_path),
         "clips": [asdict(r) for r in shard.records], "skipped": shard.skipped,
@@ -197,11 +199,13 @@ def finalize(cache_dir, settings: dict, settings_key: str, parts: dict[str, int]
     records, skipped = [], []
     done: dict[str, int] = {}
     parts = {**_previous_parts(cache_dir), **(parts or {})}
+    code_keys: set[str] = set()
     for c in commits:
         parts.setdefault(c["part"], c["chunks"])
         if c["settings_key"] != settings_key:
             raise InputError(f"{cache_dir}: shard {c['shard']} was prepared with other settings; "
                              "use a new --out folder")
+        code_keys.add(c.get("code_key", ""))
         records.extend(c["clips"])
         skipped.extend(c["skipped"])
         done[c["part"]] = done.get(c["part"], 0) + 1
@@ -217,10 +221,12 @@ def finalize(cache_dir, settings: dict, settings_key: str, parts: dict[str, int]
         "fps": FPS, "sample_rate": SAMPLE_RATE, "mel_per_frame": MEL_PER_FRAME, "landmarks": 68,
         "arrays": {k: {"dtype": d, "shape": ["T" if k != "mel" else f"{MEL_PER_FRAME}T", *s]}
                    for k, (d, s) in ARRAYS.items()},
-        "settings": settings, "settings_key": settings_key,
+        "settings": settings, "settings_key": settings_key, "code_keys": sorted(code_keys),
         "parts": {p: {"chunks": n, "committed": done.get(p, 0), "complete": done.get(p, 0) == n}
                   for p, n in sorted(parts.items())},
-        "complete": bool(parts) and all(done.get(p, 0) == n for p, n in parts.items()),
+        # complete: every part has all its shards, all made by the same code
+        "complete": bool(parts) and all(done.get(p, 0) == n for p, n in parts.items())
+        and len(code_keys) <= 1,
         "counts": _counts(records, skipped),
         **(extra or {}),
     }

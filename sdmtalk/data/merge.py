@@ -26,6 +26,10 @@ def merge_caches(out_dir, inputs) -> dict:
     if len(keys) != 1:
         raise InputError(f"caches {', '.join(map(str, inputs))} were prepared with different settings; "
                          "prepare every part with the same command (only --shard differs)")
+    code = {k for m in manifests for k in m.get("code_keys", [])}
+    if len(code) > 1:
+        raise InputError("the parts were prepared by different sdmtalk code; rerun the older parts "
+                         "with the same command to bring them up to date, then merge")
     (out_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     parts: dict[str, int] = {}
     for src, manifest in zip(inputs, manifests, strict=True):

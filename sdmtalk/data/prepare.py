@@ -16,11 +16,14 @@ continues where it stopped and ends with the same cache.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import hashlib
 import json
 import multiprocessing
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -121,12 +124,13 @@ class _RecordingTracker(LandmarkTracker):
 def process_clip(clip: ClipSource, cfg: PrepareConfig) -> ClipOutcome:
     """Never raises for a bad clip: problems become ``skip = {reason, detail}``."""
     start = time.process_time()
-    out = ClipOutcome(clip, sha1=file_sha1(clip.path))
+    out = ClipOutcome(clip, sha1="")
     try:
+        out.sha1 = file_sha1(clip.path)
         _process(clip, cfg, out)
     except _Skip as s:
         out.skip = {"reason": s.reason, "detail": s.detail}
-    except InputError as err:  # unreadable, corrupt or truncated video/audio
+    except (InputError, OSError, av.FFmpegError) as err:  # unreadable, corrupt or truncated
         out.skip = {"reason": "corrupt", "detail": str(err)}
     except Exception as err:  # one odd clip must not end a day-long run; reported
         out.skip = {"reason": "error", "detail": f"{type(err).__name__}: {err}"}
@@ -377,6 +381,36 @@ def _settings(cfg: PrepareConfig, layout: str, val_frac: float, test_frac: float
     return settings, key
 
 
+# The code whose output lands in the cache: a resume redoes shards another version made.
+_CODE_FILES = ("video.py", "audio/loading.py", "audio/features.py", "face/align.py", "face/detect.py",
+               "face/template.py", "face/track.py", "motion/types.py", "data/prepare.py",
+               "data/cache.py", "data/layouts.py")
+
+
+def code_fingerprint() -> str:
+    """sha1 over the code of the stages above (syntax tree without docstrings, so comment,
+    docstring and layout edits do not count) and the versions of the native libraries."""
+    import dlib
+    import silero_vad
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1(f"{av.__version__} {dlib.__version__} {np.__version__}".encode())
+    h.update(str(getattr(silero_vad, "__version__", "")).encode())
+    for name in _CODE_FILES:
+        h.update(name.encode() + b"\0" + _code_only((root / name).read_text(encoding="utf-8")).encode())
+    return h.hexdigest()[:16]
+
+
+def _code_only(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 def _check_existing(out_dir: Path, key: str) -> None:
     path = out_dir / "manifest.json"
     if path.is_file():
@@ -425,16 +459,18 @@ def prepare_dataset(
     part = part_name(*shard)
     mine = select_part(clips, *shard)
     settings, key = _settings(cfg, layout_used, val_frac, test_frac, clips_per_shard)
+    code = code_fingerprint()  # once, before workers start: the code they will run
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_existing(out_dir, key)
     remove_temp_files(out_dir)
     chunks = [mine[i:i + clips_per_shard] for i in range(0, len(mine), clips_per_shard)]
-    todo = [k for k, chunk in enumerate(chunks) if not _is_done(out_dir, part, k, chunk, key)]
+    todo = [k for k, chunk in enumerate(chunks) if not _is_done(out_dir, part, k, chunk, key, code)]
     summary = PrepareSummary(str(out_dir), layout_used, part, clips=len(mine), workers=workers,
                              shards_resumed=len(chunks) - len(todo))
-    _run_chunks(out_dir, part, len(chunks), {k: chunks[k] for k in todo}, cfg, key, workers,
-                quiet, summary)
+    with _SigtermAsInterrupt():
+        _run_chunks(out_dir, part, len(chunks), {k: chunks[k] for k in todo}, cfg, (key, code),
+                    workers, quiet, summary)
     parts = {part: len(chunks)}
     manifest_out = finalize(out_dir, settings, key, parts,
                             extra={"layout": layout_used, "split_conflicts": split_info["conflicting_speakers"]})
@@ -443,13 +479,14 @@ def prepare_dataset(
     return summary
 
 
-def _is_done(out_dir: Path, part: str, k: int, chunk: list[ClipSource], key: str) -> bool:
+def _is_done(out_dir: Path, part: str, k: int, chunk: list[ClipSource], key: str, code: str) -> bool:
     commit = read_commit(out_dir, f"{part}-{k:05d}", verify=True)
     return (commit is not None and commit["settings_key"] == key
+            and commit.get("code_key") == code
             and commit["sources"] == [c.clip_id for c in chunk])
 
 
-def _run_chunks(out_dir, part, n_chunks, todo: dict[int, list[ClipSource]], cfg, key, workers,
+def _run_chunks(out_dir, part, n_chunks, todo: dict[int, list[ClipSource]], cfg, keys, workers,
                 quiet, summary: PrepareSummary) -> None:
     """Process the clips of the unfinished chunks (in order) and commit each chunk's shard."""
     order = [(k, c) for k in sorted(todo) for c in todo[k]]
@@ -458,7 +495,7 @@ def _run_chunks(out_dir, part, n_chunks, todo: dict[int, list[ClipSource]], cfg,
     jitters: list[tuple[float, float]] = []
     start = time.perf_counter()
     pending: list[ClipOutcome] = []
-    with _outcomes(order, cfg, workers) as results:
+    with _Outcomes(order, cfg, workers) as results:
         for n_done, ((k, _), outcome) in enumerate(zip(order, results, strict=True), 1):
             pending.append(outcome)
             _count(summary, outcome, jitters)
@@ -466,7 +503,7 @@ def _run_chunks(out_dir, part, n_chunks, todo: dict[int, list[ClipSource]], cfg,
             bar.update(1)
             bar.set_postfix_str(f"{n_done / elapsed:.2f} clips/s, {summary.frames_decoded / elapsed:.1f} frames/s")
             if len(pending) == len(todo[k]):
-                _commit(out_dir, part, k, n_chunks, todo[k], pending, key)
+                _commit(out_dir, part, k, n_chunks, todo[k], pending, keys)
                 summary.shards_written += 1
                 pending = []
                 if not quiet and bar.disable:
@@ -487,7 +524,7 @@ def _count(summary: PrepareSummary, outcome: ClipOutcome, jitters: list) -> None
         jitters.append((raw, smooth))
 
 
-def _commit(out_dir, part, k, n_chunks, chunk, outcomes: list[ClipOutcome], key) -> None:
+def _commit(out_dir, part, k, n_chunks, chunk, outcomes: list[ClipOutcome], keys) -> None:
     shard = ShardResult(part=part, number=k, sources=[c.clip_id for c in chunk])
     for o in outcomes:
         if o.skip is not None:
@@ -495,10 +532,10 @@ def _commit(out_dir, part, k, n_chunks, chunk, outcomes: list[ClipOutcome], key)
         else:
             shard.records.append(ClipRecord.from_json(dict(o.record, shard=shard.name)))
             shard.arrays[o.clip.clip_id] = o.arrays
-    write_shard(out_dir, shard, key, chunks=n_chunks)
+    write_shard(out_dir, shard, keys[0], chunks=n_chunks, code_key=keys[1])
 
 
-class _outcomes:
+class _Outcomes:
     """Context manager yielding ClipOutcomes in input order, in-process or from a pool."""
 
     def __init__(self, order, cfg, workers):
@@ -513,10 +550,31 @@ class _outcomes:
         self.pool = ctx.Pool(self.workers, initializer=_init_worker)
         return self.pool.imap(functools.partial(process_clip, cfg=self.cfg), self.clips, chunksize=1)
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self.pool is not None:
-            self.pool.terminate()
+            if exc_type is None:
+                self.pool.close()  # all results are in: let the workers exit cleanly
+            else:
+                self.pool.terminate()  # Ctrl-C or an error: unfinished shards stay uncommitted
             self.pool.join()
+        return False
+
+
+class _SigtermAsInterrupt:
+    """`kill PID` stops a run like Ctrl-C: the pool is terminated, no worker is orphaned."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
         return False
 
 

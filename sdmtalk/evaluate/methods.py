@@ -63,8 +63,14 @@ class MethodRunner:
     clip is read) and generates a method's frames for a photo + speech."""
 
     def __init__(self, methods: list[Method], weights=None, size: int = 512):
-        from sdmtalk.pipeline import TalkingFacePipeline
+        from pathlib import Path
 
+        from sdmtalk.pipeline import BUNDLED_WEIGHTS, TalkingFacePipeline
+
+        path = Path(weights) if weights else BUNDLED_WEIGHTS
+        if any(m.motion == "sdm" for m in methods) and not path.is_file():
+            raise InputError(f"SDM weights not found at {path}: pass --weights RUN_DIR/sdm.safetensors "
+                             "or leave the sdm methods out (--methods static,energy)")
         self.methods = methods
         self._pipes = {}
         for m in methods:

@@ -63,23 +63,44 @@ def lmd(pred: np.ndarray, real: np.ndarray, points=None, valid=None, centre: boo
 # --- image similarity --------------------------------------------------------------------
 
 
-def ssim(pred: np.ndarray, real: np.ndarray, valid=None) -> float:
-    """Mean SSIM (Wang et al. 2004) over frames of (T, H, W, 3) uint8 RGB, 7x7 window."""
-    from skimage.metrics import structural_similarity
+def ssim_frame(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004) of two (H, W, 3) uint8 images, exactly as
+    skimage.metrics.structural_similarity(a, b, channel_axis=-1, data_range=255) computes it
+    (7x7 uniform window, sample covariance, K1 0.01, K2 0.03, 3 px border left out, mean over
+    channels), with OpenCV box filters: ~10x faster, which matters at 200 frames x seeds."""
+    import cv2
 
+    x, y = a.astype(np.float32), b.astype(np.float32)  # float32: 1e-5 off skimage, 2x faster
+    win, c1, c2 = 7, (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    cov_norm = win * win / (win * win - 1.0)
+
+    def box(img):
+        return cv2.blur(img, (win, win), borderType=cv2.BORDER_REFLECT_101)
+
+    ux, uy = box(x), box(y)
+    vx = cov_norm * (box(x * x) - ux * ux)
+    vy = cov_norm * (box(y * y) - uy * uy)
+    vxy = cov_norm * (box(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+def ssim(pred: np.ndarray, real: np.ndarray, valid=None) -> float:
+    """Mean SSIM over frames of (T, H, W, 3) uint8 RGB (see ssim_frame)."""
     keep = _mask(valid, len(pred))
-    vals = [structural_similarity(p, r, channel_axis=-1, data_range=255)
-            for p, r, k in zip(pred, real, keep) if k]
+    vals = [ssim_frame(p, r) for p, r, k in zip(pred, real, keep, strict=True) if k]
     return float(np.mean(vals)) if vals else float("nan")
 
 
 def psnr(pred: np.ndarray, real: np.ndarray, valid=None) -> float:
     """Mean over frames of PSNR in dB (peak 255); inf when every frame is identical."""
+    import cv2
+
     keep = _mask(valid, len(pred))
     if not keep.any():
         return float("nan")
-    diff = pred[keep].astype(np.float64) - real[keep].astype(np.float64)
-    mse = (diff**2).reshape(len(diff), -1).mean(axis=1)
+    mse = np.array([cv2.norm(p, r, cv2.NORM_L2SQR) / p.size for p, r, k in zip(pred, real, keep, strict=True) if k])
     with np.errstate(divide="ignore"):
         per_frame = 10 * np.log10(255.0**2 / mse)
     return float(per_frame.mean())
@@ -191,3 +212,180 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
     na, nb = len(a) - 1, len(b) - 1
     cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(na * nb)
     return float(((mu_a - mu_b) ** 2).sum() + (a**2).sum() / na + (b**2).sum() / nb - 2 * cross)
+
+
+# --- mouth and lip sync ----------------------------------------------------------------------
+
+
+def inner_lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """Mouth opening: mean distance of inner-lip points 61-63 to 67-65, (T, 68, 2) -> (T,) px."""
+    landmarks = np.asarray(landmarks, np.float64)
+    gap = landmarks[:, INNER_LOWER] - landmarks[:, INNER_UPPER]
+    return np.linalg.norm(gap, axis=-1).mean(axis=1)
+
+
+def frame_loudness(wav: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Speech energy per video frame: RMS of each 40 ms frame in dB relative to the clip's
+    loudest frame, clipped to [-60, 0]. wav (N,) -> (num_frames,)."""
+    hop = sample_rate // FPS
+    wav = np.asarray(wav, np.float64)[: num_frames * hop]
+    wav = np.pad(wav, (0, num_frames * hop - len(wav)))
+    rms = np.sqrt((wav.reshape(num_frames, hop) ** 2).mean(axis=1))
+    db = 20 * np.log10(np.maximum(rms, 1e-10) / max(rms.max(), 1e-10))
+    return np.clip(db, -60.0, 0.0)
+
+
+def lagged_correlation(video: np.ndarray, audio: np.ndarray, lag: int, valid=None) -> float:
+    """Pearson r of video[t + lag] and audio[t] over the t where both exist (and are valid)."""
+    n = min(len(video), len(audio))
+    keep = _mask(valid, n)
+    t = np.arange(max(0, -lag), min(n, n - lag))
+    t = t[keep[t] & keep[t + lag]]
+    return _pearson(np.asarray(video)[t + lag], np.asarray(audio)[t])
+
+
+def av_offset(mouth: np.ndarray, loudness: np.ndarray, max_offset: int = 10, valid=None) -> dict:
+    """Audio-visual offset without SyncNet: the lag (frames) maximising the correlation of
+    mouth opening (T,) and speech loudness (T,). Positive offset: the mouth follows the
+    audio. confidence = peak minus median correlation over lags (as SyncNet reports it)."""
+    lags = np.arange(-max_offset, max_offset + 1)
+    curve = np.array([lagged_correlation(mouth, loudness, int(d), valid) for d in lags])
+    if np.isnan(curve).all():
+        return {"offset": float("nan"), "corr": float("nan"), "confidence": float("nan")}
+    best = int(np.nanargmax(curve))
+    return {"offset": int(lags[best]), "corr": float(curve[best]),
+            "confidence": float(curve[best] - np.nanmedian(curve))}
+
+
+def lip_energy_correlation(mouth: np.ndarray, loudness: np.ndarray, valid=None) -> float:
+    """Pearson r of mouth opening and speech loudness at lag 0."""
+    return lagged_correlation(mouth, loudness, 0, valid)
+
+
+def lip_gap_correlation(gen_gap: np.ndarray, real_gap: np.ndarray, valid=None) -> float:
+    """Pearson r of the generated and the real clip's inner-lip gap (T,)."""
+    return lagged_correlation(gen_gap, real_gap, 0, valid)
+
+
+def amplitude_ratio(gen_gap: np.ndarray, real_gap: np.ndarray, valid=None) -> float:
+    """std(generated lip gap) / std(real lip gap) over valid frames: 1 = as lively as the
+    speaker; regression models typically land at 0.3-0.5."""
+    keep = _mask(valid, min(len(gen_gap), len(real_gap)))
+    if keep.sum() < 3:
+        return float("nan")
+    real_std = np.std(np.asarray(real_gap)[: len(keep)][keep])
+    return float(np.std(np.asarray(gen_gap)[: len(keep)][keep]) / real_std) if real_std > 1e-9 else float("nan")
+
+
+# --- head motion -----------------------------------------------------------------------------
+
+
+def head_pose(landmarks: np.ndarray) -> np.ndarray:
+    """Head pose read off landmarks: (T, 68, 2) -> (T, 3) [roll deg, x px, y px].
+
+    roll: angle of the line between the eye centres; x, y: centroid of the rigid points
+    (nose and eyes, 27-47), which follow the head and not the mouth."""
+    landmarks = np.asarray(landmarks, np.float64)
+    eyes = landmarks[:, RIGHT_EYE].mean(1) - landmarks[:, LEFT_EYE].mean(1)
+    roll = np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
+    return np.concatenate([roll[:, None], landmarks[:, RIGID].mean(1)], axis=1)
+
+
+def _valid_steps(valid, n: int) -> np.ndarray:
+    keep = _mask(valid, n)
+    return keep[1:] & keep[:-1]
+
+
+def head_motion_stats(pose: np.ndarray, valid=None, fps: float = FPS) -> dict:
+    """Statistics of a head-pose track (T, 3) [roll, x, y]: spread (std) and mean speed.
+
+    roll_std deg, pos_std px (norm of the x and y stds), roll_speed deg/s, pos_speed px/s."""
+    keep = _mask(valid, len(pose))
+    steps = _valid_steps(valid, len(pose))
+    nan = float("nan")
+    if keep.sum() < 2:
+        return {"roll_std": nan, "pos_std": nan, "roll_speed": nan, "pos_speed": nan}
+    std = pose[keep].std(axis=0)
+    vel = np.diff(pose, axis=0)[steps] * fps
+    speed = (float(np.abs(vel[:, 0]).mean()), float(np.linalg.norm(vel[:, 1:], axis=1).mean())) if steps.any() else (nan, nan)
+    return {"roll_std": float(std[0]), "pos_std": float(np.linalg.norm(std[1:])),
+            "roll_speed": speed[0], "pos_speed": speed[1]}
+
+
+def pose_diversity(poses: np.ndarray, valid=None) -> dict:
+    """Diversity of head pose across seeds for the same audio: poses (S, T, 3) -> the mean
+    over frames of the std across seeds, roll_deg and pos_px (norm of the x, y stds).
+    Frames count where every seed has a face; NaN with fewer than 2 seeds."""
+    poses = np.asarray(poses, np.float64)
+    keep = np.ones(poses.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    keep = keep.all(axis=0)
+    if len(poses) < 2 or not keep.any():
+        return {"roll_deg": float("nan"), "pos_px": float("nan")}
+    std = poses[:, keep].std(axis=0)  # (T', 3)
+    return {"roll_deg": float(std[:, 0].mean()), "pos_px": float(np.linalg.norm(std[:, 1:], axis=1).mean())}
+
+
+def jitter(landmarks: np.ndarray, valid=None) -> float:
+    """Landmark jitter: mean over frames and points of the acceleration magnitude
+    ||L[t+1] - 2 L[t] + L[t-1]|| in px/frame^2, over runs of three valid frames."""
+    landmarks = np.asarray(landmarks, np.float64)
+    keep = _mask(valid, len(landmarks))
+    if len(landmarks) < 3:
+        return float("nan")
+    ok = keep[2:] & keep[1:-1] & keep[:-2]
+    acc = landmarks[2:] - 2 * landmarks[1:-1] + landmarks[:-2]
+    return float(np.linalg.norm(acc[ok], axis=-1).mean()) if ok.any() else float("nan")
+
+
+def head_speed(landmarks: np.ndarray, valid=None, smooth: float = 1.0) -> np.ndarray:
+    """Speed of the rigid points (27-47) per frame, px/frame, Gaussian-smoothed (sigma in
+    frames) to suppress detector jitter; (T, 68, 2) -> (T,), NaN where undefined."""
+    rigid = np.asarray(landmarks, np.float64)[:, RIGID]
+    keep = _mask(valid, len(rigid))
+    speed = np.full(len(rigid), np.nan)
+    if len(rigid) >= 2:
+        step = np.linalg.norm(np.diff(rigid, axis=0), axis=-1).mean(axis=1)
+        step[~_valid_steps(valid, len(rigid))] = np.nan
+        speed[1:] = step
+    # gaps take the median speed so that smoothing does not spread NaN; they are NaN again after
+    filled = np.where(np.isnan(speed), np.nanmedian(speed) if np.isfinite(speed).any() else 0.0, speed)
+    out = scipy.ndimage.gaussian_filter1d(filled, smooth) if smooth > 0 else filled
+    out[~keep] = np.nan
+    return out
+
+
+def kinematic_beats(speed: np.ndarray, min_prominence: float = 0.1) -> np.ndarray:
+    """Motion beats (AIST++/Bailando): local minima of the head speed (T,) whose prominence
+    exceeds min_prominence x the speed's std. Returns frame indices (K,)."""
+    speed = np.asarray(speed, np.float64)
+    ok = np.isfinite(speed)
+    if ok.sum() < 3:
+        return np.zeros(0, int)
+    filled = np.where(ok, speed, np.nanmax(speed))  # lost frames cannot be minima
+    scale = max(float(np.nanstd(speed)), 1e-9)
+    peaks, _ = scipy.signal.find_peaks(-filled, prominence=min_prominence * scale)
+    return peaks[ok[peaks]]
+
+
+def audio_onsets(wav: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Audio beats: librosa spectral-flux onsets at the video frame rate -> frame indices (K,)."""
+    import librosa
+
+    hop = sample_rate // FPS
+    onsets = librosa.onset.onset_detect(y=np.asarray(wav, np.float32), sr=sample_rate,
+                                        hop_length=hop, units="frames")
+    return onsets[onsets < num_frames]
+
+
+def beat_align(motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float = 2.5) -> float:
+    """Beat-align score (Li et al. 2021, AIST++/Bailando code): the mean over audio beats of
+    exp(-d^2 / 2 sigma^2), d = distance (frames) to the nearest motion beat. 1 = every
+    onset has a head-motion beat on it. sigma 2.5 frames = 0.1 s. NaN without audio beats."""
+    audio_beats = np.asarray(audio_beats, np.float64)
+    motion_beats = np.asarray(motion_beats, np.float64)
+    if len(audio_beats) == 0:
+        return float("nan")
+    if len(motion_beats) == 0:
+        return 0.0
+    d = np.abs(audio_beats[:, None] - motion_beats[None]).min(axis=1)
+    return float(np.exp(-(d**2) / (2 * sigma**2)).mean())

@@ -10,7 +10,7 @@ on that canvas resized to `size`, with landmarks DETECTED by dlib on both videos
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -71,33 +71,26 @@ def find_clips(source, split: str | None = None, data_root=None) -> list[ClipSou
         raise InputError(f"{source} does not exist: give a folder of video clips or a prepared cache")
     if (source / "manifest.json").is_file():
         return _cache_clips(source, split, data_root)
-    paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+    paths = sorted(Path(d) / f for d, _, files in os.walk(source, followlinks=True)
+                   for f in files if Path(f).suffix.lower() in VIDEO_EXTS)
     if not paths:
         raise InputError(f"no video clips (.mp4, .mov, ...) found under {source}: give a folder of clips")
     return [ClipSource(p.relative_to(source).with_suffix("").as_posix(), p) for p in paths]
 
 
 def _cache_clips(cache_dir: Path, split: str | None, data_root) -> list[ClipSource]:
-    """Clips of a prepared cache; `source` paths are relative to the prepared folder."""
+    """Clips of a prepared cache. Its records name their video relative to the folder given
+    to `sdmtalk prepare`, which the cache does not store: `data_root` is that folder."""
     from sdmtalk.data.cache import CacheReader
 
-    reader = CacheReader(cache_dir)
-    records = reader.clips(split)
+    records = CacheReader(cache_dir).clips(split)
     if not records:
-        raise InputError(f"{cache_dir}: no clips in split {split!r}; pass --split train/val/test or none")
-    root = Path(data_root) if data_root else _prepared_root(reader.manifest)
-    if root is None and not all(Path(r.source).is_absolute() for r in records):
-        raise InputError(f"{cache_dir}: the cache does not say where its videos are: pass --data-root FOLDER "
-                         "(the folder given to `sdmtalk prepare`)")
-    return [ClipSource(r.clip_id, Path(r.source) if root is None else root / r.source) for r in records]
-
-
-def _prepared_root(manifest: dict) -> Path | None:
-    for where in (manifest, manifest.get("settings", {})):
-        for key in ("source_dir", "source", "root", "src"):
-            if isinstance(where.get(key), str):
-                return Path(where[key])
-    return None
+        raise InputError(f"{cache_dir}: no clips in split {split!r}; pass another --split or none")
+    if data_root is None and not all(Path(r.source).is_absolute() for r in records):
+        raise InputError(f"{cache_dir}: pass --data-root FOLDER, the folder the cache was prepared from "
+                         "(its clips are listed relative to it)")
+    root = Path(data_root) if data_root is not None else Path("/")
+    return [ClipSource(r.clip_id, root / r.source) for r in records]
 
 
 # --- alignment --------------------------------------------------------------------------------
@@ -320,7 +313,7 @@ class Evaluator:
 
         labels = ["real"] + [m.name for m in self.methods]
         n = min(len(p) for p in panels)
-        frames = (np.concatenate([_label(p[i], s) for p, s in zip(panels, labels)], axis=1) for i in range(n))
+        frames = (np.concatenate([_label(p[i], s) for p, s in zip(panels, labels, strict=True)], axis=1) for i in range(n))
         path = self.video_dir / (clip.name.replace("/", "__") + ".mp4")
         write_mp4(path, frames, real.wav[: n * (SAMPLE_RATE // FPS)], fps=FPS)
 
@@ -379,9 +372,10 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
     Returns the report dict (see docs/METRICS.md for every key). Clips that cannot be used
     (unreadable, no sound, no face) are listed under "failed" and do not stop the run.
     """
-    if seeds < 1 or max_seconds <= 0 or not 64 <= size <= WORK:
-        raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}): "
-                         f"use seeds >= 1, max-seconds > 0 and 64 <= size <= {WORK}")
+    if seeds < 1 or max_seconds <= 0 or not 64 <= size <= WORK or csim_frames < 1 or fid_frames < 2:
+        raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}, "
+                         f"--csim-frames {csim_frames}, --fid-frames {fid_frames}): use seeds >= 1, "
+                         f"max-seconds > 0, 64 <= size <= {WORK}, csim-frames >= 1, fid-frames >= 2")
     from sdmtalk.evaluate.report import write_report
 
     out_dir = Path(out_dir)
@@ -435,6 +429,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, choices=("train", "val", "test"),
                         help="with a cache: only clips of this split")
     parser.add_argument("--data-root", default=None, help="with a cache: the folder its videos were prepared from")
+    parser.add_argument("--fid-frames", type=int, default=FID_FRAMES,
+                        help=f"frames per clip and method entering FID (default {FID_FRAMES})")
+    parser.add_argument("--csim-frames", type=int, default=CSIM_FRAMES,
+                        help=f"generated frames per clip embedded for CSIM (default {CSIM_FRAMES})")
     parser.add_argument("--video", action="store_true", help="also write real | generated comparison videos")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -442,7 +440,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.source, args.out, args.methods, args.seeds, args.max_clips, args.size, args.quiet,
                       max_seconds=args.max_seconds, weights=args.weights, split=args.split,
-                      data_root=args.data_root, video=args.video)
+                      data_root=args.data_root, video=args.video, csim_frames=args.csim_frames,
+                      fid_frames=args.fid_frames)
     if not args.quiet:
         out = Path(args.out)
         print((out / "report.md").read_text(encoding="utf-8"))

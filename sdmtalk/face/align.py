@@ -58,7 +58,8 @@ def sim_apply(vec: np.ndarray, points: np.ndarray) -> np.ndarray:
 def sim_inverse(vec: np.ndarray) -> np.ndarray:
     """Inverse similarities (..., 4) -> (..., 4): x -> (1/s) R^T (x - t)."""
     vec = np.asarray(vec, dtype=np.float64)
-    t_inv = -(vec[..., 2] + 1j * vec[..., 3]) / _multiplier(vec)
+    with np.errstate(invalid="ignore"):  # NaN rows (lost faces) stay NaN
+        t_inv = -(vec[..., 2] + 1j * vec[..., 3]) / _multiplier(vec)
     return np.stack([-vec[..., 0], _wrap(-vec[..., 1]), t_inv.real, t_inv.imag], axis=-1)
 
 
@@ -66,7 +67,11 @@ def sim_compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """outer ∘ inner for (..., 4) vectors: apply `inner` first, then `outer`."""
     outer = np.asarray(outer, dtype=np.float64)
     inner = np.asarray(inner, dtype=np.float64)
-    t = _multiplier(outer) * (inner[..., 2] + 1j * inner[..., 3]) + outer[..., 2] + 1j * outer[..., 3]
+    t = (
+        _multiplier(outer) * (inner[..., 2] + 1j * inner[..., 3])
+        + outer[..., 2]
+        + 1j * outer[..., 3]
+    )
     return np.stack(
         np.broadcast_arrays(
             outer[..., 0] + inner[..., 0], _wrap(outer[..., 1] + inner[..., 1]), t.real, t.imag
@@ -75,7 +80,9 @@ def sim_compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     )
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def fit_similarity(
+    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Least-squares similarity (no reflection) mapping src onto dst (Umeyama 1991).
 
     src, dst: (..., N, 2), broadcastable; weights: (N,) or None. Returns (..., 4) vectors
@@ -165,4 +172,6 @@ def from_canonical(canonical: np.ndarray, sims: np.ndarray) -> np.ndarray:
 def interocular_distance(landmarks: np.ndarray) -> np.ndarray:
     """Distance between the outer eye corners (points 36 and 45): (..., 68, 2) -> (...)."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    return np.linalg.norm(landmarks[..., RIGHT_EYE_OUTER, :] - landmarks[..., LEFT_EYE_OUTER, :], axis=-1)
+    return np.linalg.norm(
+        landmarks[..., RIGHT_EYE_OUTER, :] - landmarks[..., LEFT_EYE_OUTER, :], axis=-1
+    )

@@ -48,9 +48,7 @@ def model_path(name: str) -> Path:
     """Path of a dlib model file shipped by face-recognition-models."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            "dlib model files are missing: pip install face-recognition-models==0.3.0"
-        )
+        raise InputError("dlib model files are missing: pip install face-recognition-models==0.3.0")
     path = Path(spec.submodule_search_locations[0]) / "models" / name
     if not path.is_file():
         raise InputError(f"dlib model file {path} is missing: reinstall face-recognition-models")
@@ -75,7 +73,9 @@ def shape_predictor():
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) RGB or (H, W) -> contiguous uint8 (H, W)."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}")
+        raise ValueError(
+            f"expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}"
+        )
     if image.ndim == 3:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return np.ascontiguousarray(image)
@@ -92,7 +92,12 @@ def _resized(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _rect_to_box(rect, scale: float) -> Box:
-    return (rect.left() / scale, rect.top() / scale, (rect.right() + 1) / scale, (rect.bottom() + 1) / scale)
+    return (
+        rect.left() / scale,
+        rect.top() / scale,
+        (rect.right() + 1) / scale,
+        (rect.bottom() + 1) / scale,
+    )
 
 
 def hog_faces(
@@ -111,7 +116,11 @@ def hog_faces(
     upsample = 0
     while True:
         rects, scores, _ = hog_detector().run(small, upsample, 0.0)
-        found = [(_rect_to_box(r, scale), float(s)) for r, s in zip(rects, scores) if s >= min_score]
+        found = [
+            (_rect_to_box(r, scale), float(s))
+            for r, s in zip(rects, scores, strict=True)
+            if s >= min_score
+        ]
         if found or max(small.shape) * 2 ** (upsample + 1) > max_upsampled:
             return found
         upsample += 1
@@ -121,7 +130,9 @@ def cnn_faces(image: np.ndarray, max_side: int = CNN_MAX_SIDE) -> list[tuple[Box
     """CNN (mmod) faces in a uint8 image -> [(box, confidence)]; slow (~1-2 s)."""
     small, scale = _resized(image, max_side)
     upsample = 1 if max(small.shape[:2]) < 400 else 0  # its window is 80 px as well
-    return [(_rect_to_box(d.rect, scale), float(d.confidence)) for d in cnn_detector()(small, upsample)]
+    return [
+        (_rect_to_box(d.rect, scale), float(d.confidence)) for d in cnn_detector()(small, upsample)
+    ]
 
 
 def _predict_raw(gray: np.ndarray, box: Box) -> np.ndarray:
@@ -130,7 +141,9 @@ def _predict_raw(gray: np.ndarray, box: Box) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
-def predict_landmarks(gray: np.ndarray, box: Box, subpixel: int = 1, roll: float = 0.0) -> np.ndarray:
+def predict_landmarks(
+    gray: np.ndarray, box: Box, subpixel: int = 1, roll: float = 0.0
+) -> np.ndarray:
     """68 landmarks (68, 2) float32 for a face box in a uint8 (H, W) image.
 
     subpixel > 1: the predictor returns integer pixels, so it runs on a crop upscaled by
@@ -146,9 +159,13 @@ def predict_landmarks(gray: np.ndarray, box: Box, subpixel: int = 1, roll: float
     c, s = subpixel * np.cos(roll), subpixel * np.sin(roll)
     linear = np.array([[c, s], [-s, c]])  # scale * R(-roll)
     to_crop = np.hstack([linear, (side / 2 - linear @ centre)[:, None]])
-    crop = cv2.warpAffine(gray, to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        gray, to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     half_w, half_h = w * subpixel / 2, h * subpixel / 2
-    points = _predict_raw(crop, (side / 2 - half_w, side / 2 - half_h, side / 2 + half_w, side / 2 + half_h))
+    points = _predict_raw(
+        crop, (side / 2 - half_w, side / 2 - half_h, side / 2 + half_w, side / 2 + half_h)
+    )
     back = cv2.invertAffineTransform(to_crop)
     return (points @ back[:, :2].T + back[:, 2]).astype(np.float32)
 

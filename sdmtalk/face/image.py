@@ -108,7 +108,9 @@ def _read_with_opencv(path: Path) -> np.ndarray:
         return np.repeat(image, 3, axis=2)
     rgb = image[..., 2::-1]  # OpenCV is BGR(A)
     if channels == 4:
-        return _composite_on_white(rgb.astype(np.float32), image[..., 3:].astype(np.float32) / 255.0)
+        return _composite_on_white(
+            rgb.astype(np.float32), image[..., 3:].astype(np.float32) / 255.0
+        )
     return np.ascontiguousarray(rgb)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 from tqdm import tqdm
 
-from sdmtalk.face.align import fit_similarity, interocular_distance, sim_apply, sim_compose
+from sdmtalk.face.align import fit_similarity, interocular_distance, sim_compose
 from sdmtalk.face.detect import (
     Box,
     box_from_landmarks,
@@ -125,7 +125,9 @@ class LandmarkTracker:
                 followed = self._confirm(gray, track, faces)
             since_detect += 1
             track = followed
-            out_landmarks.append(np.full((68, 2), np.nan, np.float32) if track is None else track.landmarks)
+            out_landmarks.append(
+                np.full((68, 2), np.nan, np.float32) if track is None else track.landmarks
+            )
             out_faces.append(num_faces)
         landmarks = np.stack(out_landmarks) if out_landmarks else np.zeros((0, 68, 2), np.float32)
         valid = np.isfinite(landmarks).all(axis=(1, 2))
@@ -195,11 +197,13 @@ def smooth_landmarks(
     if window <= 1:
         return out
     edges = np.flatnonzero(np.diff(np.concatenate([[0], valid.astype(np.int8), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2]):
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
         length = min(window, stop - start)
         length -= 1 - length % 2  # largest odd value <= length
         if length >= polyorder + 2:
-            out[start:stop] = savgol_filter(landmarks[start:stop], length, polyorder, axis=0, mode="interp")
+            out[start:stop] = savgol_filter(
+                landmarks[start:stop], length, polyorder, axis=0, mode="interp"
+            )
     return out
 
 

@@ -28,7 +28,12 @@ from sdmtalk.face.template import CANONICAL_TEMPLATE
 MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
 INNER_LIP = slice(60, 68)
 _LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
-ABLATIONS = ("no_pose", "no_rhythm", "no_diffusion", "full_diffusion")  # paper Fig. 3 (+ full depth)
+ABLATIONS = (
+    "no_pose",
+    "no_rhythm",
+    "no_diffusion",
+    "full_diffusion",
+)  # paper Fig. 3 (+ full depth)
 
 
 @dataclass
@@ -83,7 +88,9 @@ class MotionControls:
         if self.ablation is not None:
             self.ablation = self.ablation.replace("-", "_")  # accept "no-pose" and "no_pose"
             if self.ablation not in ABLATIONS:
-                raise ValueError(f"unknown ablation {self.ablation!r}: use one of {', '.join(ABLATIONS)}")
+                raise ValueError(
+                    f"unknown ablation {self.ablation!r}: use one of {', '.join(ABLATIONS)}"
+                )
 
 
 @runtime_checkable

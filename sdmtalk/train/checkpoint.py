@@ -145,6 +145,7 @@ def export_weights(source, path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors creates it owner-only; shipped weights are public
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -178,7 +179,7 @@ def read_weights(path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(meta["model_config"])
 
 
-def load_model(path, map_location="cpu") -> torch.nn.Module:
+def load_model(path, device="cpu") -> torch.nn.Module:
     """Rebuild the model from the config stored with its weights (a .safetensors export or a
     training checkpoint .pt), load the weights strictly, and return it in eval mode."""
     from sdmtalk.config import from_dict
@@ -193,4 +194,4 @@ def load_model(path, map_location="cpu") -> torch.nn.Module:
     cfg = from_dict(SDMConfig, model_config, source=str(path))
     model = build_model(cfg, None)
     model.load_state_dict(state)
-    return model.to(map_location).eval()
+    return model.to(device).eval()

@@ -121,15 +121,15 @@ class LossModule(torch.nn.Module):
 def wrap_for_training(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     """A module whose ``(batch, step)`` call returns the loss dict; DDP-wrapped when distributed.
 
-    find_unused_parameters: a model may leave branches out at some steps (e.g. a warm-up
-    before the diffusion loss), which would otherwise hang the gradient all-reduce."""
+    find_unused_parameters stays off (it costs a graph traversal a step): SDM's losses use
+    every parameter each step; a model that skips some makes DDP raise, not hang."""
     wrapped = LossModule(model)
     if not ctx.enabled:
         return wrapped
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=True)
+    return DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=False)
 
 
 class StepBatchSampler:

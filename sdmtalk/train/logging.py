@@ -74,11 +74,12 @@ def _fmt(row: dict) -> dict:
 
 
 def plot_losses(log: MetricsLog, path: Path, total: str = "total") -> None:
-    """``path`` (PNG): left, train and val ``total`` loss; right, every train loss term."""
+    """``path`` (PNG): train and val ``total`` loss; every train loss term; the val
+    metrics that are not losses (e.g. lip sync correlation)."""
     from matplotlib.figure import Figure  # Agg canvas, no pyplot: no global backend state
 
-    fig = Figure(figsize=(11, 4))
-    ax_total, ax_terms = fig.subplots(1, 2)
+    fig = Figure(figsize=(15, 4))
+    ax_total, ax_terms, ax_val = fig.subplots(1, 3)
     for split, style in (("train", "-"), ("val", "o-")):
         steps, values = log.series(split, total)
         if steps:
@@ -88,13 +89,20 @@ def plot_losses(log: MetricsLog, path: Path, total: str = "total") -> None:
         if name not in (total, *NOT_LOSSES):
             ax_terms.plot(*log.series("train", name), label=name)
     ax_terms.set_title("train loss terms")
+    for name in log.names("val"):
+        if name not in log.names("train"):
+            ax_val.plot(*log.series("val", name), "o-", label=name, markersize=3)
+    ax_val.set_title("val metrics")
+    ax_val.set_xlabel("step")
+    if ax_val.lines:
+        ax_val.legend(fontsize=7)
     for ax in (ax_total, ax_terms):
         ax.set_xlabel("step")
         if ax.lines and all(_positive(line.get_ydata()) for line in ax.lines):
             ax.set_yscale("log")
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.2)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.92, wspace=0.2)
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     fig.savefig(tmp, dpi=100, format="png")
     os.replace(tmp, path)

@@ -31,6 +31,7 @@ from sdmtalk.errors import InputError
 CKPT_LAST = "ckpt-last.pt"
 CKPT_BEST = "ckpt-best.pt"
 WEIGHTS = "model.safetensors"
+PLOT_EVERY_S = 30.0  # loss.png is redrawn at validations at most this often, and at the end
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Trainer:
         from sdmtalk.train.distributed import wrap_for_training
         from sdmtalk.train.logging import MetricsLog
 
-        self.cfg, self.out_dir, self.config_dict, self.ctx = cfg, out_dir, config_dict, ctx
+        self.cfg, self.out_dir, self.config_dict, self.ctx = cfg.check(), out_dir, config_dict, ctx
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
         self.quiet = quiet or not ctx.is_main
@@ -132,6 +133,7 @@ class Trainer:
         self.best_val, self.best_step = None, None
         self.last_train, self.last_val = {}, None
         self.elapsed = 0.0
+        self.last_plot = time.perf_counter()
 
     # ----- run folder, resume -------------------------------------------------------
     def prepare(self, resume: bool) -> None:
@@ -153,6 +155,12 @@ class Trainer:
             text = json.dumps(self.config_dict, indent=2) + "\n"
             (self.out_dir / "config.json").write_text(text, encoding="utf-8")
             self.log.load(up_to_step=self.step)
+            for row in self.log.rows:  # a finished run resumed reports its last metrics
+                metrics = {k: v for k, v in row.items() if k not in ("step", "split")}
+                if row["split"] == "train":
+                    self.last_train = metrics
+                else:
+                    self.last_val = metrics
 
     def restore(self, path: Path) -> None:
         from sdmtalk.train.checkpoint import load_checkpoint, restore_rng_state
@@ -181,6 +189,8 @@ class Trainer:
         from sdmtalk.train.distributed import barrier
 
         self.prepare(resume)
+        if self.val_set is None and self.cfg.val_every > 0:
+            self.say("note: no val windows: no validation and no ckpt-best.pt in this run")
         if not resume:  # each rank draws its own noise (diffusion steps, dropout, latents)
             seed_everything(self.cfg.seed + self.ctx.rank)
         t0 = time.perf_counter() - self.elapsed
@@ -199,8 +209,11 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        if self.step >= cfg.steps:
+            return
         batches = iter(self.loader())
         sums: dict[str, torch.Tensor] = {}
+        count = 0  # steps summed in `sums` (fewer than log_every right after a resume)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
                    disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         window_start = time.perf_counter()
@@ -208,16 +221,16 @@ class Trainer:
             losses = self.train_step(next(batches))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
+            count += 1
             self.step += 1
             self.samples_seen += cfg.batch_size * self.ctx.world_size
             bar.update(1)
             done = self.step == cfg.steps
             if self.step % cfg.log_every == 0 or done:
-                n = cfg.log_every if self.step % cfg.log_every == 0 else self.step % cfg.log_every
-                rate = n / max(time.perf_counter() - window_start, 1e-9)
-                self.log_train(sums, n, rate)
+                rate = count / max(time.perf_counter() - window_start, 1e-9)
+                self.log_train(sums, count, rate)
                 bar.set_postfix(loss=f"{self.last_train['total']:.4g}")
-                sums, window_start = {}, time.perf_counter()
+                sums, count, window_start = {}, 0, time.perf_counter()
             self.after_step(done, t0)
         bar.close()
 
@@ -248,12 +261,8 @@ class Trainer:
         """One optimisation step; returns the detached loss terms."""
         self.wrapped.train()
         losses = self.wrapped(to_device(batch, self.ctx.device), self.step)
-        total = losses["total"]
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"training loss is {total.item()} at step {self.step}: lower "
-                                     "train.lr or raise train.grad_clip's strictness")
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        losses["total"].backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
@@ -267,7 +276,10 @@ class Trainer:
 
         names = sorted(sums)
         vec = all_reduce_sum(self.ctx, torch.stack([torch.as_tensor(sums[k]).cpu() for k in names]))
-        metrics = {k: float(v) / (n * self.ctx.world_size) for k, v in zip(names, vec)}
+        metrics = {k: float(v) / (n * self.ctx.world_size) for k, v in zip(names, vec, strict=True)}
+        if not math.isfinite(metrics["total"]):  # checked here, not each step: no GPU sync
+            raise FloatingPointError(f"training loss became {metrics['total']} by step {self.step}: "
+                                     f"lower train.lr or train.grad_clip and resume from {CKPT_LAST}")
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["steps_per_s"] = rate
         self.last_train = metrics
@@ -291,7 +303,8 @@ class Trainer:
         self.last_val = metrics
         if self.ctx.is_main:
             self.log.log(self.step, "val", metrics)
-            self.plot()
+            if time.perf_counter() - self.last_plot > PLOT_EVERY_S:
+                self.plot()
         improved = self.best_val is None or metrics["total"] < self.best_val
         if improved:
             self.best_val, self.best_step = metrics["total"], self.step
@@ -316,7 +329,7 @@ class Trainer:
         names = broadcast_object(ctx, sorted(sums))  # a rank may have had no val items
         vec = all_reduce_sum(ctx, torch.tensor([sums.get(k, 0.0) for k in names] + [count],
                                                dtype=torch.float64))
-        return {k: float(v / vec[-1]) for k, v in zip(names, vec[:-1])}
+        return {k: float(v / vec[-1]) for k, v in zip(names, vec[:-1], strict=True)}
 
     def batch_val_metrics(self, batch) -> dict[str, float]:
         out = {k: float(v) for k, v in self.model.training_losses(batch, self.step).items()}
@@ -342,6 +355,7 @@ class Trainer:
 
         if self.log.rows:
             plot_losses(self.log, self.out_dir / "loss.png")
+            self.last_plot = time.perf_counter()
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -359,8 +373,9 @@ class Trainer:
 # ----- command line ------------------------------------------------------------------
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="CACHE", help="cache folder from `sdmtalk prepare`")
-    p.add_argument("--config", default="base", metavar="tiny|base|FILE",
-                   help="preset name or a .json/.toml file overriding a preset (default: base)")
+    p.add_argument("--config", metavar="tiny|base|FILE",
+                   help="preset name or a .json/.toml file overriding a preset (default: base; "
+                   "with --resume, the run's config.json)")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from ckpt-last.pt")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -371,8 +386,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from sdmtalk.config import load_config
 
-    config = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / Path(str(args.config)).stem
+    name = args.config or "base"
+    out = Path(args.out) if args.out else Path("runs") / Path(name).stem
+    if args.config is None and args.resume and (out / "config.json").is_file():
+        name = out / "config.json"  # continue with the run's own config
+    config = load_config(name, args.overrides)
     res = train(args.data, config, out, resume=args.resume, quiet=args.quiet)
     if res.weights is not None and not args.quiet:  # rank 0 only
         best = (f", best val loss {res.best_val_loss:.4g} at step {res.best_step}"

@@ -1,0 +1,117 @@
+"""Motion-stage numbers on a prepared cache, in landmark space (no rendering; prints a table).
+
+    python benchmarks/bench_motion.py --cache CACHE [--split val] [--weights W] [--seeds 5]
+
+For each clip of the split the source is the clip's first frame and the driving audio its own
+track (cached features). Generated and real landmarks go through the same fixed alignment
+(the real first frame's similarity to the canonical template, inter-ocular = 0.3 x 256 px),
+then: mouth and face LMD (px), lip-gap correlation with the real clip, lip amplitude ratio,
+head-pose diversity across seeds (roll degrees, position px), real-vs-generated head motion
+std, motion-stage seconds per second of audio, and the shallow diffusion depth used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from sdmtalk import FPS
+from sdmtalk.audio import AudioFeatures
+from sdmtalk.data.cache import CacheReader
+from sdmtalk.evaluate.metrics import (amplitude_ratio, head_motion_stats, head_pose, lip_gap_correlation,
+                                      lmd, pose_diversity)
+from sdmtalk.face import to_canonical
+from sdmtalk.face.align import sim_apply
+from sdmtalk.motion.types import MOUTH, MotionControls, apply_motion, lip_gap
+from sdmtalk.pipeline import load_motion_model
+
+CROP_SCALE = 0.3 * 256  # canonical inter-ocular 1 -> 76.8 px, as `sdmtalk evaluate` crops
+
+METHODS = {  # name: (motion, controls)
+    "static": ("static", {}),
+    "energy": ("energy", {}),
+    "sdm": ("sdm", {}),
+    "sdm-no-pose": ("sdm", {"ablation": "no_pose"}),
+    "sdm-no-rhythm": ("sdm", {"ablation": "no_rhythm"}),
+    "sdm-no-diffusion (k=0)": ("sdm", {"diffusion_steps": 0}),
+    "sdm-k15": ("sdm", {"diffusion_steps": 15}),
+    "sdm-full-diffusion (k=T)": ("sdm", {"ablation": "full_diffusion"}),
+}
+
+
+def aligned(landmarks: np.ndarray, ref_sim: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) photo pixels -> the fixed crop frame of the clip's first real frame."""
+    return sim_apply(ref_sim, landmarks) * CROP_SCALE
+
+
+def score_clip(model, controls_kw, data, seeds):
+    real = data["landmarks"]
+    valid = data["valid"] > 0.5
+    feats = AudioFeatures(mel=data["mel"], prosody=data["prosody"], energy=data["energy"])
+    _, sims = to_canonical(real[:1])
+    source_canonical = to_canonical(real[:1])[0][0]
+    gens, seconds, ks = [], 0.0, []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        motion = model.generate(feats, source_canonical, MotionControls(seed=seed, **controls_kw))
+        seconds += time.perf_counter() - t0
+        ks += list(getattr(model, "last_k", []))
+        gens.append(aligned(apply_motion(real[0], motion), sims[0]))
+    real_a = aligned(real, sims[0])
+    g = gens[0]
+    row = {
+        "lmd_mouth": lmd(g, real_a, MOUTH, valid), "lmd_face": lmd(g, real_a, None, valid),
+        "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
+        "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
+        "roll_std": head_motion_stats(head_pose(g))["roll_std"],
+        "real_roll_std": head_motion_stats(head_pose(real_a), valid)["roll_std"],
+        "pos_std": head_motion_stats(head_pose(g))["pos_std"],
+        "real_pos_std": head_motion_stats(head_pose(real_a), valid)["pos_std"],
+        "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
+    }
+    if len(seeds) > 1:
+        div = pose_diversity(np.stack([head_pose(x) for x in gens]))
+        row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
+    return row, ks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    reader = CacheReader(args.cache)
+    clips = [reader.load(r) for r in reader.clips(args.split)]
+    cols = ["lmd_mouth", "lmd_face", "lip_r", "lip_amp", "roll_std", "pos_std", "div_roll", "div_pos",
+            "sec_per_audio_sec"]
+    print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
+    print("| method | " + " | ".join(cols) + " | k used |")
+    print("|---" * (len(cols) + 2) + "|")
+    real_rows = []
+    for name in args.methods.split(","):
+        motion, kw = METHODS[name]
+        model = load_motion_model(motion, args.weights)
+        seeds = [0] if motion == "static" else list(range(args.seeds))
+        rows, ks = [], []
+        for data in clips:
+            row, k = score_clip(model, kw, data, seeds)
+            rows.append(row)
+            ks += k
+        real_rows = rows
+        means = [np.nanmean([r.get(c, np.nan) for r in rows]) for c in cols]
+        k_txt = f"{np.mean(ks):.0f} ({min(ks)}-{max(ks)})" if ks else "-"
+        print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
+    real = [np.nanmean([r[c] for r in real_rows]) for c in ("real_roll_std", "real_pos_std")]
+    print(f"| real clips | | | 1 | 1 | {real[0]:.3f} | {real[1]:.3f} | | | | |")
+
+
+if __name__ == "__main__":
+    main()

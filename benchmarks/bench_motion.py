@@ -64,11 +64,14 @@ def score_clip(model, controls_kw, data, seeds):
     g = gens[0]
     row = {
         "lmd_mouth": lmd(g, real_a, MOUTH, valid), "lmd_face": lmd(g, real_a, None, valid),
+        "lmd_mouth_shape": lmd(g, real_a, MOUTH, valid, centre=True),
         "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
         "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
         "roll_std": head_motion_stats(head_pose(g))["roll_std"],
         "real_roll_std": head_motion_stats(head_pose(real_a), valid)["roll_std"],
         "pos_std": head_motion_stats(head_pose(g))["pos_std"],
+        "pos_speed": head_motion_stats(head_pose(g))["pos_speed"],
+        "real_pos_speed": head_motion_stats(head_pose(real_a), valid)["pos_speed"],
         "real_pos_std": head_motion_stats(head_pose(real_a), valid)["pos_std"],
         "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
     }
@@ -76,6 +79,11 @@ def score_clip(model, controls_kw, data, seeds):
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, float)
+    return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
 
 
 def main() -> None:
@@ -90,7 +98,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     reader = CacheReader(args.cache)
     clips = [reader.load(r) for r in reader.clips(args.split)]
-    cols = ["lmd_mouth", "lmd_face", "lip_r", "lip_amp", "roll_std", "pos_std", "div_roll", "div_pos",
+    cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "roll_std", "pos_std", "pos_speed", "div_roll", "div_pos",
             "sec_per_audio_sec"]
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
     print("| method | " + " | ".join(cols) + " | k used |")
@@ -106,11 +114,11 @@ def main() -> None:
             rows.append(row)
             ks += k
         real_rows = rows
-        means = [np.nanmean([r.get(c, np.nan) for r in rows]) for c in cols]
+        means = [_mean([r.get(c, np.nan) for r in rows]) for c in cols]
         k_txt = f"{np.mean(ks):.0f} ({min(ks)}-{max(ks)})" if ks else "-"
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
-    real = [np.nanmean([r[c] for r in real_rows]) for c in ("real_roll_std", "real_pos_std")]
-    print(f"| real clips | | | 1 | 1 | {real[0]:.3f} | {real[1]:.3f} | | | | |")
+    real = [_mean([r[c] for r in real_rows]) for c in ("real_roll_std", "real_pos_std", "real_pos_speed")]
+    print(f"| real clips | | | | 1 | 1 | {real[0]:.3f} | {real[1]:.3f} | {real[2]:.3f} | | | | |")
 
 
 if __name__ == "__main__":

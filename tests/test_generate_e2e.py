@@ -86,7 +86,7 @@ def test_num_samples_writes_one_file_per_seed(inputs, tmp_path):
 
 def test_console_script_demo_runs(tmp_path):
     out = tmp_path / "demo.mp4"
-    proc = subprocess.run([sys.executable, "-m", "sdmtalk", "generate", "--demo", "--motion", "energy",
+    proc = subprocess.run([sys.executable, "-m", "sdmtalk", "generate", "--demo",
                            "-o", str(out), "-q"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 10_000

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
@@ -64,8 +65,18 @@ class SDMConfig:
     k_max: int = 40  # the denoiser trains on t in [1, k_max] (shallow); "auto" k is clamped
     #                  here: on dev, lip sync after diffusion fell as k grew (corr 0.29 at
     #                  k=15, 0.26 at 30, 0.24 at 45, 0.22 at 56; coarse 0.33)
-    full_range_prob: float = 0.1  # share of denoiser samples on t in [1, T]: keeps the
-    #                                "full_diffusion" ablation fair
+    full_range_prob: float = 0.1  # share of denoiser samples on t in [1, T] (the head pose
+    #   is sampled from k = T, pose_k). 0.5 was measured too (dev, 28 clips, 3 seeds): head
+    #   roll std 2.7 vs 1.7 deg (real 3.3) but the lips moved in silence (lip-gap std in
+    #   silence 0.014-0.036 vs 0.008-0.012 at 0.1, speech 0.022): 0.1 kept
+    pose_k: int = 100  # reverse steps for the head-pose dims (T = from pure noise), apart
+    #   from the shallow k of the lips: on dev (28 clips, 3 seeds) pose from k=40 had roll
+    #   std 0.63 deg and seed diversity 0.30 deg against 3.29 deg real; from k=T 2.89 deg,
+    #   diversity 1.62 deg, head speed 27.6 px/s (real 26.7), lip numbers unchanged
+    pose_limit: float = 3.0  # soft limit of the deep-sampled pose, in training stds
+    pose_smooth: float = 1.0  # Gaussian sigma (frames) on the generated head pose: removes
+    #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
+    #   real clips 0.0044) and leaves the amplitude (std -2 %)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
     k_tau: float = 0.1  # per-dim KL at which the noised coarse and true motion "meet"
     kpred_min_steps: int = 300
@@ -345,6 +356,8 @@ class SDMModel(nn.Module):
         finally:
             self.train(was_training)
         pose, delta = (v[0].cpu().numpy().astype(np.float32) for v in self.denormalize(final))
+        if self.cfg.pose_smooth > 0 and self.last_k:  # only diffusion samples carry jitter
+            pose = gaussian_filter1d(pose, self.cfg.pose_smooth, axis=0, mode="nearest")
         pose, delta = _apply_controls(pose, delta, source, controls)
         return Motion(pose=pose, delta=delta)
 
@@ -385,39 +398,62 @@ class SDMModel(nn.Module):
         return torch.cat(outs, 1)
 
     def _diffuse_sequence(self, coarse, content, controls):
-        """Shallow diffusion of coarse (1, T, D) in cross-faded windows; sets self.last_k
-        (one k per window). Windows with the same k and length run as one batch."""
+        """Shallow diffusion of coarse (1, T, D); sets self.last_k (the k of each window).
+
+        The lips come from the shallow start k; the head-pose dims from a deeper reverse
+        process of their own (cfg.pose_k steps, stochastic pose modes)."""
         T = coarse.shape[1]
         self.last_k = []
         if controls.ablation == "no_diffusion" or controls.diffusion_steps == 0:
             return coarse
-        g = self._generator(controls, 1)
         spans = window_spans(T, self.cfg.infer_window, self.cfg.infer_overlap)
         full = controls.ablation == "full_diffusion"
-        self.last_k = [self.cfg.diffusion_steps if full else
-                       self._choose_k(controls.diffusion_steps, coarse[:, s:e], content[:, s:e])
-                       for s, e in spans]
-        acc, wsum = torch.zeros_like(coarse), coarse.new_zeros(1, T, 1)
-        for group in _batches(spans, self.last_k, self.cfg.infer_batch):
-            out = self._diffuse_windows(torch.cat([coarse[:, s:e] for s, e in group]),
-                                        torch.cat([content[:, s:e] for s, e in group]),
-                                        self.last_k[spans.index(group[0])], full, g)
-            for (s, e), x in zip(group, out, strict=True):
-                w = crossfade_weights(e - s, self.cfg.infer_overlap, s > 0, e < T).to(coarse)
-                acc[0, s:e] += w[:, None] * x
-                wsum[0, s:e] += w[:, None]
-        return acc / wsum
-
-    def _diffuse_windows(self, coarse, content, k: int, full: bool, g):
-        """Windows (N, W, D): F^k from the coarse motion (pure noise at T for the
-        "full_diffusion" ablation), then k DDPM reverse steps of f_denoi."""
-        def denoise(x_t, t):
-            return self._denoise(x_t, t, coarse, content)
-
         if full:
-            x = torch.randn(coarse.shape, generator=g).to(coarse)
-        else:
-            x = shallow_start(self.schedule, coarse, k, g)
+            k = self.cfg.diffusion_steps
+        else:  # one k for the clip (the median window's), so all windows step together
+            k = int(np.median([self._choose_k(controls.diffusion_steps, coarse[:, s:e], content[:, s:e])
+                               for s, e in spans]))
+        self.last_k = [k] * len(spans)
+        final = self._diffuse_spans(coarse, content, spans, k, full, self._generator(controls, 1))
+        pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
+        if not full and pose_k > k:
+            deep = self._diffuse_spans(coarse, content, spans, pose_k,
+                                       pose_k == self.cfg.diffusion_steps, self._generator(controls, 2))
+            final[..., :POSE_DIM] = self._limit_pose(deep[..., :POSE_DIM])
+        return final
+
+    def _limit_pose(self, pose: torch.Tensor) -> torch.Tensor:
+        """Soft-limit normalized pose dims (..., 4) to +-cfg.pose_limit training stds around
+        the reference frame: the deep reverse process rarely but visibly threw the head
+        (40 deg rolls on 60 s clips); real head motion stays well inside the limit."""
+        ref = self._zero_motion()[:POSE_DIM]
+        lim = self.cfg.pose_limit
+        return ref + lim * torch.tanh((pose - ref) / lim)
+
+    def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g):
+        """k reverse steps over the whole sequence (1, T, D) from F^k (pure noise when
+        `full`). At every step each window of `spans` is denoised and the x0 estimates are
+        cross-faded where windows overlap, so neighbours agree all along the reverse process:
+        no seam at window edges, and memory grows only with T x D."""
+        T = coarse.shape[1]
+        weights = [crossfade_weights(e - s, self.cfg.infer_overlap, s > 0, e < T).to(coarse)
+                   for s, e in spans]
+        wsum = coarse.new_zeros(1, T, 1)
+        for (s, e), w in zip(spans, weights, strict=True):
+            wsum[0, s:e] += w[:, None]
+
+        def denoise(x_t, t):
+            acc = torch.zeros_like(x_t)
+            for i in range(0, len(spans), self.cfg.infer_batch):
+                group = spans[i:i + self.cfg.infer_batch]  # window_spans: all one length
+                x0 = self._denoise(torch.cat([x_t[:, s:e] for s, e in group]), t,
+                                   torch.cat([coarse[:, s:e] for s, e in group]),
+                                   torch.cat([content[:, s:e] for s, e in group]))
+                for j, ((s, e), x) in enumerate(zip(group, x0, strict=True)):
+                    acc[0, s:e] += weights[i + j][:, None] * x
+            return acc / wsum
+
+        x = torch.randn(coarse.shape, generator=g).to(coarse) if full else shallow_start(self.schedule, coarse, k, g)
         return sample_ddpm(denoise, x, k, self.schedule, g)
 
     def _choose_k(self, steps, coarse, content) -> int:
@@ -442,14 +478,6 @@ def window_spans(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
     if starts[-1] + window < T:
         starts.append(T - window)
     return [(s, s + window) for s in starts]
-
-
-def _batches(spans, ks, size: int):
-    """Group window spans with equal k and length into lists of at most `size`."""
-    groups: dict[tuple[int, int], list] = {}
-    for (s, e), k in zip(spans, ks, strict=True):
-        groups.setdefault((k, e - s), []).append((s, e))
-    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
 def crossfade_weights(n: int, overlap: int, ramp_in: bool, ramp_out: bool) -> torch.Tensor:

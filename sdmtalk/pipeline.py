@@ -122,8 +122,8 @@ class TalkingFacePipeline:
         self.model = load_motion_model(motion, weights)
         self.size, self.crop, self.blink, self.quiet = size, crop, blink, quiet
 
-    def _bar(self, total, desc):
-        return tqdm(total=total, desc=desc, unit="frame", disable=self.quiet or not sys.stderr.isatty())
+    def _bar(self, total, desc, unit="frame"):
+        return tqdm(total=total, desc=desc, unit=unit, disable=self.quiet or not sys.stderr.isatty())
 
     def landmarks_for(self, image, wav, controls, face=None, features=None):
         """Face, features and motion -> (landmarks (T, 68, 2) photo pixels, motion, face)."""
@@ -163,11 +163,14 @@ class TalkingFacePipeline:
         for p in paths:
             check_output_path(p, [image_path, audio_path])
         t0 = time.perf_counter()
-        image = load_image(image_path)
-        face = detect_face(image, face_index=face_index, name=str(image_path))
+        with self._bar(2, "face + audio", unit="stage") as bar:
+            image = load_image(image_path)
+            face = detect_face(image, face_index=face_index, name=str(image_path))
+            bar.update()
+            wav = load_audio(audio_path)
+            features = compute_features(wav)
+            bar.update()
         self._report_faces(face, image_path)
-        wav = load_audio(audio_path)
-        features = compute_features(wav)
         t_features = time.perf_counter() - t0
         renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
         results = []

@@ -21,8 +21,14 @@ import torch
 from sdmtalk import FPS
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.data.cache import CacheReader
-from sdmtalk.evaluate.metrics import (amplitude_ratio, head_motion_stats, head_pose, lip_gap_correlation,
-                                      lmd, pose_diversity)
+from sdmtalk.evaluate.metrics import (
+    amplitude_ratio,
+    head_motion_stats,
+    head_pose,
+    lip_gap_correlation,
+    lmd,
+    pose_diversity,
+)
 from sdmtalk.face import to_canonical
 from sdmtalk.face.align import sim_apply
 from sdmtalk.motion.types import MOUTH, MotionControls, apply_motion, lip_gap
@@ -51,8 +57,8 @@ def score_clip(model, controls_kw, data, seeds):
     real = data["landmarks"]
     valid = data["valid"] > 0.5
     feats = AudioFeatures(mel=data["mel"], prosody=data["prosody"], energy=data["energy"])
-    _, sims = to_canonical(real[:1])
-    source_canonical = to_canonical(real[:1])[0][0]
+    source, sims = to_canonical(real[:1])
+    source_canonical = source[0]
     gens, seconds, ks = [], 0.0, []
     for seed in seeds:
         t0 = time.perf_counter()

@@ -17,12 +17,11 @@ import numpy as np
 
 from sdmtalk.audio.features import compute_features
 from sdmtalk.audio.loading import decode_audio
-from sdmtalk.data.prepare import _aligned, _video_start
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import interocular_distance
 from sdmtalk.face.track import LandmarkTracker, landmark_jitter, smooth_landmarks
 from sdmtalk.motion.types import lip_gap
-from sdmtalk.video import iter_video_frames
+from sdmtalk.video import align_audio, iter_video_frames, video_start_time
 
 WINDOWS = [(1, 2), (3, 2), (5, 2), (7, 2), (9, 2), (11, 2), (9, 3)]
 
@@ -39,7 +38,7 @@ def pick_clips(root: Path, n: int) -> list[tuple[Path, bool]]:
 def track_clip(path: Path):
     lm, valid, _ = LandmarkTracker(quiet=True).track(iter_video_frames(path))
     audio = decode_audio(path)
-    wav = _aligned(audio.samples, audio.start_time - _video_start(path), len(lm))
+    wav = align_audio(audio.samples, audio.start_time - video_start_time(path), len(lm))
     return lm, valid, compute_features(wav, len(lm)).prosody[:, 2]
 
 

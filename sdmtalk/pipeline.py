@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk import FPS
 from sdmtalk.audio import compute_features, load_audio
 from sdmtalk.errors import InputError
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
@@ -52,8 +52,7 @@ class StaticMotion:
     """The `static` method: the photo, unanimated (an evaluation baseline)."""
 
     def generate(self, features, source_canonical, controls) -> Motion:
-        t = features.prosody.shape[0]
-        return Motion(pose=np.zeros((t, 4), np.float32), delta=np.zeros((t, 68, 2), np.float32))
+        return Motion.still(features.num_frames)
 
 
 def load_motion_model(motion: str, weights: str | os.PathLike | None = None):
@@ -194,6 +193,3 @@ class TalkingFacePipeline:
                 file=sys.stderr,
             )
 
-
-def audio_seconds(wav: np.ndarray) -> float:
-    return len(wav) / SAMPLE_RATE

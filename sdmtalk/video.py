@@ -186,10 +186,26 @@ def read_video(path: str | Path, fps: int = FPS, max_side: int | None = None) ->
 def _aligned_audio(path: Path, video_start: float, num_frames: int, fps: int) -> np.ndarray:
     """Sound track shifted so sample 0 plays with frame 0, cut/padded to the video's length."""
     track = decode_audio(path)
-    offset = int(round((track.start_time - video_start) * SAMPLE_RATE))
-    wav = np.pad(track.samples, (offset, 0)) if offset > 0 else track.samples[-offset:]
+    return align_audio(track.samples, track.start_time - video_start, num_frames, fps)
+
+
+def align_audio(samples: np.ndarray, offset_s: float, num_frames: int, fps: int = FPS) -> np.ndarray:
+    """16 kHz samples that start `offset_s` after video frame 0 -> float32 audio lined up
+    with frame 0 (zero-padded or cut at the front), cut/padded to num_frames / fps."""
+    offset = int(round(offset_s * SAMPLE_RATE))
+    wav = np.pad(samples, (offset, 0)) if offset > 0 else samples[-offset:]
     length = int(round(num_frames * SAMPLE_RATE / fps))
-    return np.pad(wav[:length], (0, max(0, length - len(wav))))
+    return np.pad(wav[:length], (0, max(0, length - len(wav)))).astype(np.float32)
+
+
+def video_start_time(path: str | Path) -> float:
+    """Timestamp (s) of the first decoded video frame: frame 0 of iter_video_frames."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.pts is not None and frame.time_base is not None:
+                return float(frame.pts * frame.time_base)
+            return 0.0
+    return 0.0
 
 
 def iter_video_frames(

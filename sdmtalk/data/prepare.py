@@ -54,7 +54,7 @@ from sdmtalk.face.align import to_canonical
 from sdmtalk.face.detect import box_from_landmarks
 from sdmtalk.face.track import LandmarkTracker, landmark_jitter, smooth_landmarks
 from sdmtalk.motion.types import motion_from_landmarks
-from sdmtalk.video import iter_video_frames, probe_video
+from sdmtalk.video import align_audio, iter_video_frames, probe_video, video_start_time
 
 SKIP_REASONS = ("corrupt", "too_short", "no_audio", "no_speech", "no_face", "face_too_small",
                 "multiple_faces", "error")
@@ -152,7 +152,7 @@ def _process(clip: ClipSource, cfg: PrepareConfig, out: ClipOutcome) -> None:
     speech_frac = _covered(speech_ranges, len(track.samples))
     if speech_frac < cfg.min_speech:
         raise _Skip("no_speech", f"speech in {speech_frac:.0%} of the audio < {cfg.min_speech:.0%}")
-    video_start = _video_start(clip.path)
+    video_start = video_start_time(clip.path)
     frames = _FrameCounter(iter_video_frames(clip.path))
     tracker = _RecordingTracker(detect_every=cfg.detect_every, detect_max_side=cfg.detect_max_side,
                                 quiet=True)
@@ -164,7 +164,7 @@ def _process(clip: ClipSource, cfg: PrepareConfig, out: ClipOutcome) -> None:
     if n < round(cfg.min_seconds * FPS):
         raise _Skip("too_short", f"{n} frames < {cfg.min_seconds} s at {FPS} fps")
     second = _check_faces(raw, valid, tracker.detections, cfg)
-    wav = _aligned(track.samples, track.start_time - video_start, n)
+    wav = align_audio(track.samples, track.start_time - video_start, n)
     speech = _frame_mask(speech_ranges, int(round((track.start_time - video_start) * SAMPLE_RATE)), n)
     out.arrays, stats = _arrays(raw, valid, wav, speech, cfg)
     out.stats = stats
@@ -189,25 +189,6 @@ class _FrameCounter:
         for f in self.frames:
             self.height, self.width = f.shape[:2]
             yield f
-
-
-def _video_start(path) -> float:
-    """Timestamp (s) of the first decoded video frame: frame 0 of iter_video_frames."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            if frame.pts is not None and frame.time_base is not None:
-                return float(frame.pts * frame.time_base)
-            return 0.0
-    return 0.0
-
-
-def _aligned(samples: np.ndarray, offset_s: float, num_frames: int) -> np.ndarray:
-    """Audio shifted so sample 0 plays with video frame 0, cut/padded to T * 640 samples."""
-    offset = int(round(offset_s * SAMPLE_RATE))
-    wav = np.pad(samples, (offset, 0)) if offset > 0 else samples[-offset:]
-    length = num_frames * SAMPLES_PER_FRAME
-    return np.pad(wav[:length], (0, max(0, length - len(wav)))).astype(np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ import scipy.ndimage
 import scipy.signal
 
 from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk.motion.types import lip_gap
 
 MOUTH = np.arange(48, 68)  # 20 mouth points (outer 48-59, inner 60-67)
 INNER_UPPER = np.array([61, 62, 63])  # inner upper lip, left to right
@@ -219,9 +220,7 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 def inner_lip_gap(landmarks: np.ndarray) -> np.ndarray:
     """Mouth opening: mean distance of inner-lip points 61-63 to 67-65, (T, 68, 2) -> (T,) px."""
-    landmarks = np.asarray(landmarks, np.float64)
-    gap = landmarks[:, INNER_LOWER] - landmarks[:, INNER_UPPER]
-    return np.linalg.norm(gap, axis=-1).mean(axis=1)
+    return lip_gap(np.asarray(landmarks, np.float64))
 
 
 def frame_loudness(wav: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -39,6 +39,7 @@ CROP_SCALE = 0.3 * 256  # canonical inter-ocular 1 -> 76.8 px, as `sdmtalk evalu
 METHODS = {  # name: (motion, controls)
     "static": ("static", {}),
     "energy": ("energy", {}),
+    "linear": ("linear", {}),
     "sdm": ("sdm", {}),
     "sdm-no-pose": ("sdm", {"ablation": "no_pose"}),
     "sdm-no-rhythm": ("sdm", {"ablation": "no_rhythm"}),
@@ -113,7 +114,7 @@ def main() -> None:
     for name in args.methods.split(","):
         motion, kw = METHODS[name]
         model = load_motion_model(motion, args.weights)
-        seeds = [0] if motion == "static" else list(range(args.seeds))
+        seeds = [0] if motion in ("static", "linear") else list(range(args.seeds))
         rows, ks = [], []
         for data in clips:
             row, k = score_clip(model, kw, data, seeds)

@@ -32,7 +32,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--demo", action="store_true", help="use the bundled demo photo and speech")
     io.add_argument("--face-index", type=int, default=None, help="which face when the photo has several (numbered left to right from 0; default: the largest)")
     m = p.add_argument_group("motion")
-    m.add_argument("--motion", choices=["sdm", "energy", "static"], default="sdm",
+    m.add_argument("--motion", choices=["sdm", "energy", "static", "linear"], default="sdm",
                    help="sdm: the trained model (default); energy: loudness baseline; static: no motion")
     m.add_argument("--weights", help="SDM weights (.safetensors from `sdmtalk train`); default: bundled")
     m.add_argument("--seed", type=int, default=0, help="seed of the head motion (same seed, same video)")

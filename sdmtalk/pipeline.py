@@ -21,7 +21,7 @@ from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
 from sdmtalk.render import Renderer, add_blinks
 
-MOTIONS = ("sdm", "energy", "static")
+MOTIONS = ("sdm", "energy", "static", "linear")
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "sdm_base.safetensors"
 
 
@@ -63,6 +63,10 @@ def load_motion_model(motion: str, weights: str | os.PathLike | None = None):
         from sdmtalk.motion.energy import EnergyBaseline
 
         return EnergyBaseline()
+    if motion == "linear":  # ridge baseline; `weights` are SDM's, the baseline ships its own
+        from sdmtalk.motion.linear import LinearBaseline
+
+        return LinearBaseline.load()
     if motion != "sdm":
         raise InputError(f"unknown motion '{motion}': choose one of {', '.join(MOTIONS)}")
     path = Path(weights) if weights else BUNDLED_WEIGHTS

@@ -32,6 +32,7 @@ class Method:
 METHODS = {m.name: m for m in (
     Method("static", "static", "Static photo", seeded=False, blink=False),
     Method("energy", "energy", "Energy baseline"),
+    Method("linear", "linear", "Linear (ridge) baseline", seeded=False),
     Method("sdm", "sdm", "SDM (ours)"),
     Method("sdm-no-pose", "sdm", "SDM w/o pose branch", ablation="no-pose"),
     Method("sdm-no-rhythm", "sdm", "SDM w/o rhythmic branch", ablation="no-rhythm"),

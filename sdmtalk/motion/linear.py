@@ -1,0 +1,292 @@
+"""LinearBaseline: closed-form ridge regression from a speech window to the face's non-rigid
+motion (a named baseline row: what a linear model reaches on the same data and features).
+
+For video frame t the input is the speech feature matrix row of `speech_feature_matrix`
+(log-mel of frames t - context .. t + context, flattened, with the clip's mean log-mel per
+bin removed; optional extra per-frame features, so another front-end plugs in without
+touching the regression); the output is the canonical shape of frame t minus the clip's
+mean shape (68 x 2, canonical units). At inference the Motion delta is that prediction
+minus the prediction for frame 0 (delta is relative to the photo, which is frame 0), and
+the head stays still (pose 0): this baseline is about lips and jaw.
+
+Training (`python -m sdmtalk.motion.linear --data CACHE --out RUN`) is one pass over the
+train split accumulating weighted sufficient statistics (X'WX, X'WY), speaker-balanced
+frame weights (each speaker weighs (its frames) ** speaker_power in total), then the ridge
+solution for a grid of regularisations; the one with the best val lip-gap correlation is
+kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sdmtalk import MEL_PER_FRAME
+from sdmtalk.errors import InputError
+from sdmtalk.motion.types import Motion, MotionControls, lip_gap
+
+WEIGHTS_NAME = "linear_baseline"
+BUNDLED_LINEAR_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{WEIGHTS_NAME}.safetensors"
+ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 1.01, 0.5))  # ridge grid, see fit_ridge
+
+
+@dataclass
+class LinearConfig:
+    """kind: fixed tag (never mistaken for SDM weights); context: video frames of speech on
+    each side of frame t; pool_mel: average the 4 mel rows of a frame (80 values per frame)
+    instead of keeping them (320); extra_dims: extra per-frame features (front-end);
+    alpha: ridge strength added to the inputs' unit variances (chosen on val); speaker_power: training
+    weight of a speaker = (its frames) ** speaker_power."""
+
+    kind: str = "linear_baseline"
+    context: int = 4
+    pool_mel: bool = False
+    extra_dims: int = 0
+    alpha: float = 0.01
+    speaker_power: float = 0.5
+
+    def feature_dims(self, mel_bins: int = 80) -> int:
+        per_frame = mel_bins * (1 if self.pool_mel else MEL_PER_FRAME) + self.extra_dims
+        return (2 * self.context + 1) * per_frame
+
+
+def speech_feature_matrix(features, context: int = 4, pool_mel: bool = False,
+                          extra: np.ndarray | None = None) -> np.ndarray:
+    """AudioFeatures (mel (4T, 80)) [+ extra (T, k)] -> (T, (2 context + 1) * F) float32.
+
+    Row t = per-frame features of frames t - context .. t + context (edge frames repeated),
+    per-frame features = the frame's 4 log-mel rows (or their mean with pool_mel) minus
+    the clip's mean log-mel per bin, then `extra`'s row. Shared by the ridge baseline and
+    any model that wants a flat speech window per frame."""
+    mel = np.asarray(features.mel if hasattr(features, "mel") else features, np.float32)
+    t = len(mel) // MEL_PER_FRAME
+    mel = mel[: MEL_PER_FRAME * t]
+    mel = mel - mel.mean(axis=0, keepdims=True) if t else mel
+    per = mel.reshape(t, MEL_PER_FRAME, -1)
+    per = per.mean(axis=1) if pool_mel else per.reshape(t, -1)
+    if extra is not None:
+        per = np.concatenate([per, np.asarray(extra, np.float32)[:t]], axis=1)
+    idx = np.clip(np.arange(t)[:, None] + np.arange(-context, context + 1), 0, max(t - 1, 0))
+    return np.ascontiguousarray(per[idx].reshape(t, -1), dtype=np.float32)
+
+
+class LinearBaseline:
+    """Ridge MotionModel. weight (D, 136), bias (136,), x_mean/x_std (D,) float32."""
+
+    name = "linear"
+
+    def __init__(self, cfg: LinearConfig, weight, bias, x_mean, x_std):
+        self.cfg = cfg
+        self.weight = np.asarray(weight, np.float32)
+        self.bias = np.asarray(bias, np.float32)
+        self.x_mean = np.asarray(x_mean, np.float32)
+        self.x_std = np.asarray(x_std, np.float32)
+        if self.weight.shape != (cfg.feature_dims(), 136):
+            raise ValueError(f"weight must be ({cfg.feature_dims()}, 136), got {self.weight.shape}")
+
+    def predict_shape(self, features, extra=None) -> np.ndarray:
+        """AudioFeatures (T frames) -> (T, 68, 2) canonical shape minus the clip mean."""
+        x = speech_feature_matrix(features, self.cfg.context, self.cfg.pool_mel, extra)
+        y = ((x - self.x_mean) / self.x_std) @ self.weight + self.bias
+        return y.reshape(-1, 68, 2)
+
+    def generate(self, features, source_canonical: np.ndarray, controls: MotionControls | None = None) -> Motion:
+        """AudioFeatures (T frames) + source canonical (68, 2) -> Motion (T frames, pose 0)."""
+        controls = MotionControls() if controls is None else controls
+        if controls.ablation is not None:
+            raise InputError(f"ablation {controls.ablation!r} applies to the SDM model only: "
+                             "use --motion sdm or drop the ablation")
+        if np.asarray(source_canonical).shape != (68, 2):
+            raise ValueError(f"source_canonical must be (68, 2), got {np.shape(source_canonical)}")
+        shape = self.predict_shape(features)
+        delta = (shape - shape[:1]) * float(controls.lip_scale) if len(shape) else shape
+        return Motion(np.zeros((len(shape), 4), np.float32), delta)
+
+    def save(self, path, extra: dict | None = None) -> Path:
+        """path (.safetensors, config in its metadata) + path.json, sdmtalk weights format."""
+        import torch
+
+        from sdmtalk.config import to_dict
+        from sdmtalk.train.checkpoint import export_weights
+
+        tensors = {k: torch.from_numpy(getattr(self, k)) for k in ("weight", "bias", "x_mean", "x_std")}
+        path = export_weights({"model": tensors, "config": {"model": to_dict(self.cfg), "train": {}},
+                               "step": 0, "trainer": {}}, path)
+        if extra:
+            side = Path(path).with_suffix(".json")
+            data = json.loads(side.read_text(encoding="utf-8"))
+            data.update(extra)
+            side.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path=None) -> LinearBaseline:
+        """The shipped baseline (path None) or weights written by `save`."""
+        from sdmtalk.config import from_dict
+        from sdmtalk.train.checkpoint import read_weights
+
+        path = Path(path) if path else BUNDLED_LINEAR_WEIGHTS
+        if not path.is_file():
+            raise InputError(f"linear baseline weights not found at {path}: train them with "
+                             "`python -m sdmtalk.motion.linear --data CACHE --out RUN`")
+        tensors, cfg_dict = read_weights(path)
+        if cfg_dict.get("kind") != "linear_baseline":
+            raise InputError(f"{path} holds no linear baseline (config kind {cfg_dict.get('kind')!r})")
+        cfg = from_dict(LinearConfig, cfg_dict, source=str(path))
+        return cls(cfg, *(tensors[k].numpy() for k in ("weight", "bias", "x_mean", "x_std")))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RidgeClip:
+    """Training rows of one clip: x (T, D) features, y (T, 136) shape minus the clip mean,
+    ok (T,) frames to use (landmarks detected and finite)."""
+
+    clip_id: str
+    speaker: str
+    x: np.ndarray
+    y: np.ndarray
+    ok: np.ndarray
+
+
+def clip_rows(clip_id: str, speaker: str, mel: np.ndarray, canonical: np.ndarray, valid,
+              cfg: LinearConfig, extra=None) -> RidgeClip:
+    x = speech_feature_matrix(mel, cfg.context, cfg.pool_mel, extra)
+    canon = np.asarray(canonical, np.float64)[: len(x)]
+    ok = np.isfinite(canon).all(axis=(1, 2)) & (np.asarray(valid)[: len(x)] > 0)
+    y = np.zeros((len(x), 136), np.float32)
+    if ok.any():
+        y = (canon - canon[ok].mean(axis=0)).reshape(len(x), -1).astype(np.float32)
+    return RidgeClip(clip_id, speaker, x[: len(canon)], y, ok)
+
+
+def speaker_weights(clips: list[RidgeClip], power: float) -> list[float]:
+    """Per-frame weight of each clip: a speaker's frames share (its frames) ** power."""
+    frames = defaultdict(int)
+    for c in clips:
+        frames[c.speaker] += int(c.ok.sum())
+    return [(frames[c.speaker] ** power) / max(frames[c.speaker], 1) for c in clips]
+
+
+def fit_ridge(clips: list[RidgeClip], cfg: LinearConfig, alphas=ALPHAS) -> dict[float, tuple]:
+    """Weighted ridge on standardised inputs for every alpha: {alpha: (weight, bias, mean, std)}.
+    One pass over the clips accumulates the weighted moments; each alpha is then a solve of
+    (R + alpha I) w = c, R the inputs' weighted correlation matrix (unit diagonal), c their
+    covariance with the (centred) targets: alpha is relative to a unit input variance."""
+    d = clips[0].x.shape[1]
+    sw, sx, sy = 0.0, np.zeros(d), np.zeros(136)
+    sxx, sxy = np.zeros((d, d)), np.zeros((d, 136))
+    for c, w in zip(clips, speaker_weights(clips, cfg.speaker_power), strict=True):
+        if not c.ok.any():
+            continue
+        x, y = c.x[c.ok].astype(np.float64), c.y[c.ok].astype(np.float64)
+        sw += w * len(x)
+        sx += w * x.sum(0)
+        sy += w * y.sum(0)
+        sxx += w * (x.T @ x)
+        sxy += w * (x.T @ y)
+    mean_x, mean_y = sx / sw, sy / sw
+    cov = sxx / sw - np.outer(mean_x, mean_x)
+    cxy = sxy / sw - np.outer(mean_x, mean_y)
+    std = np.sqrt(np.maximum(np.diag(cov), 1e-8))
+    cov_s = cov / np.outer(std, std)
+    cxy_s = cxy / std[:, None]
+    evals, evecs = np.linalg.eigh(cov_s)
+    proj = evecs.T @ cxy_s
+    out = {}
+    for a in alphas:
+        wgt = evecs @ (proj / (evals + a)[:, None])
+        out[float(a)] = (wgt.astype(np.float32), mean_y.astype(np.float32),
+                         mean_x.astype(np.float32), std.astype(np.float32))
+    return out
+
+
+def val_lip_correlation(model: LinearBaseline, clips: list[RidgeClip]) -> dict:
+    """Lip-gap r and amplitude ratio of the prediction vs the real canonical shapes, per
+    clip (frames ok), canonical units; means over clips."""
+    rs, amps = [], []
+    for c in clips:
+        pred = ((c.x - model.x_mean) / model.x_std) @ model.weight + model.bias
+        g_pred = lip_gap(pred.reshape(-1, 68, 2)[c.ok])
+        g_real = lip_gap(c.y.reshape(-1, 68, 2)[c.ok])
+        if len(g_real) >= 3 and g_real.std() > 1e-9 and g_pred.std() > 1e-9:
+            rs.append(float(np.corrcoef(g_pred, g_real)[0, 1]))
+            amps.append(float(g_pred.std() / g_real.std()))
+    return {"lip_r": float(np.mean(rs)) if rs else float("nan"),
+            "lip_amp": float(np.mean(amps)) if amps else float("nan"), "clips": len(rs)}
+
+
+def load_rows(reader, split: str, cfg: LinearConfig) -> list[RidgeClip]:
+    out = []
+    for rec in reader.clips(split):
+        d = reader.load(rec)
+        out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg))
+    return out
+
+
+def train_linear(cache, out_dir, cfg: LinearConfig | None = None, quiet: bool = False,
+                 train_clips=None, val_clips=None) -> tuple[Path, dict]:
+    """Fit on the train split, choose alpha on val lip-gap r, write
+    out_dir/linear_baseline.safetensors (+ .json). Returns (path, val results per alpha)."""
+    cfg = cfg or LinearConfig()
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if train_clips is None or val_clips is None:
+        from sdmtalk.data.cache import CacheReader
+
+        reader = CacheReader(cache)
+        train_clips = load_rows(reader, "train", cfg) if train_clips is None else train_clips
+        val_clips = load_rows(reader, "val", cfg) if val_clips is None else val_clips
+    if not train_clips or not val_clips:
+        raise InputError(f"{cache}: the linear baseline needs clips in the train and val splits")
+    fits = fit_ridge(train_clips, cfg)
+    results, best = {}, None
+    for a, params in fits.items():
+        model = LinearBaseline(replace(cfg, alpha=a), *params)
+        results[a] = val_lip_correlation(model, val_clips)
+        log(f"alpha {a:g}: val lip r {results[a]['lip_r']:.3f}, amplitude {results[a]['lip_amp']:.2f}")
+        if best is None or results[a]["lip_r"] > results[best[0]]["lip_r"]:
+            best = (a, model)
+    a, model = best
+    extra = {"data": str(cache), "train_clips": len(train_clips), "val_clips": len(val_clips),
+             "train_speakers": len({c.speaker for c in train_clips}),
+             "train_frames": int(sum(c.ok.sum() for c in train_clips)),
+             "val_lip_r": results[a]["lip_r"], "val_lip_amp": results[a]["lip_amp"],
+             "alpha_grid": {f"{k:g}": v["lip_r"] for k, v in results.items()},
+             "seconds": round(time.perf_counter() - t0, 1)}
+    path = model.save(out / f"{WEIGHTS_NAME}.safetensors", extra)
+    log(f"wrote {path}: alpha {a:g}, val lip r {results[a]['lip_r']:.3f} ({extra['seconds']} s)")
+    return path, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdmtalk.motion.linear",
+                                description="train the ridge (linear) motion baseline on a cache")
+    p.add_argument("--data", required=True, metavar="CACHE", help="cache folder from `sdmtalk prepare`")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--context", type=int, default=LinearConfig.context, help="frames of speech each side")
+    p.add_argument("--pool-mel", action="store_true", help="average the 4 mel rows of each frame")
+    p.add_argument("--speaker-power", type=float, default=LinearConfig.speaker_power)
+    args = p.parse_args(argv)
+    cfg = LinearConfig(context=args.context, pool_mel=args.pool_mel, speaker_power=args.speaker_power)
+    try:
+        train_linear(args.data, args.out, cfg)
+    except InputError as err:
+        print(f"sdmtalk: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,7 @@ from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel, lip_gap
 SRC = CANONICAL_TEMPLATE.astype(np.float32)
 torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs
 SHAPE_BASIS = 0.01 * np.random.default_rng(123).standard_normal((3, 68, 2))  # brows, yaw, ...
-LOSS_TERMS = {"total", "reg", "ind", "rec", "diff", "kl", "kpred"}
+LOSS_TERMS = {"amp", "total", "reg", "ind", "rec", "diff", "kl", "kpred"}
 
 
 def synth_clip(T: int, rng: np.random.Generator) -> dict:
@@ -227,3 +227,31 @@ def test_long_audio_has_no_seams(trained):
     assert at_edges.max() <= 1.5 * np.percentile(elsewhere, 99)  # no jump beyond typical motion
     assert at_edges.mean() <= 1.5 * elsewhere.mean()
     assert np.abs(motion.pose).max() < 0.5  # no drift of the head over a minute
+
+
+def test_lip_frontend_options_train_and_need_no_window_length():
+    """content_norm="frame", mel_cmn, the direct shape path and the amplitude loss: the
+    tiny model still learns the lips; the content of a chunk equals that of the whole clip
+    (no dependence on input length, so chunked inference has no seams); the shape path
+    starts at zero (training begins from G_c alone)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = dataclasses.replace(SDMConfig.tiny(), content_norm="frame", mel_cmn=True, shape_head=16,
+                              w_amp=0.5)
+    model = build_model(cfg, synth_stats(rng))
+    assert float(model.shape_head(torch.randn(1, 10, cfg.content_dim)).abs().max()) == 0.0
+    losses = model.training_losses(synth_batch(2, 32, rng), 0)
+    assert set(losses) == LOSS_TERMS and float(losses["amp"]) > 0
+    train(model, 200, rng)
+    model.eval()
+    clip = synth_clip(200, np.random.default_rng(5))
+    motion = model.generate(features_of(clip), SRC, MotionControls(seed=0))
+    pred, true = lip_gap(SRC + motion.delta), lip_gap(SRC + clip["delta"])
+    assert np.corrcoef(pred, true)[0, 1] > 0.8
+    mel = torch.randn(1, 4 * 60, 80)
+    whole = model.content(mel)
+    assert torch.allclose(model.content(mel[:, 40:200])[:, 10:30], whole[:, 20:40], atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        build_model(dataclasses.replace(cfg, content_norm="batch"))

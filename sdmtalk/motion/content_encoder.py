@@ -16,7 +16,8 @@ class ContentEncoder(nn.Module):
     (about +-160 ms around the frame), enough for coarticulation of one syllable.
     """
 
-    def __init__(self, n_mels: int = 80, dim: int = 128, kernel: int = 5, dropout: float = 0.1):
+    def __init__(self, n_mels: int = 80, dim: int = 128, kernel: int = 5, dropout: float = 0.1,
+                 norm: str = "window"):
         super().__init__()
         if MEL_PER_FRAME != 4:
             raise ValueError("ContentEncoder assumes 4 mel frames per video frame (two stride-2 layers)")
@@ -27,7 +28,14 @@ class ContentEncoder(nn.Module):
             nn.Conv1d(dim, dim, kernel, stride=2, padding=pad),
             nn.Conv1d(dim, dim, kernel, padding=pad),
         ])
-        self.norms = nn.ModuleList([nn.GroupNorm(1, dim) for _ in self.layers])
+        # "window": GroupNorm(1) pools statistics over the whole input, so c_i depends on how
+        # long the window is (2 s in training, 10 s chunks at inference); "frame" normalizes
+        # each frame over its channels only, the same at any length.
+        if norm not in ("window", "frame"):
+            raise ValueError(f"norm must be 'window' or 'frame', got {norm!r}")
+        self.norm_kind = norm
+        self.norms = nn.ModuleList([nn.GroupNorm(1, dim) if norm == "window" else nn.LayerNorm(dim)
+                                    for _ in self.layers])
         self.drop = nn.Dropout(dropout)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -35,6 +43,8 @@ class ContentEncoder(nn.Module):
             raise ValueError(f"mel rows must be a multiple of {MEL_PER_FRAME}, got {mel.shape[1]}")
         x = mel.transpose(1, 2)
         for i, (conv, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
-            y = self.drop(nn.functional.gelu(norm(conv(x))))
+            h = conv(x)
+            h = norm(h) if self.norm_kind == "window" else norm(h.transpose(1, 2)).transpose(1, 2)
+            y = self.drop(nn.functional.gelu(h))
             x = y + x if i == len(self.layers) - 1 else y  # last layer residual: keeps detail
         return x.transpose(1, 2)

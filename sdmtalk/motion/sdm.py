@@ -29,6 +29,7 @@ from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
 from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
 from sdmtalk.motion.rhythmic import RhythmicBranch, independence_loss
+from sdmtalk.motion.shape_head import ShapeHead
 
 N_POINTS = 68
 POSE_DIM = 4
@@ -94,6 +95,13 @@ class SDMConfig:
     infer_overlap: int = 20  # cross-faded frames between neighbouring windows
     chunk: int = 250  # frames per f_con / f_rhy chunk at inference (bounded memory)
     infer_batch: int = 8  # diffusion windows denoised together
+    # ---- lip-sync front-end (issue 10); defaults keep the first shipped model's behaviour
+    content_norm: str = "window"  # f_con normalisation: "window" (GroupNorm over the input,
+    #   length-dependent) or "frame" (LayerNorm per frame: same c_i at any chunk length)
+    mel_cmn: bool = False  # subtract each input's mean log-mel per bin (channel / gain
+    #   normalisation: webcams, rooms and microphones shift whole bands)
+    shape_head: int = 0  # hidden width of the direct content -> shape path (0 = none)
+    w_amp: float = 0.0  # weight of the mouth-amplitude loss: |std_t(F* mouth) - std_t(F mouth)|
 
     @classmethod
     def tiny(cls) -> SDMConfig:
@@ -105,7 +113,8 @@ class SDMConfig:
 
     @classmethod
     def base(cls) -> SDMConfig:
-        return cls()
+        """The shipped model: the lip-sync front-end of issue 10 on top of the first model."""
+        return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0)
 
     @classmethod
     def from_dict(cls, data: dict) -> SDMConfig:
@@ -127,7 +136,10 @@ class SDMModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg
-        self.content = ContentEncoder(c.n_mels, c.content_dim, c.content_kernel, c.dropout)
+        self.content = ContentEncoder(c.n_mels, c.content_dim, c.content_kernel, c.dropout,
+                                      norm=c.content_norm)
+        self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
+            if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
         self.pose_mode = PoseModeBranch(MOTION_DIM, c.latent_dim, c.content_dim, c.z_dim,
                                         c.gru_hidden, c.posterior_hidden, c.dropout)
@@ -171,7 +183,20 @@ class SDMModel(nn.Module):
         return -self.motion_mean / self.motion_std
 
     def _speech(self, mel: torch.Tensor, prosody: torch.Tensor):
-        return (mel - self.mel_mean) / self.mel_std, (prosody - self.prosody_mean) / self.prosody_std
+        """mel (B, 4W, 80), prosody (B, W, 4) -> normalized; with mel_cmn the mean over the
+        input's own frames replaces the training-set mean (so call it on a whole clip)."""
+        mel_mean = mel.mean(1, keepdim=True) if self.cfg.mel_cmn else self.mel_mean
+        return (mel - mel_mean) / self.mel_std, (prosody - self.prosody_mean) / self.prosody_std
+
+    def _content_motion(self, latents: torch.Tensor, content: torch.Tensor,
+                        shape: torch.Tensor | None = None) -> torch.Tensor:
+        """F_bar = f_dec(G_c latents) (+ the direct shape path on the landmark dims; pass
+        `shape` when it was computed over a longer span than `content`, as at inference)."""
+        f_bar = self.autoencoder.decode(latents)
+        if self.shape_head is None:
+            return f_bar
+        shape = self.shape_head(content) if shape is None else shape
+        return torch.cat([f_bar[..., :POSE_DIM], f_bar[..., POSE_DIM:] + shape], -1)
 
     # ---- coarse motion F* (eq. 1-2) --------------------------------------------------
     def _segments(self, length: int):
@@ -217,10 +242,10 @@ class SDMModel(nn.Module):
                              true_lat[:, :-1]], 1)  # M_{i-1}: the input of frame i
         lat, _ = self._pose_latents(content, z_of_segment, teacher=teacher)
         emb, f_tilde = self.rhythm(prosody)
-        return self.autoencoder.decode(lat) + f_tilde, lat, emb, kl
+        return self._content_motion(lat, content) + f_tilde, lat, emb, kl
 
     def _coarse_prior(self, content, f_tilde, generator=None, ablation=None, rhythm_scale=1.0,
-                      state=None):
+                      state=None, shape=None):
         """Inference path: z from the speech-conditioned prior. content (B, W, C), rhythmic
         motion F~ (B, W, D) -> (coarse (B, W, D), carried G_c state)."""
         ones = content.new_ones(content.shape[:2])
@@ -234,7 +259,7 @@ class SDMModel(nn.Module):
 
         prev, h = state if state is not None else (None, None)
         lat, state = self._pose_latents(content, z_of_segment, prev, h)
-        f_bar = self.autoencoder.decode(lat)
+        f_bar = self._content_motion(lat, content, shape)
         if ablation == "no_pose":  # the pose-mode branch moves no head: its pose dims -> 0
             f_bar = torch.cat([self._zero_motion()[:POSE_DIM].expand_as(f_bar[..., :POSE_DIM]),
                                f_bar[..., POSE_DIM:]], -1)
@@ -267,14 +292,15 @@ class SDMModel(nn.Module):
         coarse, lat, emb, kl = self._coarse_posterior(x, content, prosody, mask)
         ind = independence_loss(emb, lat, mask)  # eq. 5, as decorrelation
         rec = masked_mean((coarse - x).abs() * self._dim_weight(x), mask)  # eq. 10 on F*
+        amp = mouth_amplitude_loss(coarse, x, mask) if c.w_amp > 0 else rec.new_zeros(())
         diff = self._diffusion_loss(x, coarse.detach(), content, mask)  # eq. 9, x0 form
         kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
         kl = kl.mean()
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
-                 + beta * kl + c.w_kpred * kpred)
+                 + beta * kl + c.w_kpred * kpred + c.w_amp * amp)
         return {"total": total, "reg": reg, "ind": ind, "rec": rec, "diff": diff, "kl": kl,
-                "kpred": kpred}
+                "kpred": kpred, "amp": amp}
 
     def _diffusion_loss(self, x, coarse, content, mask):
         """|f_denoi(F^t, t | F*, c) - F^0|^2 for t ~ U[1, k_max] (U[1, T] for a share)."""
@@ -377,13 +403,15 @@ class SDMModel(nn.Module):
         mel, pros = self._speech(mel, pros)
         content = self._chunked(self.content, mel, 4, T)
         f_tilde = self._chunked(lambda p: self.rhythm(p)[1], pros, 1, T)
+        shape = None if self.shape_head is None else self._chunked(self.shape_head, content, 1, T)
         parts, state = [], None
         g = self._generator(controls, 0)
         step = self.cfg.chunk - self.cfg.chunk % self.cfg.segment or self.cfg.segment
         for s in range(0, T, step):  # chunk boundaries on segment boundaries
             e = min(s + step, T)
             coarse, state = self._coarse_prior(content[:, s:e], f_tilde[:, s:e], g, controls.ablation,
-                                               controls.rhythm_scale, state)
+                                               controls.rhythm_scale, state,
+                                               None if shape is None else shape[:, s:e])
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
         return coarse, content
@@ -490,6 +518,26 @@ def crossfade_weights(n: int, overlap: int, ramp_in: bool, ramp_out: bool) -> to
     if ramp_out and r:
         w[n - r:] = torch.minimum(w[n - r:], ramp.flip(0))
     return w
+
+
+MOUTH_DIMS = torch.as_tensor(np.concatenate([POSE_DIM + 2 * MOUTH_POINTS, POSE_DIM + 2 * MOUTH_POINTS + 1]))
+
+
+def mouth_amplitude_loss(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |std over time of each mouth dim, predicted - true| per window: a regression
+    loss alone shrinks the mouth towards its mean (amplitude ratio about 0.5); this term
+    asks for the real range of opening without asking for a particular frame's value.
+    pred, true (B, W, D) normalized; mask (B, W)."""
+    m = mask[..., None]
+    n = m.sum(1).clamp_min(1.0)
+
+    def std(x):
+        x = x[..., MOUTH_DIMS]
+        mean = (x * m).sum(1) / n
+        return (((x - mean[:, None]) ** 2 * m).sum(1) / n + 1e-6).sqrt()
+
+    valid = (mask.sum(1) > 2).to(pred.dtype)[:, None]
+    return ((std(pred) - std(true)).abs() * valid).sum() / (valid.sum() * len(MOUTH_DIMS)).clamp_min(1.0)
 
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points

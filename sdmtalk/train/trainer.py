@@ -6,7 +6,7 @@ Run folder (``--out``)::
     metrics.csv        train rows every log_every steps, val rows every val_every steps
     loss.png           train and val curves
     ckpt-last.pt       everything needed to resume (written every ckpt_every steps and at the end)
-    ckpt-best.pt       the state with the lowest val loss (these models peak early, then overfit)
+    ckpt-best.pt       the state with the best validation (train.select: loss or lip sync)
     model.safetensors  weights for inference (from ckpt-best, else ckpt-last) + model.json
 
 Resuming is exact: the data order depends only on (seed, position in the sample stream)
@@ -63,12 +63,13 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
     ctx = setup(tc.device)
     try:
         reader = CacheReader(cache_dir)
-        train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed)
+        train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
+                                  speaker_power=tc.speaker_power)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "
                              "lower train.window")
-        val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed)
+        val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
         stats = compute_motion_stats(reader, "train", window=tc.window,
@@ -89,6 +90,14 @@ def fit(model, train_set, val_set, cfg, out_dir, config_dict: dict, resume: bool
 
     return Trainer(model, train_set, val_set, cfg, Path(out_dir), config_dict,
                    ctx or DistContext(), quiet).run(resume)
+
+
+def selection_score(metrics: dict[str, float], select: str) -> float:
+    """Lower is better: the val total loss, or minus a lip-sync score (see TrainConfig.select)."""
+    if select == "loss" or "lip_corr_final" not in metrics:
+        return metrics["total"]
+    amp = max(metrics.get("lip_amp_final", 1.0), 1e-6)
+    return -(metrics["lip_corr_final"] - 0.5 * abs(math.log(amp)))
 
 
 def seed_everything(seed: int) -> None:
@@ -305,9 +314,10 @@ class Trainer:
             self.log.log(self.step, "val", metrics)
             if time.perf_counter() - self.last_plot > PLOT_EVERY_S:
                 self.plot()
-        improved = self.best_val is None or metrics["total"] < self.best_val
+        score = selection_score(metrics, self.cfg.select)
+        improved = self.best_val is None or score < self.best_val
         if improved:
-            self.best_val, self.best_step = metrics["total"], self.step
+            self.best_val, self.best_step = score, self.step
         return improved
 
     def val_metrics(self) -> dict[str, float]:

@@ -3,9 +3,12 @@ brings any source video to the 25 fps clock the rest of sdmtalk works on."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -42,33 +45,86 @@ def write_mp4(
     fps: int | Fraction = FPS,
     progress: Callable[[int], object] | None = None,
     crf: int = 20,
+    reserved: ReservedOutput | None = None,
 ) -> Path:
     """Encode frames (each (H, W, 3) uint8 RGB, H and W even) + 16 kHz mono audio to mp4.
 
     H.264 yuv420p + AAC mono (48 kHz). The audio is cut or zero-padded to exactly
     len(frames) / fps seconds; audio=None writes a silent-film mp4 with no audio stream.
     `progress(1)` is called after each frame (so a tqdm bar's `update` fits). The file
-    appears only when complete: it is written under a temp name in the same folder and
-    renamed; the temp is removed on any error, Ctrl-C included. Raises InputError when the
-    output folder is missing or not writable. Returns the path written.
+    appears only when complete: it is written under a locked temp name in the same folder
+    and renamed (see ReservedOutput; pass `reserved` when the caller claimed the output
+    before its expensive work). x264 runs on one thread: its output then does not depend on
+    the machine's core count. Raises InputError when the output folder is missing or not
+    writable, or another run is writing the same output. Returns the path written.
     """
     path = Path(path)
-    tmp = _temp_file_beside(path)
+    owned = reserved is None
+    reserved = reserve_output(path) if owned else reserved
     try:
         with av.open(
-            str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}
+            str(reserved.temp), mode="w", format="mp4", container_options={"movflags": "+faststart"}
         ) as container:
             _encode(container, iter(frames), audio, fps, progress, crf)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        reserved.commit()
+    finally:
+        if owned:
+            reserved.release()
     return path
 
 
-def _temp_file_beside(path: Path) -> Path:
-    """Create an empty hidden temp file next to `path` (same file system, so the final
-    rename is atomic; created with open() so the usual umask permissions apply)."""
+class ReservedOutput:
+    """A claim on one output path for one run: a hidden temp file `.NAME.<hex>.part.mp4`
+    beside it, flock-ed for as long as the run lives.
+
+    Another run to the same output is refused while the lock is held (a second run would
+    otherwise overwrite the first one's result without a word); a temp file whose lock is
+    free belongs to a run that was killed (kill -9, power loss) and is removed. The lock
+    dies with the process, so a killed run never blocks the next one. release() removes the
+    temp file unless commit() renamed it to the output: call it in a finally block.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.temp: Path | None = None
+        self.removed_stale: list[Path] = []
+        self._fd: int | None = None
+
+    def acquire(self) -> ReservedOutput:
+        folder = _check_output_folder(self.path)
+        with _folder_lock(folder):  # scan and create as one step: two runs cannot both pass
+            self.removed_stale = _remove_stale_parts(self.path)
+            self.temp = _temp_file_beside(self.path)
+            self._fd = os.open(self.temp, os.O_RDWR)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self
+
+    def commit(self) -> None:
+        """Rename the finished temp file to the output (atomic on one file system)."""
+        os.replace(self.temp, self.path)
+        self.temp = None
+
+    def release(self) -> None:
+        if self.temp is not None:
+            self.temp.unlink(missing_ok=True)
+            self.temp = None
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
+
+    def __enter__(self) -> ReservedOutput:
+        return self.acquire() if self.temp is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def reserve_output(path: str | Path) -> ReservedOutput:
+    """Claim `path` for this run (see ReservedOutput); InputError if another run holds it."""
+    return ReservedOutput(path).acquire()
+
+
+def _check_output_folder(path: Path) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise InputError(
@@ -76,6 +132,56 @@ def _temp_file_beside(path: Path) -> Path:
         )
     if path.is_dir():
         raise InputError(f"output path is a folder: {path}: give a file name ending in .mp4")
+    return folder
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """Exclusive flock on the folder itself for a moment (no lock file left behind)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # unreadable folder: creating the temp file reports it
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _part_pattern(path: Path) -> re.Pattern:
+    return re.compile(rf"^\.{re.escape(path.stem)}\.[0-9a-f]{{8}}\.part\.mp4$")
+
+
+def _remove_stale_parts(path: Path) -> list[Path]:
+    """Remove temp files of killed runs to `path`; InputError if a live run is writing it."""
+    pattern, removed = _part_pattern(path), []
+    for part in sorted(path.parent.iterdir()):
+        if not pattern.match(part.name):
+            continue
+        try:
+            fd = os.open(part, os.O_RDWR)
+        except OSError:  # vanished meanwhile, or not ours to open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{path} is being written by another sdmtalk run right now: wait for it to "
+                "finish or choose another output path"
+            ) from None
+        finally:
+            os.close(fd)
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
+
+
+def _temp_file_beside(path: Path) -> Path:
+    """Create an empty hidden temp file next to `path` (same file system, so the final
+    rename is atomic; created with open() so the usual umask permissions apply)."""
+    folder = path.parent
     tmp = folder / f".{path.stem}.{secrets.token_hex(4)}.part.mp4"
     try:
         tmp.open("xb").close()
@@ -93,7 +199,8 @@ def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) 
     height, width = _check_frame(first, None)
     video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-    video.options = {"crf": str(crf), "preset": "veryfast"}
+    # threads=1: x264's frame threads change the bitstream with the thread count
+    video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
     sound = None
     if audio is not None:
         audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)

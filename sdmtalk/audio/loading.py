@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from sdmtalk.errors import AudioError
 
 # Peak below -60 dBFS: nothing audible, so nothing to lip-sync to.
 SILENCE_PEAK = 10 ** (-60 / 20)
+# Shorter speech gives a video of a few frames: nothing a viewer could follow.
+MIN_SECONDS = 0.2
+_LOG = logging.getLogger(__name__)
 _IMAGE_CODECS = {"mjpeg", "png", "bmp", "gif", "webp", "tiff", "jpeg2000", "jpegls"}
 _FIX = "use a speech recording (wav, mp3, m4a, flac, ogg) or a video with sound"
 
@@ -25,6 +29,7 @@ class DecodedAudio:
     samples: np.ndarray
     sample_rate: int
     start_time: float
+    claimed_seconds: float | None = None  # what the header says; None when it says nothing
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -35,9 +40,16 @@ def load_audio(path: str | Path) -> np.ndarray:
     and the fix) for missing, empty, corrupt, non-audio, zero-length and silent files.
     """
     path = Path(path)
-    wav = decode_audio(path).samples
+    decoded = decode_audio(path)
+    wav = decoded.samples
     if wav.size == 0:
         raise AudioError(f"audio file holds no samples (0 s long): {path}: {_FIX}")
+    seconds = wav.size / SAMPLE_RATE
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"audio is too short to animate: {path} ({seconds:.2f} s decoded): "
+            f"use at least {MIN_SECONDS} s of speech"
+        )
     peak = float(np.max(np.abs(wav)))
     if peak < SILENCE_PEAK:
         peak_db = 20 * np.log10(max(peak, 1e-12))
@@ -45,7 +57,18 @@ def load_audio(path: str | Path) -> np.ndarray:
             f"audio file is silent: {path} (loudest sample {peak_db:.0f} dBFS): "
             "use a recording with audible speech"
         )
+    _warn_if_truncated(path, seconds, decoded.claimed_seconds)
     return wav
+
+
+def _warn_if_truncated(path: Path, seconds: float, claimed: float | None) -> None:
+    """A header that promises much more than decodes: a cut download or a broken export."""
+    if claimed is not None and claimed - seconds > max(0.5, 0.1 * claimed):
+        _LOG.warning(
+            "%s: the header says %.1f s but only %.1f s of audio decode (truncated file?): "
+            "the video will be %.1f s long; re-export or re-download the file if that is wrong",
+            path, claimed, seconds, seconds,
+        )
 
 
 def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> DecodedAudio:
@@ -94,26 +117,53 @@ def _audio_stream(container: av.container.InputContainer, path: Path) -> av.Audi
 
 
 def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> DecodedAudio:
-    # Keep the source channels through the resampler and average them afterwards: FFmpeg's
-    # mono downmix sums L+R at -3 dB each, which pushes correlated stereo past full scale.
-    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+    # Downmix to mono ourselves (the mean of the channels) before FFmpeg's resampler sees the
+    # audio: its own mono downmix sums L+R at -3 dB each (correlated stereo clips), and it
+    # crashes the process on layouts of 8 or more channels.
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     chunks, start = [], None
     for frame in container.decode(stream):
         if start is None and frame.pts is not None:
             start = float(frame.pts * frame.time_base)
-        frame.pts = None  # the resampler keeps its own sample clock; gaps are not ours to fix
-        chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-    chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-    if chunks:
-        wav = np.concatenate(chunks, axis=1).mean(axis=0)
-    else:
-        wav = np.zeros(0, np.float32)
+        mono = av.AudioFrame.from_ndarray(_mono(frame)[None], format="flt", layout="mono")
+        mono.sample_rate = frame.sample_rate  # the resampler keeps its own sample clock
+        chunks.extend(f.to_ndarray()[0] for f in resampler.resample(mono))
+    chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
+    wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if start is None:
         start = (
             float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         )
     wav = np.clip(wav, -1.0, 1.0).astype(np.float32, copy=False)
-    return DecodedAudio(wav, sample_rate, start)
+    return DecodedAudio(wav, sample_rate, start, _claimed_seconds(container, stream))
+
+
+# Full scale of FFmpeg's integer sample formats (u8 is offset binary around 128).
+_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2.0**31, "s64": 2.0**63}
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """Any sample format and channel count -> (samples,) float32, the mean of the channels."""
+    data = frame.to_ndarray()
+    channels = max(1, len(frame.layout.channels))
+    if not frame.format.is_planar:  # packed: (1, samples * channels), interleaved
+        data = data.reshape(-1, channels).T
+    name = frame.format.name.rstrip("p")
+    data = data.astype(np.float32)
+    if name == "u8":
+        data -= 128.0
+    if name in _INT_SCALE:
+        data /= _INT_SCALE[name]
+    return np.ascontiguousarray(data.mean(axis=0), dtype=np.float32)
+
+
+def _claimed_seconds(container, stream) -> float | None:
+    """Duration the file's header claims (None when it says nothing)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
 
 
 def _short(err: Exception) -> str:

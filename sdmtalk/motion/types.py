@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from sdmtalk.errors import InputError
 from sdmtalk.face.align import (
     ALIGN_WEIGHTS,
     Similarity,
@@ -63,12 +64,24 @@ class Motion:
         return cls(np.zeros((num_frames, 4), np.float32), np.zeros((num_frames, 68, 2), np.float32))
 
 
+# Documented ranges of the user controls (README "Motion controls"). Beyond them the mesh warp
+# tears: lips past ~3x open into a brown field; pose past ~3x throws the head off the crop.
+SEED_MAX = 2**31 - 1  # numpy, torch and the blink schedule all take it
+SCALE_RANGES = {"pose_scale": (0.0, 3.0), "lip_scale": (0.0, 2.0), "rhythm_scale": (0.0, 3.0)}
+
+
+class ControlError(InputError, ValueError):
+    """A motion control outside its documented range (a ValueError too, for old callers)."""
+
+
 @dataclass
 class MotionControls:
     """User controls of one generation. Scales multiply the model's pose motion, lip
     motion (MOUTH delta) and rhythmic branch output; still=True keeps the head fixed (lips
     only); diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse
-    motion only); ablation: one of ABLATIONS (paper Fig. 3) or None for the full model."""
+    motion only); ablation: one of ABLATIONS (paper Fig. 3) or None for the full model.
+    Ranges: seed 0..SEED_MAX, scales in SCALE_RANGES; anything else raises ControlError
+    (an InputError whose one-line message names the control and its range)."""
 
     seed: int = 0
     pose_scale: float = 1.0
@@ -79,18 +92,31 @@ class MotionControls:
     ablation: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("pose_scale", "lip_scale", "rhythm_scale"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        self.seed = check_seed(self.seed)
+        for name, (low, high) in SCALE_RANGES.items():
+            value = getattr(self, name)
+            option = "--" + name.replace("_", "-")
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise ControlError(f"{option} must be a number from {low:g} to {high:g}, got {value!r}")
+            if not low <= value <= high:  # NaN fails this too
+                raise ControlError(f"{option} {value} is out of range: use {low:g} to {high:g} (1 = as trained)")
         steps = self.diffusion_steps
-        if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-            raise ValueError(f"diffusion_steps must be 'auto' or an integer >= 0, got {steps!r}")
+        if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0):
+            raise ControlError(f"--diffusion-steps must be 'auto' or a whole number >= 0, got {steps!r}")
         if self.ablation is not None:
-            self.ablation = self.ablation.replace("-", "_")  # accept "no-pose" and "no_pose"
+            self.ablation = str(self.ablation).replace("-", "_")  # accept "no-pose" and "no_pose"
             if self.ablation not in ABLATIONS:
-                raise ValueError(
-                    f"unknown ablation {self.ablation!r}: use one of {', '.join(ABLATIONS)}"
-                )
+                raise ControlError(f"unknown ablation {self.ablation!r}: use one of {', '.join(ABLATIONS)}")
+
+
+def check_seed(seed, count: int = 1) -> int:
+    """seed (and seed + count - 1, for several samples) must be whole numbers in 0..SEED_MAX."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ControlError(f"--seed must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+    if not 0 <= seed <= SEED_MAX - (count - 1):
+        what = f"--seed {seed} with {count} samples" if count > 1 else f"--seed {seed}"
+        raise ControlError(f"{what} is out of range: use a seed from 0 to {SEED_MAX - (count - 1)}")
+    return int(seed)
 
 
 @runtime_checkable

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sdmtalk import __version__
-from sdmtalk.errors import InputError
+from sdmtalk.errors import InputError, Stopped, one_line
+from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX
+from sdmtalk.pipeline import MAX_SAMPLES, MOTIONS
 
 DEMO_SPEECH = Path(__file__).parent / "assets" / "demo_speech.wav"
 
@@ -25,23 +31,29 @@ def _diffusion_steps(value: str):
 
 
 def add_generate_arguments(p: argparse.ArgumentParser) -> None:
+    lo, hi = {k: v[0] for k, v in SCALE_RANGES.items()}, {k: v[1] for k, v in SCALE_RANGES.items()}
     io = p.add_argument_group("inputs and output")
     io.add_argument("--image", help="face photo (jpg, png, ...)")
-    io.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg, or a video file's audio)")
-    io.add_argument("-o", "--output", help="output mp4 (default: sdmtalk_out.mp4)")
+    io.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg, or a video file's audio), at least 0.2 s")
+    io.add_argument("-o", "--output", help="output mp4 (default: sdmtalk_out.mp4, with --demo sdmtalk_demo.mp4)")
     io.add_argument("--demo", action="store_true", help="use the bundled demo photo and speech")
-    io.add_argument("--face-index", type=int, default=None, help="which face when the photo has several (numbered left to right from 0; default: the largest)")
+    io.add_argument("--face-index", type=int, default=None,
+                    help="which face when the photo has several (numbered left to right from 0; default: the largest)")
     m = p.add_argument_group("motion")
-    m.add_argument("--motion", choices=["sdm", "energy", "static", "linear"], default="sdm",
-                   help="sdm: the trained model (default); energy: loudness baseline; static: no motion")
-    m.add_argument("--weights", help="SDM weights (.safetensors from `sdmtalk train`); default: bundled")
-    m.add_argument("--seed", type=int, default=0, help="seed of the head motion (same seed, same video)")
-    m.add_argument("--num-samples", type=int, default=1, help="N videos with different head motion (seeds seed..seed+N-1)")
+    m.add_argument("--motion", choices=list(MOTIONS), default="sdm",
+                   help="sdm: the trained model; energy: loudness baseline; linear: ridge baseline; static: no motion")
+    m.add_argument("--weights", help="SDM weights: RUN_DIR/model.safetensors from `sdmtalk train` (default: bundled)")
+    m.add_argument("--seed", type=int, default=0, help=f"seed of the head motion, 0 to {SEED_MAX} (same seed, same video)")
+    m.add_argument("--num-samples", type=int, default=1,
+                   help=f"N videos with different head motion (seeds seed..seed+N-1), 1 to {MAX_SAMPLES}")
     m.add_argument("--diffusion-steps", type=_diffusion_steps, default="auto",
                    help="shallow diffusion depth: auto (predicted), K, or 0 (coarse motion only)")
-    m.add_argument("--pose-scale", type=float, default=1.0, help="scale of head pose motion")
-    m.add_argument("--lip-scale", type=float, default=1.0, help="scale of lip motion")
-    m.add_argument("--rhythm-scale", type=float, default=1.0, help="scale of rhythmic head dynamics")
+    m.add_argument("--pose-scale", type=float, default=1.0,
+                   help=f"scale of head pose motion, {lo['pose_scale']:g} to {hi['pose_scale']:g}")
+    m.add_argument("--lip-scale", type=float, default=1.0,
+                   help=f"scale of lip motion, {lo['lip_scale']:g} to {hi['lip_scale']:g}")
+    m.add_argument("--rhythm-scale", type=float, default=1.0,
+                   help=f"scale of rhythmic head dynamics, {lo['rhythm_scale']:g} to {hi['rhythm_scale']:g}")
     m.add_argument("--still", action="store_true", help="no head motion (lips and blinks kept)")
     m.add_argument("--ablation", choices=["no_pose", "no_rhythm", "no_diffusion", "full_diffusion"],
                    help="paper Fig. 3 ablations (for evaluation)")
@@ -50,7 +62,9 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--size", type=int, choices=[256, 512], default=256, help="face crop size in pixels")
     r.add_argument("--crop", choices=["face", "full"], default="face",
                    help="face: square face crop; full: the whole photo with the face animated")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
+    r.add_argument("--threads", type=int, default=None,
+                   help="cores for rendering + encoding, 1 to 64 (default: up to 2; motion always uses 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes (warnings stay)")
 
 
 def demo_inputs(tmp_dir: Path) -> tuple[Path, Path]:
@@ -69,27 +83,25 @@ def run_generate(args: argparse.Namespace) -> int:
     import tempfile
 
     from sdmtalk.motion.types import MotionControls
-    from sdmtalk.pipeline import TalkingFacePipeline
+    from sdmtalk.pipeline import TalkingFacePipeline, validate_request
 
-    if args.num_samples < 1:
-        raise InputError("--num-samples must be at least 1")
-    with tempfile.TemporaryDirectory() as tmp:
+    # The controls first: they cost nothing and a typo should not wait for a model to load.
+    controls = MotionControls(
+        seed=args.seed, pose_scale=args.pose_scale, lip_scale=args.lip_scale,
+        rhythm_scale=args.rhythm_scale, still=args.still,
+        diffusion_steps=args.diffusion_steps, ablation=args.ablation,
+    )
+    if not args.demo and (not args.image or not args.audio):
+        raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
+    with tempfile.TemporaryDirectory() if args.demo else nullcontext() as tmp:
+        image, audio = (Path(args.image) if args.image else None), (Path(args.audio) if args.audio else None)
         if args.demo:
-            image, audio = demo_inputs(Path(tmp))
-            image = Path(args.image) if args.image else image
-            audio = Path(args.audio) if args.audio else audio
-        elif not args.image or not args.audio:
-            raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
-        else:
-            image, audio = Path(args.image), Path(args.audio)
+            demo_image, demo_audio = demo_inputs(Path(tmp))
+            image, audio = image or demo_image, audio or demo_audio
         out = Path(args.output or ("sdmtalk_demo.mp4" if args.demo else "sdmtalk_out.mp4"))
-        controls = MotionControls(
-            seed=args.seed, pose_scale=args.pose_scale, lip_scale=args.lip_scale,
-            rhythm_scale=args.rhythm_scale, still=args.still,
-            diffusion_steps=args.diffusion_steps, ablation=args.ablation,
-        )
-        pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, size=args.size,
-                                   crop=args.crop, blink=not args.no_blink, quiet=args.quiet)
+        validate_request(image, audio, out, controls, args.num_samples, args.face_index)
+        pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, size=args.size, crop=args.crop,
+                                   blink=not args.no_blink, quiet=args.quiet, threads=args.threads)
         results = pipe.generate(image, audio, out, controls, args.num_samples, args.face_index)
     for res in results:
         if not args.quiet:
@@ -100,8 +112,31 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default (unless it is unset or already named)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not unset and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument mistakes as one line (argparse's usage block is one `--help` away), exit 2;
+    help shows every default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdmtalk", description="Talking-face video from one photo and speech.")
+    parser = OneLineParser(prog="sdmtalk", description="Talking-face video from one photo and speech.")
     parser.add_argument("--version", action="version", version=f"sdmtalk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="photo + speech -> talking-face mp4")
@@ -127,16 +162,55 @@ def _add_optional(sub, name, help_text, module, add_name, run_name):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. Every user mistake ends as one line on stderr and exit code 2; a
+    SIGTERM or Ctrl-C removes the unfinished output, says so, and exits 128 + signal."""
+    args = build_parser().parse_args(argv)
+    with _warnings_to_stderr(), _signals_raise_stopped():
+        try:
+            return int(args.func(args) or 0)
+        except InputError as err:
+            print(f"sdmtalk: error: {one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as stop:
+            signum = getattr(stop, "signum", signal.SIGINT)
+            print(f"sdmtalk: stopped by {signal.Signals(signum).name}: unfinished output removed",
+                  file=sys.stderr)
+            return 128 + signum
+
+
+@contextmanager
+def _signals_raise_stopped():
+    """SIGTERM (timeout, docker stop, systemd) and SIGINT raise Stopped in the main thread,
+    so the cleanup that runs for an error (temp files, worker threads) runs for them too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # cleanup runs once, undisturbed
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return int(args.func(args) or 0)
-    except InputError as err:
-        print(f"sdmtalk: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sdmtalk: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _warnings_to_stderr():
+    """sdmtalk's logged warnings (e.g. a truncated audio file) as `sdmtalk: warning: ...`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sdmtalk: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    log = logging.getLogger("sdmtalk")
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -11,3 +11,18 @@ class NoFaceError(InputError):
 
 class AudioError(InputError):
     """Audio that cannot be decoded, is empty, or holds no speech."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM, SIGINT); `signum` says which. A subclass of
+    KeyboardInterrupt, so every cleanup that handles Ctrl-C handles it too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (the first line of a multi-line library message)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__

@@ -5,9 +5,15 @@ Read top to bottom: face -> audio features -> motion -> landmarks -> blinks -> r
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
+import queue
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,13 +22,15 @@ from tqdm import tqdm
 
 from sdmtalk import FPS
 from sdmtalk.audio import compute_features, load_audio
-from sdmtalk.errors import InputError
+from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
-from sdmtalk.motion.types import Motion, MotionControls, apply_motion
+from sdmtalk.motion.types import Motion, MotionControls, apply_motion, check_seed
 from sdmtalk.render import Renderer, add_blinks
 
+_LOG = logging.getLogger(__name__)
 MOTIONS = ("sdm", "energy", "static", "linear")
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "sdm_base.safetensors"
+MAX_SAMPLES = 100  # --num-samples: each sample is a full video
 
 
 @dataclass
@@ -69,15 +77,32 @@ def load_motion_model(motion: str, weights: str | os.PathLike | None = None):
         return LinearBaseline.load()
     if motion != "sdm":
         raise InputError(f"unknown motion '{motion}': choose one of {', '.join(MOTIONS)}")
-    path = Path(weights) if weights else BUNDLED_WEIGHTS
-    if not path.is_file():
-        raise InputError(
-            f"SDM weights not found at {path}: pass --weights RUN_DIR/sdm.safetensors "
-            "(made by `sdmtalk train`) or use --motion energy"
-        )
+    path = check_weights(weights)
     from sdmtalk.train.checkpoint import load_model
 
-    return load_model(path)
+    try:
+        return load_model(path)
+    except InputError as err:  # torch explains an unpickling refusal over many lines
+        text = str(err) if "\n" not in str(err) else f"weights {path} cannot be read ({one_line(err)[:60]}...)"
+        raise InputError(f"{text}: {_WEIGHTS_FIX}") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:  # shapes or config don't fit
+        raise InputError(
+            f"weights {path} do not fit this sdmtalk version ({type(err).__name__}): {_WEIGHTS_FIX}"
+        ) from None
+
+
+_WEIGHTS_FIX = "pass the RUN_DIR/model.safetensors that `sdmtalk train` wrote, or leave out --weights"
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+
+
+def check_weights(weights: str | os.PathLike | None) -> Path:
+    """Cheap checks of an SDM weights path (None: the bundled weights) -> the path."""
+    path = Path(weights) if weights else BUNDLED_WEIGHTS
+    if not path.is_file():
+        raise InputError(f"SDM weights not found at {path}: {_WEIGHTS_FIX}, or use --motion energy")
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise InputError(f"{path} is not a weights file (.safetensors or a ckpt-*.pt): {_WEIGHTS_FIX}")
+    return path
 
 
 def output_paths(out_path: Path, seeds: list[int]) -> list[Path]:
@@ -101,43 +126,169 @@ def check_output_path(out_path: Path, inputs: list[Path]) -> None:
             raise InputError(f"output {out_path} is one of the inputs: choose another -o path")
 
 
+def _check_input_file(path: Path, what: str, fix: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}: check the path")
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a file: {fix}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} {path} is not readable: check its permissions")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} {path} is an empty file (0 bytes): {fix}")
+
+
+def validate_request(image_path, audio_path, out_path, controls: MotionControls,
+                     num_samples: int = 1, face_index: int | None = None) -> list[Path]:
+    """Every cheap check of one generation, before any decoding or model work -> the output
+    path of each sample. Raises InputError with a one-line message naming the input and the
+    fix (the CLI and any server share this path)."""
+    if not isinstance(controls, MotionControls):
+        raise InputError(f"controls must be a MotionControls, got {type(controls).__name__}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise InputError(f"--num-samples {num_samples!r} is out of range: use 1 to {MAX_SAMPLES}")
+    check_seed(controls.seed, num_samples)
+    if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, int) or face_index < 0):
+        raise InputError(f"--face-index {face_index!r} is not valid: faces are numbered 0, 1, ... from the left")
+    image_path, audio_path = Path(image_path), Path(audio_path)
+    _check_input_file(image_path, "photo", "use a JPEG or PNG photo")
+    _check_input_file(audio_path, "audio file", "use a speech recording (wav, mp3, m4a, flac, ogg)")
+    paths = output_paths(Path(out_path), [controls.seed + i for i in range(num_samples)])
+    for p in paths:
+        check_output_path(p, [image_path, audio_path])
+    return paths
+
+
+def default_threads() -> int:
+    """Cores this process may use, at most 2: rendering and encoding overlap on two."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch intra-op threads for a block. The motion models are small: one thread is as fast
+    as two on an idle machine and does not collapse (60 s instead of 1 s) when another
+    process keeps the cores busy; it also makes the motion identical on every machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _in_background(frames: Iterator[np.ndarray], maxsize: int = 8) -> Iterator[np.ndarray]:
+    """Run the `frames` iterator in a worker thread (rendering on one core while the caller
+    encodes on another). Bounded queue: memory stays flat. Errors re-raise in the caller;
+    when the caller stops early (error, Ctrl-C, SIGTERM) the worker stops too."""
+    q: queue.Queue = queue.Queue(maxsize)
+    stop, done = threading.Event(), object()
+
+    def work():
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as err:  # handed to the caller, which raises it
+            q.put(err)
+
+    worker = threading.Thread(target=work, name="sdmtalk-render", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+class TerminalProgress:
+    """The terminal side of the `progress(stage, done, total)` callback: one tqdm bar per
+    stage on stderr (nothing when stderr is not a terminal)."""
+
+    def __init__(self):
+        self.stage, self.bar = None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, disable=not sys.stderr.isatty(), leave=False)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.stage, self.bar = None, None
+
+
 class TalkingFacePipeline:
     """Photo + speech -> talking-face frames. The CLI only wraps this class.
 
-    motion: 'sdm' (trained model), 'energy' (loudness baseline) or 'static'.
+    motion: 'sdm' (trained model), 'energy' (loudness baseline), 'linear' or 'static'.
     size: side of the face crop (256 or 512). crop: 'face' (square crop) or 'full' (whole photo).
+    threads: cores for rendering + encoding (default: up to 2; 1 = all on the calling
+    thread). The motion model always runs on one torch thread, so a seed gives the same
+    video at any thread count. progress(stage, done, total): called as each stage moves
+    ("face", "audio", "motion", "render <file>"); default: bars on a terminal unless quiet.
     """
 
-    def __init__(
-        self,
-        motion: str = "sdm",
-        weights: str | os.PathLike | None = None,
-        size: int = 256,
-        crop: str = "face",
-        blink: bool = True,
-        quiet: bool = False,
-    ):
+    def __init__(self, motion: str = "sdm", weights: str | os.PathLike | None = None, size: int = 256,
+                 crop: str = "face", blink: bool = True, quiet: bool = False,
+                 threads: int | None = None, progress: Callable[[str, int, int], object] | None = None):
         if size not in (256, 512):
             raise InputError(f"--size {size} is not supported: use 256 or 512")
         if crop not in ("face", "full"):
             raise InputError(f"--crop {crop} is not supported: use face or full")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64):
+            raise InputError(f"--threads {threads!r} is out of range: use 1 to 64")
         self.motion_name = motion
-        self.model = load_motion_model(motion, weights)
+        self.threads = threads or default_threads()
+        with torch_threads(1):
+            self.model = load_motion_model(motion, weights)
         self.size, self.crop, self.blink, self.quiet = size, crop, blink, quiet
+        self.progress = progress or (None if quiet else TerminalProgress())
 
-    def _bar(self, total, desc, unit="frame"):
-        return tqdm(total=total, desc=desc, unit=unit, disable=self.quiet or not sys.stderr.isatty())
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def landmarks_for(self, image, wav, controls, face=None, features=None):
         """Face, features and motion -> (landmarks (T, 68, 2) photo pixels, motion, face)."""
         face = face if face is not None else detect_face(image)
         features = features if features is not None else compute_features(wav)
         canonical, _ = to_canonical(face.landmarks[None])
-        motion = self.model.generate(features, canonical[0], controls)
+        self._report("motion", 0, 1)
+        with torch_threads(1):
+            motion = self._generate_motion(features, canonical[0], controls)
+        self._report("motion", 1, 1)
         landmarks = apply_motion(face.landmarks, motion)
         if self.blink:
             landmarks = add_blinks(landmarks, seed=controls.seed, fps=FPS)
         return landmarks, motion, face
+
+    def _generate_motion(self, features, canonical, controls) -> Motion:
+        generate = self.model.generate
+        if "progress" in inspect.signature(generate).parameters:  # long audio: steps of the model
+            return generate(features, canonical, controls,
+                            progress=lambda done, total: self._report("motion", done, total))
+        return generate(features, canonical, controls)
 
     def animate(self, image, wav, controls=None, face=None) -> AnimateResult:
         """In memory: image (H, W, 3) uint8 RGB + wav (N,) 16 kHz -> AnimateResult (short clips)."""
@@ -147,47 +298,73 @@ class TalkingFacePipeline:
         frames = np.stack(list(renderer.render_sequence(landmarks)))
         return AnimateResult(frames, landmarks, motion, face, FPS, list(getattr(self.model, "last_k", [])))
 
-    def generate(
-        self,
-        image_path,
-        audio_path,
-        out_path,
-        controls: MotionControls | None = None,
-        num_samples: int = 1,
-        face_index: int | None = None,
-    ) -> list[GenerateResult]:
-        """Files in, mp4 out: one video per sample (seeds controls.seed, +1, ...)."""
-        from sdmtalk.video import write_mp4
+    def generate(self, image_path, audio_path, out_path, controls: MotionControls | None = None,
+                 num_samples: int = 1, face_index: int | None = None) -> list[GenerateResult]:
+        """Files in, mp4 out: one video per sample (seeds controls.seed, +1, ...).
+
+        Cheap checks (validate_request) and the claim on every output (video.ReservedOutput)
+        come before any decoding; an error or a stop leaves no output and no temp file."""
+        from sdmtalk.video import ReservedOutput
 
         controls = controls or MotionControls()
-        image_path, audio_path, out_path = Path(image_path), Path(audio_path), Path(out_path)
-        seeds = [controls.seed + i for i in range(num_samples)]
-        paths = output_paths(out_path, seeds)
-        for p in paths:
-            check_output_path(p, [image_path, audio_path])
+        paths = validate_request(image_path, audio_path, out_path, controls, num_samples, face_index)
+        with ExitStack() as claims:
+            reserved = [claims.enter_context(ReservedOutput(p)) for p in paths]
+            for stale in (part for claim in reserved for part in claim.removed_stale):
+                _LOG.warning("removed %s, the unfinished output of an earlier run that was killed", stale)
+            try:
+                return self._generate(Path(image_path), Path(audio_path), controls, reserved, face_index)
+            finally:
+                if isinstance(self.progress, TerminalProgress):
+                    self.progress.close()
+
+    def _generate(self, image_path, audio_path, controls, reserved, face_index) -> list[GenerateResult]:
         t0 = time.perf_counter()
-        with self._bar(2, "face + audio", unit="stage") as bar:
-            image = load_image(image_path)
-            face = detect_face(image, face_index=face_index, name=str(image_path))
-            bar.update()
-            wav = load_audio(audio_path)
-            features = compute_features(wav)
-            bar.update()
+        self._report("face", 0, 1)
+        image = load_image(image_path)
+        face = detect_face(image, face_index=face_index, name=str(image_path))
+        self._report("audio", 0, 1)
+        wav = load_audio(audio_path)
+        features = compute_features(wav)
+        self._report("audio", 1, 1)
         self._report_faces(face, image_path)
         t_features = time.perf_counter() - t0
         renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
         results = []
-        for seed, path in zip(seeds, paths, strict=True):
-            c = replace(controls, seed=seed)
+        for i, claim in enumerate(reserved):
+            c = replace(controls, seed=controls.seed + i)
             t1 = time.perf_counter()
             landmarks, _, _ = self.landmarks_for(image, wav, c, face, features)
-            t_motion = time.perf_counter() - t1
             t2 = time.perf_counter()
-            with self._bar(len(landmarks), f"render+encode {path.name}") as bar:
-                write_mp4(path, renderer.render_sequence(landmarks), wav, fps=FPS, progress=bar.update)
-            timings = {"features": t_features, "motion": t_motion, "render_encode": time.perf_counter() - t2}
-            results.append(GenerateResult(path, seed, len(landmarks), timings, list(getattr(self.model, "last_k", []))))
+            self._render_encode(renderer, landmarks, wav, claim)
+            timings = {"features": t_features, "motion": t2 - t1, "render_encode": time.perf_counter() - t2}
+            results.append(GenerateResult(claim.path, c.seed, len(landmarks), timings,
+                                          list(getattr(self.model, "last_k", []))))
         return results
+
+    def _render_encode(self, renderer, landmarks, wav, claim) -> None:
+        """Render and encode into the claimed output; with threads >= 2 rendering runs in a
+        worker thread while this one encodes (OpenCV gets the cores beyond those two)."""
+        import cv2
+
+        from sdmtalk.video import write_mp4
+
+        stage, total, done = f"render {claim.path.name}", len(landmarks), [0]
+
+        def tick(n):
+            done[0] += n
+            if done[0] % 25 == 0 or done[0] == total:
+                self._report(stage, done[0], total)
+
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(max(1, self.threads - 2) if self.threads >= 2 else 1)
+        try:
+            frames = renderer.render_sequence(landmarks)
+            if self.threads >= 2:
+                frames = _in_background(frames)
+            write_mp4(claim.path, frames, wav, fps=FPS, progress=tick, reserved=claim)
+        finally:
+            cv2.setNumThreads(cv_threads)
 
     def _report_faces(self, face: FaceDetection, image_path: Path) -> None:
         if face.num_faces > 1 and not self.quiet:

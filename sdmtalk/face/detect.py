@@ -250,7 +250,13 @@ def detect_face(
         image = load_image(image)
     where = name or "the photo"
     log = (logger or _LOG).info if verbose else (logger or _LOG).debug
-    faces, detector = find_faces(image, use_cnn=use_cnn)
+    try:
+        faces, detector = find_faces(image, use_cnn=use_cnn)
+    except RuntimeError as err:  # dlib refuses images it cannot scan (odd sizes, slivers)
+        raise NoFaceError(
+            f"face detection failed on {where} ({str(err).splitlines()[0][:80]}): "
+            "use a photo where one face is clearly visible and frontal"
+        ) from None
     log("%s: %d face(s) found by the %s detector: %s", where, len(faces), detector, faces)
     if not faces:
         raise NoFaceError(

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from sdmtalk.errors import InputError
 
 MAX_SIDE = 2048  # larger photos are downscaled: detection and rendering gain nothing above it
+MIN_SIDE = 32  # a face needs ~40 px to be found; dlib fails outright on slivers
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE_FOR_ORIENTATION = {
@@ -47,7 +48,14 @@ def load_image(path: str | Path, max_side: int = MAX_SIDE) -> np.ndarray:
         raise InputError(f"photo {path} could not be decoded ({err}): {_FIX}") from err
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"photo {path} has no pixels: {_FIX}")
-    return _limit_size(image, max_side)
+    image = _limit_size(image, max_side)
+    if min(image.shape[:2]) < MIN_SIDE:
+        h, w = image.shape[:2]
+        raise InputError(
+            f"photo {path} is too small or too narrow ({w}x{h} px after fitting into "
+            f"{max_side} px): use a photo at least {MIN_SIDE} px on each side with the face in it"
+        )
+    return image
 
 
 def _read_with_pillow(path: Path, max_side: int) -> np.ndarray:

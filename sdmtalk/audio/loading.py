@@ -135,7 +135,8 @@ def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> Decod
             float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         )
     wav = np.clip(wav, -1.0, 1.0).astype(np.float32, copy=False)
-    return DecodedAudio(wav, sample_rate, start, _claimed_seconds(container, stream))
+    claimed = _wav_header_seconds(container.name) or _claimed_seconds(container, stream)
+    return DecodedAudio(wav, sample_rate, start, claimed)
 
 
 # Full scale of FFmpeg's integer sample formats (u8 is offset binary around 128).
@@ -155,6 +156,26 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
     if name in _INT_SCALE:
         data /= _INT_SCALE[name]
     return np.ascontiguousarray(data.mean(axis=0), dtype=np.float32)
+
+
+def _wav_header_seconds(path: str) -> float | None:
+    """Duration a WAV header's data chunk claims (FFmpeg trims it to the file, so read it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"fmt " and pos + 16 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16:pos + 20], "little")
+        if chunk == b"data":
+            return size / byte_rate if byte_rate > 0 and size < 0xFFFFFFFF else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _claimed_seconds(container, stream) -> float | None:

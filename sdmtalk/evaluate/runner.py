@@ -257,6 +257,9 @@ class Evaluator:
         self.csim_frames, self.fid_frames = csim_frames, fid_frames
         self.fid_real: list[np.ndarray] = []
         self.fid_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
+        self.mouth_side = M.mouth_crop_side(size, IOD_FRAC)
+        self.mouth_real: list[np.ndarray] = []
+        self.mouth_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
 
     def clip(self, clip: ClipSource, keep_curves: bool = False, bar=None) -> tuple[dict, dict | None]:
         """One clip -> (report entry, curves or None). Raises InputError for unusable clips."""
@@ -267,6 +270,7 @@ class Evaluator:
         real_track = Track(real.landmarks, real.valid)
         fid_idx = spread_indices(real.valid, self.fid_frames)
         self.fid_real.append(M.inception_features(real.crops[fid_idx]))
+        self.mouth_real.append(self._mouth_features(real.crops, real.landmarks, real.valid, fid_idx))
         source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
         entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
                  "frames": n, "real_face_lost": int((~real.valid).sum()),
@@ -296,6 +300,7 @@ class Evaluator:
                 idx = spread_indices(gen.valid, self.csim_frames)
                 scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
                 self.fid_gen[method.name].append(M.inception_features(crops[fid_idx]))
+                self.mouth_gen[method.name].append(self._mouth_features(crops, gen.landmarks, gen.valid, fid_idx))
                 if curves is not None:
                     curves["methods"][method.name] = _curves(gen)
                 if panels is not None:
@@ -317,12 +322,21 @@ class Evaluator:
         path = self.video_dir / (clip.name.replace("/", "__") + ".mp4")
         write_mp4(path, frames, real.wav[: n * (SAMPLE_RATE // FPS)], fps=FPS)
 
+    def _mouth_features(self, crops, landmarks, valid, idx) -> np.ndarray:
+        """Inception features of mouth crops at frames idx where the face was tracked."""
+        idx = idx[valid[idx]]
+        return M.inception_features(M.mouth_crops(crops[idx], landmarks[idx], self.mouth_side))
+
     def fid(self) -> dict:
-        """FID of each method's frames against the real frames of the same clips."""
+        """FID of each method's frames (key m) and mouth crops (key m + "/mouth") against the
+        real ones of the same clips."""
         if not self.fid_real:
             return {m: float("nan") for m in self.fid_gen}
-        real = np.concatenate(self.fid_real)
-        return {m: M.fid(np.concatenate(f), real) if f else float("nan") for m, f in self.fid_gen.items()}
+        out = {}
+        for real, gen, suffix in ((self.fid_real, self.fid_gen, ""), (self.mouth_real, self.mouth_gen, "/mouth")):
+            real = np.concatenate(real)
+            out.update({m + suffix: M.fid(np.concatenate(f), real) if f else float("nan") for m, f in gen.items()})
+        return out
 
 
 def _label(frame: np.ndarray, text: str) -> np.ndarray:
@@ -341,6 +355,7 @@ def aggregate(entries: list[dict], methods: list[Method], fid: dict) -> dict:
         rows = [e["methods"][m.name]["mean"] for e in entries]
         agg = mean_over(rows)
         agg["fid"] = fid.get(m.name, float("nan"))
+        agg["fid_mouth"] = fid.get(m.name + "/mouth", float("nan"))
         for key in ("head_pos_std", "head_roll_std", "head_pos_speed", "head_roll_speed", "jitter"):
             agg[f"{key}_ratio"] = agg.get(key, np.nan) / real[key] if real.get(key, 0) > 0 else float("nan")
         agg["clips"] = len(rows)

@@ -261,6 +261,8 @@ class PiecewiseAffineWarp:
     def warp(self, dst_points: np.ndarray) -> np.ndarray:
         """The source image warped so its mesh lands on dst_points (N, 2)."""
         map_x, map_y = self.maps(dst_points)
+        # Landmarks off the crop (a face cut by the photo's edge) can map outside it: reflect
+        # there, as replicating one border pixel would draw streaks.
         return cv2.remap(
-            self.source_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            self.source_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )

@@ -1,10 +1,14 @@
 """Mouth interior: a synthesized cavity where the lips open wider than in the source photo.
 
 The warp stretches whatever the source shows between the inner lips (60..67). When the
-source mouth is closed that is a seam of lip pixels, so the opening is painted with a dark
-red-brown cavity (darker toward its centre) and a hint of upper teeth under the upper lip.
-The cavity is blended in by how much of the opening is new: a source that already shows an
-open mouth keeps its own pixels when the target opens no wider.
+source mouth is closed that is a seam of lip pixels, so the opening is painted: a cavity in
+the photo's own lip colour, darkened (a slit is nearly black, a wide opening lets light in),
+upper teeth under the upper lip that show as the lip rises, and a tongue shading the lower
+part of a wide opening. Every term is a smooth function of the landmarks, so a smooth
+motion gives a smooth mouth (no popping). Colours come from the photo (lips, skin, light),
+so a grayscale photo gets a grey mouth. The cavity is blended in by how much of the opening
+is new: a source that already shows an open mouth keeps its own pixels when the target
+opens no wider.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import numpy as np
 
 UPPER_INNER = np.array([60, 61, 62, 63, 64])  # inner lip line, corner to corner, upper lip
 LOWER_INNER = np.array([60, 67, 66, 65, 64])  # same for the lower lip
-CAVITY_EDGE_RGB = np.array([105.0, 45.0, 42.0])  # red-brown near the lips
-CAVITY_CENTRE_RGB = np.array([30.0, 10.0, 12.0])  # almost black deep in the mouth
-TEETH_RGB = np.array([222.0, 214.0, 200.0])
+EDGE_DARK, CENTRE_DARK = 0.42, 0.10  # cavity edge / centre brightness x the lip colour
+TEETH_RGB = np.array([232.0, 226.0, 214.0])  # under the photo's light; tinted toward the skin
+TONGUE_DARK = 0.62  # tongue brightness x the lip colour
 TEETH_MAX_HEIGHT = 0.13  # visible upper-teeth band, fraction of the mouth width
+CAVITY_RAMP = 0.06  # inter-ocular units of new opening over which the cavity fades in
+LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER_SIGMA = 0.8  # px: softens the cavity edge over 1-2 px
 
 
@@ -32,21 +38,30 @@ def mouth_opening(landmarks: np.ndarray) -> float:
 
 def cavity_weight(source_opening: float, target_opening: float) -> float:
     """How much synthetic cavity to show: 0 when the target opens no wider than the source,
-    1 when at least half of the target opening is new."""
-    if target_opening <= source_opening:
-        return 0.0
-    return float(min(1.0, 2.0 * (target_opening - source_opening) / target_opening))
+    rising smoothly to 1 over an extra opening of CAVITY_RAMP + the source's own opening (a
+    sudden switch would pop in a frame or two as the lips part)."""
+    return _smoothstep(target_opening - source_opening, 0.0, CAVITY_RAMP + source_opening)
 
 
-def face_brightness(image: np.ndarray, landmarks: np.ndarray) -> float:
-    """Median skin luminance of the face (jaw line + nose bridge hull) relative to 150."""
-    hull = cv2.convexHull(np.round(landmarks[list(range(1, 16)) + [27]]).astype(np.int32))
+def _median_rgb(image: np.ndarray, inside: list, outside: list | None = None) -> np.ndarray | None:
+    """Median RGB of the pixels inside polygon `inside` and not inside `outside` (None if none)."""
     mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, hull, 1)
-    if not mask.any():
-        return 1.0
-    luma = image[mask > 0].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return float(np.clip(np.median(luma) / 150.0, 0.5, 1.4))
+    cv2.fillPoly(mask, [np.round(inside).astype(np.int32)], 1)
+    if outside is not None:
+        cv2.fillPoly(mask, [np.round(outside).astype(np.int32)], 0)
+    return np.median(image[mask > 0].astype(np.float64), 0) if mask.any() else None
+
+
+def face_colours(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(skin RGB, lip RGB) medians of the photo: skin inside the jaw line + nose bridge hull,
+    lips between the outer and inner lip lines. Fallbacks for tiny faces: mid-grey skin and a
+    lip a little darker and redder than the skin."""
+    lm = np.asarray(landmarks, np.float64)
+    hull = cv2.convexHull(lm[list(range(1, 16)) + [27]].astype(np.float32))[:, 0]
+    skin = _median_rgb(image, hull)
+    skin = np.full(3, 150.0) if skin is None else skin
+    lips = _median_rgb(image, lm[48:60], lm[60:68])
+    return skin, (skin * [0.85, 0.7, 0.7] if lips is None else lips)
 
 
 def _lip_lines(points: np.ndarray, origin: np.ndarray, ex: np.ndarray, ey: np.ndarray):
@@ -65,10 +80,14 @@ class MouthFiller:
 
     def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray):
         self.source_opening = mouth_opening(source_landmarks)
-        light = face_brightness(source_image, np.asarray(source_landmarks, np.float64))
-        self._edge_rgb = CAVITY_EDGE_RGB * light
-        self._centre_rgb = CAVITY_CENTRE_RGB * light
-        self._teeth_rgb = np.minimum(TEETH_RGB * light, 245.0)
+        skin, lips = face_colours(source_image, source_landmarks)
+        skin_luma = max(float(skin @ LUMA), 1.0)
+        self._lips = lips
+        # Teeth as bright as the light on the face allows, tinted a little toward the skin's
+        # colour (a grey photo gets grey teeth).
+        light = float(np.clip(skin_luma / 150.0, 0.5, 1.4))
+        teeth_luma = min(float(TEETH_RGB @ LUMA) * light, 240.0)
+        self._teeth_rgb = np.minimum(teeth_luma * (0.85 + 0.15 * skin / skin_luma), 250.0)
 
     def apply(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Blend the cavity into frame (H, W, 3) uint8 (in place) for target landmarks (68, 2)."""
@@ -100,26 +119,51 @@ class MouthFiller:
 
     def _cavity(self, lm, x0, y0, x1, y1, opening) -> np.ndarray:
         """Cavity colours (h, w, 3) float32 for the box [x0, x1) x [y0, y1)."""
-        left, right = lm[60], lm[64]
-        width = max(float(np.linalg.norm(right - left)), 1e-3)
-        ex = (right - left) / width  # along the mouth, corner 60 -> 64
-        ey = np.array([-ex[1], ex[0]])  # toward the chin
-        (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
-        gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
-        s, t = gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1]
-        t_up = np.interp(s, up_s, up_t)
-        gap = np.maximum(np.interp(s, lo_s, lo_t) - t_up, 0.5)
-        u = np.clip(s / width, 0.0, 1.0)  # 0..1 corner to corner
-        v = np.clip((t - t_up) / gap, 0.0, 1.0)  # 0 at the upper lip, 1 at the lower lip
-        # Dark red-brown gradient: darkest at the centre of the opening.
+        u, v, t_below, gap, width = _mouth_coords(lm, x0, y0, x1, y1)
+        # Light enters with the opening: a slit is nearly black, a wide mouth shows its walls.
+        light = _smoothstep(opening, 0.05, 0.35)
+        edge = self._lips * (EDGE_DARK * (0.6 + 0.4 * light))
+        centre = self._lips * CENTRE_DARK
         depth = 1.0 - np.clip(np.hypot((u - 0.5) / 0.5, (v - 0.5) / 0.5), 0.0, 1.0)
-        shade = (depth**0.7)[..., None]
-        cavity = self._edge_rgb + shade * (self._centre_rgb - self._edge_rgb)
-        # Upper teeth: a light band under the upper lip growing with the opening, fading
-        # toward the corners and with a soft lower edge.
+        cavity = edge + (depth**0.7)[..., None] * (centre - edge)
+        # Tongue: a lip-coloured, dimly lit bulge rising from the lower lip in wide openings.
+        bulge = np.clip(1.0 - np.hypot((u - 0.5) / 0.38, (v - 1.0) / 0.55), 0.0, 1.0)
+        tongue = 0.8 * _smoothstep(opening, 0.12, 0.4) * np.sqrt(bulge)
+        tongue_rgb = self._lips * TONGUE_DARK * (0.55 + 0.45 * bulge)[..., None]
+        cavity += tongue[..., None] * (tongue_rgb - cavity)
+        # Upper teeth: a band under the upper lip that shows as the lip rises, fading toward
+        # the corners, with soft edges and faint gaps between the front teeth.
         teeth_px = np.minimum(0.45 * gap, TEETH_MAX_HEIGHT * width * min(1.0, opening / 0.25))
-        below = (t - t_up) - teeth_px
-        teeth = np.clip(0.5 - below, 0.0, 1.0) * np.sin(np.pi * u) ** 0.6 * 0.9
-        teeth_rgb = self._teeth_rgb * (0.75 + 0.25 * np.sin(np.pi * u))[..., None]
+        show = _smoothstep(opening, 0.03, 0.15)
+        teeth = (
+            np.clip(0.5 - (t_below - teeth_px), 0.0, 1.0) * np.sin(np.pi * u) ** 0.6 * 0.9 * show
+        )
+        gaps = 1.0 - 0.05 * np.cos(np.pi * (u - 0.5) * 8.0) ** 8  # 8 teeth across the mouth
+        lip_shadow = 0.8 + 0.2 * np.clip(t_below / np.maximum(teeth_px, 0.5), 0.0, 1.0)
+        teeth_rgb = (
+            self._teeth_rgb * ((0.72 + 0.28 * np.sin(np.pi * u)) * gaps * lip_shadow)[..., None]
+        )
         cavity += teeth[..., None] * (teeth_rgb - cavity)
         return cavity.astype(np.float32)
+
+
+def _smoothstep(x: float, lo: float, hi: float) -> float:
+    t = min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _mouth_coords(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int):
+    """Per pixel of the box: u (0..1 corner 60 to 64), v (0 at the upper inner lip, 1 at the
+    lower), distance below the upper lip (px); and the gap (px, per pixel) and mouth width."""
+    left, right = lm[60], lm[64]
+    width = max(float(np.linalg.norm(right - left)), 1e-3)
+    ex = (right - left) / width  # along the mouth, corner 60 -> 64
+    ey = np.array([-ex[1], ex[0]])  # toward the chin
+    (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
+    gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
+    s, t = gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1]
+    t_up = np.interp(s, up_s, up_t)
+    gap = np.maximum(np.interp(s, lo_s, lo_t) - t_up, 0.5)
+    u = np.clip(s / width, 0.0, 1.0)
+    v = np.clip((t - t_up) / gap, 0.0, 1.0)
+    return u, v, t - t_up, gap, width

@@ -1,10 +1,12 @@
 """Renderer: warp one photo so its face follows a landmark sequence (training-free).
 
-crop="face": a square box around the face (about twice the landmark extent, padded by
-replicating the photo's border where it runs off the photo) resized to size x size; the
-mesh warp runs in that crop. crop="full": the same box at the photo's own resolution (no
-resampling), pasted back into the photo. The warp is the identity on the box border (fixed
-anchors), so the paste has no seam and every pixel outside the box is the photo's own.
+crop="face": a square box around the face (about twice the landmark extent) resized to
+size x size; the mesh warp runs in that crop. Near an edge of the photo the box is shifted
+(and, for a photo smaller than the box, shrunk) to stay inside the photo, so no pixel is
+invented for a still head: a border-replicated pad would show as streaks that move with
+the head. crop="full": the same box at the photo's own resolution (no resampling), pasted
+back into the photo. The warp is the identity on the box border (fixed anchors), so the
+paste has no seam and every pixel outside the box is the photo's own.
 """
 
 from __future__ import annotations
@@ -24,27 +26,28 @@ BOX_SCALE = 2.0  # crop side / largest landmark extent
 MIN_FACE_PX = 8  # landmark extent below this cannot drive a mesh
 
 
-def face_box(landmarks: np.ndarray) -> tuple[int, int, int]:
-    """Square crop (x0, y0, side) in photo pixels around landmarks (68, 2), forehead included."""
+def face_box(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int, int]:
+    """Square crop (x0, y0, side) inside a (height, width) photo around landmarks (68, 2).
+
+    The ideal box is BOX_SCALE x the landmark extent, centred on the ring around face and
+    forehead. Near an edge it is shifted back into the photo, and shrunk only where the photo
+    is smaller than the box: the crop never samples outside the photo (no invented border).
+    """
     lm = np.asarray(landmarks, np.float64)
     extent = float((lm.max(0) - lm.min(0)).max())
-    side = int(round(BOX_SCALE * extent))
-    ring = face_ring(lm)  # centred on the ring around face and forehead
+    side = min(int(round(BOX_SCALE * extent)), int(width), int(height))
+    ring = face_ring(lm)
     centre = (ring.min(0) + ring.max(0)) / 2
     x0, y0 = np.round(centre - side / 2).astype(int)
-    return int(x0), int(y0), side
+    return int(np.clip(x0, 0, width - side)), int(np.clip(y0, 0, height - side)), side
 
 
 def crop_square(image: np.ndarray, x0: int, y0: int, side: int, out_size: int) -> np.ndarray:
-    """image[y0:y0+side, x0:x0+side], border-replicated where the box leaves the photo, resized
-    to (out_size, out_size)."""
+    """image[y0:y0+side, x0:x0+side] (a box inside the photo) resized to (out_size, out_size)."""
     h, w = image.shape[:2]
-    region = image[max(y0, 0) : min(y0 + side, h), max(x0, 0) : min(x0 + side, w)]
-    if region.size == 0:
-        raise ValueError(f"crop box ({x0}, {y0}, side {side}) lies outside the {w}x{h} photo")
-    pad = (max(0, -y0), max(0, y0 + side - h), max(0, -x0), max(0, x0 + side - w))
-    if any(pad):
-        region = cv2.copyMakeBorder(region, *pad, cv2.BORDER_REPLICATE)
+    if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+        raise ValueError(f"crop box ({x0}, {y0}, side {side}) leaves the {w}x{h} photo")
+    region = image[y0 : y0 + side, x0 : x0 + side]
     if out_size == side:
         return np.ascontiguousarray(region)
     interp = cv2.INTER_AREA if out_size < side else cv2.INTER_CUBIC
@@ -80,7 +83,11 @@ class Renderer:
         if (src.max(0) - src.min(0)).max() < MIN_FACE_PX:
             raise ValueError(f"face too small to render: landmarks span < {MIN_FACE_PX} px")
         self.crop, self.size = crop, int(size)
-        x0, y0, side = face_box(src)
+        if crop == "full":  # the video encoder needs even H and W: cut first, box inside that
+            h, w = image.shape[:2]
+            image = self._photo = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+        self.photo_shape = image.shape[:2]
+        x0, y0, side = face_box(src, image.shape[1], image.shape[0])
         self.box = (x0, y0, side)
         out_side = self.size if crop == "face" else side
         self._scale = out_side / side
@@ -92,26 +99,10 @@ class Renderer:
             self.source_crop, self.mesh.source_points, self.mesh.triangles
         )
         self.mouth = MouthFiller(self.source_crop, src_crop)
-        if crop == "full":
-            h, w = image.shape[:2]
-            self._photo = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
-            self._paste = self._paste_window(side)
 
     def to_crop(self, landmarks: np.ndarray) -> np.ndarray:
         """Photo pixels -> crop pixels (pixel centres map as in cv2.resize)."""
         return (np.asarray(landmarks, np.float64) - self._origin + 0.5) * self._scale - 0.5
-
-    def _paste_window(self, side: int) -> tuple[slice, slice, slice, slice]:
-        """(photo rows, photo cols, crop rows, crop cols) where the box overlaps the photo."""
-        x0, y0, _ = self.box
-        h, w = self._photo.shape[:2]
-        px0, py0, px1, py1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        return (
-            slice(py0, py1),
-            slice(px0, px1),
-            slice(py0 - y0, py1 - y0),
-            slice(px0 - x0, px1 - x0),
-        )
 
     def render(self, landmarks: np.ndarray) -> np.ndarray:
         """One frame for target landmarks (68, 2) in photo pixels: uint8 (size, size, 3) for
@@ -121,9 +112,9 @@ class Renderer:
         self.mouth.apply(frame, lm)
         if self.crop == "face":
             return frame
-        rows, cols, crop_rows, crop_cols = self._paste
+        x0, y0, side = self.box
         out = self._photo.copy()
-        out[rows, cols] = frame[crop_rows, crop_cols]
+        out[y0 : y0 + side, x0 : x0 + side] = frame
         return out
 
     def render_sequence(

@@ -33,6 +33,7 @@ from sdmtalk.render import Renderer
 from sdmtalk.render import quality as Q
 
 THUMB = 128  # px per contact-sheet cell
+FLICKER_FRAMES = 100  # consecutive frames scored for mouth flicker
 
 
 def _closed_mouth(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -156,15 +157,15 @@ def photo_row(
         for seed in range(seeds):
             lm = sdm_landmarks(photo, face, seed)
             frames = np.stack([r.render(x)[_box_slice(r)] for x in lm[::stride]])
-            crop_lm = r.to_crop(lm[::stride])
             worst["streak"] = max(worst["streak"], *(Q.new_streak_share(f, ref) for f in frames))
             worst["outside"] = max(worst["outside"], *(Q.outside_share(r, x) for x in lm[::stride]))
-            if stride == 1:  # flicker is a frame-to-frame measure
-                worst["flicker"] = max(
-                    worst["flicker"], Q.temporal_flicker(frames, Q.mouth_box(crop_lm))
-                )
+            if crop == "face":  # flicker: consecutive frames (the first 4 s)
+                run = lm[:FLICKER_FRAMES]
+                box = Q.mouth_box(r.to_crop(run))
+                flicker = Q.temporal_flicker(np.stack([r.render(x) for x in run]), box)
+                worst["flicker"] = max(worst["flicker"], flicker)
             if seed == 0:
-                cells += _pick_cells(frames, crop_lm, crop)
+                cells += _pick_cells(frames, r.to_crop(lm[::stride]), crop)
     return cells, worst
 
 
@@ -177,13 +178,23 @@ def _box_slice(r: Renderer):
 
 
 def _pick_cells(frames: np.ndarray, lm: np.ndarray, crop: str) -> list[np.ndarray]:
-    """The frame with the widest mouth and the one with the head furthest from the first."""
+    """The frame with the widest mouth (and, for crop "face", a 2x close-up of its mouth) and
+    the one with the head furthest from the first."""
     gap = np.linalg.norm(lm[:, [61, 62, 63]] - lm[:, [67, 66, 65]], axis=-1).mean(-1)
     moved = np.linalg.norm(lm[:, 27:36].mean(1) - lm[0, 27:36].mean(0), axis=-1)
-    return [
-        _label(_thumb(frames[int(np.argmax(gap))]), f"{crop}: widest mouth"),
-        _label(_thumb(frames[int(np.argmax(moved))]), f"{crop}: head moved"),
-    ]
+    wide = int(np.argmax(gap))
+    cells = [_label(_thumb(frames[wide]), f"{crop}: widest mouth")]
+    if crop == "face":
+        cx, cy = lm[wide, 48:68].mean(0)
+        half = THUMB // 4  # a THUMB/2 square, shown at 2x
+        x0, y0 = (
+            int(np.clip(cx - half, 0, 256 - 2 * half)),
+            int(np.clip(cy - half, 0, 256 - 2 * half)),
+        )
+        cells.append(
+            _label(_thumb(frames[wide][y0 : y0 + 2 * half, x0 : x0 + 2 * half]), "mouth 2x")
+        )
+    return cells + [_label(_thumb(frames[int(np.argmax(moved))]), f"{crop}: head moved")]
 
 
 def main() -> None:

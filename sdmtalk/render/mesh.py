@@ -46,6 +46,7 @@ FOREHEAD_RISE = 0.35  # forehead points: this fraction of bridge-to-chin above t
 RING_TOP_RISE = 0.6  # top of the face outline (near the hairline), same unit
 RING_EXPAND = 1.22  # ring = face outline scaled by this about its centre
 BORDER_SEGMENTS = 6  # anchors per crop side
+BORDER_FALLOFF = 0.12  # forehead and ring points this close to the crop border (x side) move less
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -172,6 +173,7 @@ class FaceMesh:
         src = np.asarray(source_landmarks, np.float64)
         extra = np.vstack([forehead_points(src), face_ring(src)])
         self.extra_source = extra[self._inside(extra)]
+        self._extra_follow = self._border_falloff(self.extra_source)
         self.source_points = np.vstack(
             [src, self.extra_source, border_anchors(width, height)]
         ).astype(np.float32)
@@ -191,11 +193,24 @@ class FaceMesh:
             & (pts[:, 1] <= self.height - 1 - m)
         )
 
+    def _border_falloff(self, pts: np.ndarray) -> np.ndarray:
+        """How much of the head motion each point follows (N,): 1 away from the crop border,
+        easing to 0 within BORDER_FALLOFF of the side. Points clipped at the border would pile
+        up and fold their triangles (a tight crop, a head touching an edge); easing them
+        spreads the squeeze over the band instead."""
+        band = BORDER_FALLOFF * min(self.width, self.height)
+        d = np.minimum.reduce(
+            [pts[:, 0], pts[:, 1], self.width - 1 - pts[:, 0], self.height - 1 - pts[:, 1]]
+        )
+        t = np.clip((d - self.margin) / band, 0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)
+
     def points_for(self, landmarks: np.ndarray) -> np.ndarray:
         """Mesh vertices (N, 2) for target landmarks (68, 2) in crop pixels."""
         lm = np.asarray(landmarks, np.float64)
         head = fit_similarity(self._rigid_source, lm[RIGID_POINTS])
-        extra = self.extra_source @ head[:, :2].T + head[:, 2]
+        moved = self.extra_source @ head[:, :2].T + head[:, 2]
+        extra = self.extra_source + self._extra_follow[:, None] * (moved - self.extra_source)
         m = self.margin
         extra[:, 0] = extra[:, 0].clip(m, self.width - 1 - m)
         extra[:, 1] = extra[:, 1].clip(m, self.height - 1 - m)

@@ -1,0 +1,92 @@
+"""generate of N s of speech at 256 px, as it is and beside a CPU-bound competitor (prints
+numbers for docs/RESULTS.md, "Threads and a busy machine").
+
+    python benchmarks/bench_threads.py [--seconds 60] [--threads 1 2]
+
+The competitor is another process running torch matrix products on every core (what a
+training job does). "old motion" times the SDM motion stage alone on torch's default thread
+count (one per core): what generate did before the motion stage was pinned to one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from PIL import Image
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_generate import speech_of_length  # noqa: E402
+
+from sdmtalk import SAMPLE_RATE  # noqa: E402
+from sdmtalk.audio import compute_features  # noqa: E402
+from sdmtalk.face import detect_face, to_canonical  # noqa: E402
+from sdmtalk.motion.types import MotionControls  # noqa: E402
+from sdmtalk.pipeline import TalkingFacePipeline, load_motion_model  # noqa: E402
+
+
+def burn(stop) -> None:
+    """The competitor: torch matmuls on torch's default thread count until stopped."""
+    a = torch.randn(1024, 1024)
+    while not stop.is_set():
+        a = torch.tanh(a @ a)
+
+
+def time_generate(folder: Path, threads: int) -> float:
+    pipe = TalkingFacePipeline(motion="sdm", quiet=True, threads=threads)
+    t0 = time.perf_counter()
+    pipe.generate(folder / "face.png", folder / "speech.wav", folder / f"t{threads}.mp4", MotionControls(seed=0))
+    return time.perf_counter() - t0
+
+
+def time_old_motion(folder: Path, seconds: float) -> float:
+    model, wav = load_motion_model("sdm"), speech_of_length(seconds)
+    image = data.astronaut()
+    canonical = to_canonical(detect_face(image).landmarks[None])[0][0]
+    features = compute_features(wav)
+    torch.set_num_threads(mp.cpu_count())  # torch's default
+    t0 = time.perf_counter()
+    model.generate(features, canonical, MotionControls(seed=0))
+    torch.set_num_threads(1)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--old-seconds", type=float, default=10.0, help="audio for the old-motion row")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        Image.fromarray(data.astronaut()).save(folder / "face.png")
+        sf.write(folder / "speech.wav", speech_of_length(args.seconds), SAMPLE_RATE)
+        time_generate(folder, 1)  # warm-up: numba, dlib models
+        for loaded in (False, True):
+            stop = mp.Event()
+            competitor = mp.Process(target=burn, args=(stop,)) if loaded else None
+            if competitor:
+                competitor.start()
+                time.sleep(2)
+            label = "with competitor" if loaded else "as is"
+            for threads in args.threads:
+                t = time_generate(folder, threads)
+                print(f"{label}: generate {args.seconds:.0f} s, --threads {threads}: {t:.1f} s "
+                      f"({args.seconds / t:.1f}x faster than real time)", flush=True)
+            t = time_old_motion(folder, args.old_seconds)
+            print(f"{label}: old motion stage ({mp.cpu_count()} torch threads), {args.old_seconds:.0f} s: {t:.1f} s",
+                  flush=True)
+            if competitor:
+                stop.set()
+                competitor.join()
+
+
+if __name__ == "__main__":
+    main()

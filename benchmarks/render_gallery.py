@@ -157,7 +157,10 @@ def photo_row(
         for seed in range(seeds):
             lm = sdm_landmarks(photo, face, seed)
             frames = np.stack([r.render(x)[_box_slice(r)] for x in lm[::stride]])
-            worst["streak"] = max(worst["streak"], *(Q.new_streak_share(f, ref) for f in frames))
+            drawn = [r.mesh.points_for(x) for x in r.to_crop(lm[::stride])]
+            mouths = [Q.mouth_interior(frames[0].shape, x) for x in drawn]  # painted, not warped
+            shares = [Q.new_streak_share(f, ref, m) for f, m in zip(frames, mouths, strict=True)]
+            worst["streak"] = max(worst["streak"], *shares)
             worst["outside"] = max(worst["outside"], *(Q.outside_share(r, x) for x in lm[::stride]))
             if crop == "face":  # flicker: consecutive frames (the first 4 s)
                 run = lm[:FLICKER_FRAMES]

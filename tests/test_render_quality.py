@@ -37,7 +37,7 @@ def gallery():
 
 
 def talking(lm: np.ndarray, seed: int, frames: int = 6) -> np.ndarray:
-    """(frames, 68, 2): seeded head moves (shift up to 7 % of the face, roll 7 deg, scale 5 %)
+    """(frames, 68, 2): seeded head moves (shift up to 20 % of the face, roll 7 deg, scale 5 %)
     and jaw openings, larger than SDM's, toward every direction the seed picks."""
     rng = np.random.default_rng(seed)
     extent = float(np.ptp(lm, 0).max())
@@ -47,7 +47,7 @@ def talking(lm: np.ndarray, seed: int, frames: int = 6) -> np.ndarray:
         th, sc = np.deg2rad(rng.uniform(-7, 7)), 1 + rng.uniform(-0.05, 0.05)
         rot = sc * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
         x = open_jaw(lm, rng.uniform(0, 0.12) * extent)
-        out.append((x - centre) @ rot.T + centre + rng.uniform(-0.07, 0.07, 2) * extent)
+        out.append((x - centre) @ rot.T + centre + rng.uniform(-0.2, 0.2, 2) * extent)
     return np.stack(out)
 
 
@@ -103,7 +103,7 @@ def test_mouth_crops_centre_the_mouth():
 @pytest.mark.parametrize("crop", ["face", "full"])
 def test_gallery_has_no_streaks_and_samples_only_the_photo(gallery, crop):
     for name, (photo, lm) in gallery.items():
-        r = Renderer(photo, lm, size=128, crop=crop)
+        r = Renderer(photo, lm, size=256, crop=crop)  # streaks are >= 15 px long
         assert Q.outside_share(r, lm) == 0.0, name  # a still head: never off the photo
         reference = Q.photo_reference(photo, r.box, r.source_crop.shape[0])
         x0, y0, side = r.box
@@ -112,7 +112,8 @@ def test_gallery_has_no_streaks_and_samples_only_the_photo(gallery, crop):
                 frame = r.render(target)
                 if crop == "full":
                     frame = frame[y0 : y0 + side, x0 : x0 + side]
-                share = Q.new_streak_share(frame, reference)
+                mouth = Q.mouth_interior(frame.shape, r.mesh.points_for(r.to_crop(target)))
+                share = Q.new_streak_share(frame, reference, ignore=mouth)
                 assert share < 0.003, (
                     f"{name}, seed {seed}: {share:.4f} of the frame in new streaks"
                 )

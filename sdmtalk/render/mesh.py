@@ -46,6 +46,7 @@ FOREHEAD_RISE = 0.35  # forehead points: this fraction of bridge-to-chin above t
 RING_TOP_RISE = 0.6  # top of the face outline (near the hairline), same unit
 RING_EXPAND = 1.22  # ring = face outline scaled by this about its centre
 BORDER_SEGMENTS = 6  # anchors per crop side
+ROOM_USE = 0.5  # the head may move a landmark this fraction of its distance to the crop border
 BORDER_FALLOFF = 0.12  # forehead and ring points this close to the crop border (x side) move less
 
 
@@ -183,6 +184,7 @@ class FaceMesh:
         # Eyes first: a closed eye collapses them, and the lid triangles must draw over the line.
         self.triangles = np.vstack([skin[in_eye], skin[~in_eye], MOUTH_TRIANGLES, LIP_TRIANGLES])
         self._rigid_source = src[RIGID_POINTS]
+        self._landmarks_source = src
 
     def _inside(self, pts: np.ndarray) -> np.ndarray:
         m = self.margin
@@ -206,9 +208,12 @@ class FaceMesh:
         return t * t * (3.0 - 2.0 * t)
 
     def points_for(self, landmarks: np.ndarray) -> np.ndarray:
-        """Mesh vertices (N, 2) for target landmarks (68, 2) in crop pixels."""
+        """Mesh vertices (N, 2) for target landmarks (68, 2) in crop pixels. The first 68 are
+        the landmarks as drawn: the head motion is scaled down where the crop leaves it no room
+        (see `_fit_room`); away from the crop border they are the target landmarks."""
         lm = np.asarray(landmarks, np.float64)
         head = fit_similarity(self._rigid_source, lm[RIGID_POINTS])
+        lm, head = self._fit_room(lm, head)
         moved = self.extra_source @ head[:, :2].T + head[:, 2]
         extra = self.extra_source + self._extra_follow[:, None] * (moved - self.extra_source)
         m = self.margin
@@ -218,6 +223,30 @@ class FaceMesh:
         points[:NUM_LANDMARKS] = lm
         points[NUM_LANDMARKS : NUM_LANDMARKS + len(extra)] = extra
         return points
+
+    def _fit_room(self, lm: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(landmarks, head similarity) with the head motion scaled by k in [0, 1] so that no
+        source landmark travels, along either axis, more than ROOM_USE of its distance to the
+        nearer crop border on that axis (a face filling a tight crop: moving it would fold
+        triangles onto the fixed border or stretch the thin band left there into streaks).
+        The lips' own motion is kept."""
+        src = self._landmarks_source
+        step = src @ head[:, :2].T + head[:, 2] - src  # (68, 2) rigid displacement
+        m = self.margin
+        # Either way is bad: toward the border the band there is squeezed (folds), away from
+        # it the band is stretched (streaks); so the nearer border on each axis sets the room.
+        room = np.minimum([self.width - 1 - m, self.height - 1 - m] - src, src - m)
+        need = np.abs(step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(need > 1e-6, ROOM_USE * np.maximum(room, 0.0) / need, np.inf)
+        k = float(min(1.0, ratio.min()))
+        if k >= 1.0:
+            return lm, head
+        identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        limited = identity + k * (head - identity)
+        inverse = cv2.invertAffineTransform(head)
+        local = lm @ inverse[:, :2].T + inverse[:, 2]  # the landmarks with the head motion undone
+        return local @ limited[:, :2].T + limited[:, 2], limited
 
 
 class PiecewiseAffineWarp:

@@ -57,14 +57,26 @@ def photo_reference(photo: np.ndarray, box: tuple[int, int, int], out_side: int)
     )
 
 
-def new_streak_share(frame: np.ndarray, reference: np.ndarray) -> float:
+def new_streak_share(
+    frame: np.ndarray, reference: np.ndarray, ignore: np.ndarray | None = None
+) -> float:
     """Share of frame pixels in streaks that the reference (the photo in the same pixel frame)
-    has nowhere near (within STREAK_TOLERANCE of the side: the head may move)."""
+    has nowhere near (within STREAK_TOLERANCE of the side: the head may move). ignore: (H, W)
+    bool pixels not scored (the painted mouth interior, whose smooth shading is no streak)."""
     r = max(1, int(round(STREAK_TOLERANCE * max(frame.shape[:2]))))
-    old = cv2.dilate(
-        streak_mask(reference).astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)
-    )
-    return float((streak_mask(frame) & (old == 0)).mean())
+    kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    old = cv2.dilate(streak_mask(reference).astype(np.uint8), kernel)
+    new = streak_mask(frame) & (old == 0)
+    if ignore is not None:
+        new &= ~ignore
+    return float(new.mean())
+
+
+def mouth_interior(shape: tuple, landmarks: np.ndarray, grow: int = 2) -> np.ndarray:
+    """(H, W) bool: inside the inner lips (60..67) of landmarks (68, 2), grown by `grow` px."""
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(landmarks)[60:68]).astype(np.int32)], 1)
+    return cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
 
 
 def outside_share(renderer, landmarks: np.ndarray) -> float:

@@ -108,8 +108,9 @@ class Renderer:
         """One frame for target landmarks (68, 2) in photo pixels: uint8 (size, size, 3) for
         crop="face", (H, W, 3) with H, W even for crop="full"."""
         lm = self.to_crop(_check_landmarks(landmarks, "landmarks"))
-        frame = self.warp.warp(self.mesh.points_for(lm))
-        self.mouth.apply(frame, lm)
+        points = self.mesh.points_for(lm)
+        frame = self.warp.warp(points)
+        self.mouth.apply(frame, points[:68])  # the landmarks as drawn (room-limited head)
         if self.crop == "face":
             return frame
         x0, y0, side = self.box

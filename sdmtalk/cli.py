@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "add_train_arguments", "run_train")
     _add_optional(sub, "evaluate", "metrics of methods on real clips", "sdmtalk.evaluate.runner",
                   "add_evaluate_arguments", "run_evaluate")
+    _add_optional(sub, "serve", "web page + HTTP API on one local server (pip install 'sdmtalk[serve]')",
+                  "sdmtalk.serve.command", "add_serve_arguments", "run_serve")
     return parser
 
 

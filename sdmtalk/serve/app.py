@@ -1,0 +1,49 @@
+"""create_app(config): the API, its OpenAPI page (/docs) and the web page (/) in one app."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sdmtalk import __version__
+from sdmtalk.serve.api import api_router, install_error_handlers
+from sdmtalk.serve.config import ServeConfig
+from sdmtalk.serve.guard import BodyLimit, TokenGuard
+from sdmtalk.serve.jobs import JobManager
+
+DESCRIPTION = """One face photo + speech -> a talking-face mp4.
+
+POST /api/jobs (multipart: photo, audio or text, controls) -> 202 with the job id; poll
+GET /api/jobs/{id}; download GET /api/jobs/{id}/video. Errors: {"error": "<one line>"}."""
+
+
+def create_app(config: ServeConfig | None = None, page: bool = True) -> FastAPI:
+    """The whole server. Workers start with the app (lifespan) and stop with it, removing
+    every upload and result. page=False leaves out the Gradio page (API only)."""
+    config = config or ServeConfig()
+    manager = JobManager(config)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.close()
+
+    app = FastAPI(title="sdmtalk", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.manager = manager
+    install_error_handlers(app)
+    app.include_router(api_router(manager))
+    if page:
+        import gradio as gr
+
+        from sdmtalk.serve.web import THEME, build_page
+
+        app = gr.mount_gradio_app(app, build_page(manager), path="/", allowed_paths=[str(manager.work_dir)],
+                                  max_file_size=config.max_upload_bytes, show_error=True, ssr_mode=False,
+                                  footer_links=[], theme=THEME)
+    app.add_middleware(BodyLimit, limit=config.max_request_bytes)
+    app.add_middleware(TokenGuard, token=config.token)  # outermost: no token, no work at all
+    return app

@@ -1,0 +1,85 @@
+"""The `sdmtalk serve` subcommand: arguments and run (the web stack is imported only here)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from sdmtalk.errors import InputError
+from sdmtalk.pipeline import MOTIONS
+from sdmtalk.serve.config import ServeConfig
+
+D = ServeConfig()
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=D.host, help="address to listen on; anything but 127.0.0.1/localhost "
+                   "lets other machines in (use --token then)")
+    p.add_argument("--port", type=int, default=D.port, help="port to listen on")
+    p.add_argument("--token", help="require this token on every request (or set SDMTALK_TOKEN)")
+    p.add_argument("--workers", type=int, default=D.workers, help="jobs generated at once (1 per 2 cores)")
+    p.add_argument("--queue", type=int, default=D.queue, help="jobs waiting beyond those; more get 429")
+    p.add_argument("--max-upload-mb", type=float, default=D.max_upload_mb, help="largest photo or audio file (413)")
+    p.add_argument("--max-megapixels", type=float, default=D.max_megapixels, help="largest photo (413)")
+    p.add_argument("--max-audio-seconds", type=float, default=D.max_audio_seconds, help="longest speech (413)")
+    p.add_argument("--max-samples", type=int, default=D.max_samples, help="most videos per job (422)")
+    p.add_argument("--result-ttl", type=float, default=D.result_ttl_s,
+                   help="seconds a finished job's videos are kept (then 404)")
+    p.add_argument("--motion", choices=list(MOTIONS), default=D.motion, help="default motion of a job")
+    p.add_argument("--weights", help="SDM weights (default: bundled)")
+    p.add_argument("--threads", type=int, default=None, help="render+encode threads per job (default: cores / workers)")
+    p.add_argument("--no-page", action="store_true", help="API only, no web page")
+
+
+def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> ServeConfig:
+    for name in ("workers", "queue", "max_samples"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} is too small: use 1 or more")
+    for name in ("max_upload_mb", "max_megapixels", "max_audio_seconds", "result_ttl"):
+        if not getattr(args, name) > 0:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} must be above 0")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port} is not a port: use 1 to 65535 (0: any free port)")
+    return ServeConfig(args.host, args.port, args.token or os.environ.get("SDMTALK_TOKEN") or None, args.workers, args.queue, args.max_upload_mb,
+                       args.max_megapixels, args.max_audio_seconds, args.max_samples, args.result_ttl,
+                       args.motion, args.weights, args.threads, work_dir)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; every upload and result lives in one temp folder,
+    removed on the way out."""
+    work_dir = Path(tempfile.mkdtemp(prefix="sdmtalk-serve-"))
+    try:
+        config = config_from(args, work_dir)
+        if config.motion == "sdm":
+            from sdmtalk.pipeline import check_weights
+
+            check_weights(config.weights)
+        _serve(config, page=not args.no_page)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+def _serve(config: ServeConfig, page: bool) -> None:
+    os.environ["GRADIO_TEMP_DIR"] = str(config.work_dir / "gradio")  # Gradio's copies go too
+    try:
+        import uvicorn
+
+        from sdmtalk.serve.app import create_app
+    except ImportError as err:
+        raise InputError(f"sdmtalk serve needs its web packages ({err.name} is missing): "
+                         "pip install 'sdmtalk[serve]'") from None
+    if not config.is_local:
+        who = "requests need --token" if config.token else "anyone who reaches it can use it: pass --token"
+        print(f"sdmtalk: warning: serving on {config.host}:{config.port} to other machines; {who}",
+              file=sys.stderr)
+    app = create_app(config, page=page)
+    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    print(f"sdmtalk serve: page http://{shown}:{config.port}/  API http://{shown}:{config.port}/docs  "
+          f"({config.workers} worker(s), queue {config.queue}; Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

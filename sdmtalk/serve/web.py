@@ -1,0 +1,131 @@
+"""The web page (Gradio): photo, speech (file, microphone or typed text), the CLI's
+controls, a progress bar per stage, the video. It submits to the same JobManager as the
+API through the same checks, so a bad input reads the same line as in the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the server
+import gradio as gr  # noqa: E402
+
+from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX  # noqa: E402
+from sdmtalk.pipeline import MOTIONS  # noqa: E402
+from sdmtalk.serve.api import ApiError, submit_job  # noqa: E402
+from sdmtalk.serve.intake import Params, build_request, display_name, save_upload, stored_path  # noqa: E402
+from sdmtalk.serve.jobs import INTERNAL_ERROR, Job, JobManager  # noqa: E402
+
+_LOG = logging.getLogger(__name__)
+# System fonts: the default theme would fetch Google Fonts, which an offline machine cannot.
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "monospace"])
+STAGE_NAMES = {"face": "finding the face", "audio": "reading the speech", "motion": "generating motion"}
+
+
+def demo_files(folder: Path) -> list[str]:
+    """The bundled demo photo and speech, copied where the page may serve them."""
+    from sdmtalk.cli import demo_inputs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photo, speech = demo_inputs(folder)
+    shutil.copy(speech, folder / speech.name)
+    return [str(photo), str(folder / speech.name)]
+
+
+def stage_text(job: Job) -> str:
+    if job.state == "queued":
+        return "waiting in the queue"
+    if job.stage.startswith("render"):
+        return f"rendering and encoding {job.stage[len('render '):]} ({job.done}/{job.total} frames)"
+    return STAGE_NAMES.get(job.stage, "starting")
+
+
+def _copy_in(job: Job, path: str | None, role: str, limit: int) -> Path | None:
+    """A file Gradio received -> the job's folder (under a name the server picks)."""
+    if not path:
+        return None
+    name = display_name(Path(path).name, role)
+    dest = stored_path(job, role, name)
+    job.names[dest] = name
+    with open(path, "rb") as src:
+        save_upload(src, dest, role, name, limit)
+    return dest
+
+
+def make_generate(manager: JobManager):
+    """The page's Generate handler: submit through the API's path, follow the job's stages."""
+    config = manager.config
+
+    def generate(photo, audio, text, seed, num_samples, pose_scale, lip_scale, rhythm_scale, still,
+                 diffusion_steps, size, crop, motion, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        params = Params(_whole(seed), _whole(num_samples), pose_scale, lip_scale, rhythm_scale, bool(still),
+                        diffusion_steps, _whole(size), crop, motion)
+
+        def fill(job: Job):
+            photo_path = _copy_in(job, photo, "photo", config.max_upload_bytes)
+            audio_path = _copy_in(job, audio, "audio", config.max_upload_bytes)
+            return build_request(job, config, photo_path, audio_path, text, params)
+
+        try:
+            job = submit_job(manager, fill)
+        except ApiError as err:
+            raise gr.Error(err.message, print_exception=False) from None
+        except Exception:
+            _LOG.exception("page request failed")
+            raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
+        while job.state in ("queued", "running"):
+            progress(job.fraction, desc=stage_text(job))
+            time.sleep(0.2)
+        if job.state != "done":
+            raise gr.Error(job.error or INTERNAL_ERROR, print_exception=False)
+        videos = [str(v) for v in job.videos]
+        note = f"{len(videos)} video(s), kept on the server for {config.result_ttl_s / 60:g} min"
+        return videos[0], videos, note
+
+    return generate
+
+
+def _whole(value):
+    """Gradio numbers arrive as floats; whole ones become ints (others are left to the checks)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def build_page(manager: JobManager) -> gr.Blocks:
+    config = manager.config
+    lo, hi = {k: v[0] for k, v in SCALE_RANGES.items()}, {k: v[1] for k, v in SCALE_RANGES.items()}
+    busy = config.workers + config.queue
+    with gr.Blocks(title="sdmtalk", analytics_enabled=False,
+                   delete_cache=(max(60, int(config.result_ttl_s) // 2), max(60, int(config.result_ttl_s)))) as page:
+        gr.Markdown("# sdmtalk\nOne face photo + speech -> a talking-face video. "
+                    "The HTTP API and its documentation: [/docs](/docs).")
+        with gr.Row():
+            with gr.Column():
+                photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Face photo", elem_id="photo")
+                audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Speech", elem_id="audio")
+                text = gr.Textbox(label="...or text to speak (used when there is no speech above)", elem_id="text")
+                with gr.Accordion("Controls", open=False):
+                    seed = gr.Number(0, label=f"Seed (0 to {SEED_MAX})", precision=0)
+                    samples = gr.Slider(1, config.max_samples, 1, step=1, label="Videos (different head motion)")
+                    pose = gr.Slider(lo["pose_scale"], hi["pose_scale"], 1.0, step=0.05, label="Pose scale")
+                    lip = gr.Slider(lo["lip_scale"], hi["lip_scale"], 1.0, step=0.05, label="Lip scale")
+                    rhythm = gr.Slider(lo["rhythm_scale"], hi["rhythm_scale"], 1.0, step=0.05, label="Rhythm scale")
+                    still = gr.Checkbox(False, label="Still head (lips and blinks only)")
+                    steps = gr.Textbox("auto", label="Diffusion steps: auto, K or 0")
+                    size = gr.Radio([256, 512], value=256, label="Face crop size")
+                    crop = gr.Radio(["face", "full"], value="face", label="Crop")
+                    motion = gr.Dropdown(list(MOTIONS), value=config.motion, label="Motion")
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                video = gr.Video(label="Video", elem_id="video", interactive=False)
+                files = gr.File(label="Download", file_count="multiple", elem_id="downloads", interactive=False)
+                note = gr.Markdown(elem_id="note")
+        gr.Examples([demo_files(manager.work_dir / "demo")], inputs=[photo, audio], label="Demo (click, then Generate)")
+        button.click(make_generate(manager),
+                     [photo, audio, text, seed, samples, pose, lip, rhythm, still, steps, size, crop, motion],
+                     [video, files, note], concurrency_limit=busy)
+    page.queue(max_size=busy)
+    return page

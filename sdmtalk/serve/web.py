@@ -104,7 +104,8 @@ def build_page(manager: JobManager) -> gr.Blocks:
                     "The HTTP API and its documentation: [/docs](/docs).")
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Face photo", elem_id="photo")
+                photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Face photo", elem_id="photo",
+                                 height=320)
                 audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Speech", elem_id="audio")
                 text = gr.Textbox(label="...or text to speak (used when there is no speech above)", elem_id="text")
                 with gr.Accordion("Controls", open=False):
@@ -120,7 +121,7 @@ def build_page(manager: JobManager) -> gr.Blocks:
                     motion = gr.Dropdown(list(MOTIONS), value=config.motion, label="Motion")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
-                video = gr.Video(label="Video", elem_id="video", interactive=False)
+                video = gr.Video(label="Video", elem_id="video", interactive=False, height=420)
                 files = gr.File(label="Download", file_count="multiple", elem_id="downloads", interactive=False)
                 note = gr.Markdown(elem_id="note")
         gr.Examples([demo_files(manager.work_dir / "demo")], inputs=[photo, audio], label="Demo (click, then Generate)")

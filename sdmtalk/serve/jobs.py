@@ -133,6 +133,10 @@ class JobManager:
             self._end(job, "failed", "the server stopped before this job ran: submit it again", 503)
         for t in self._threads:
             t.join(timeout)
+        with self._lock:
+            ended, self._jobs = list(self._jobs.values()), {}
+        for job in ended:
+            shutil.rmtree(job.folder, ignore_errors=True)
         if self.own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 

@@ -174,6 +174,7 @@ class JobManager:
         return max(1, min(600, math.ceil(typical * (self._queue.qsize() + 1) / self.config.workers)))
 
     def counts(self) -> dict:
+        self.sweep()
         with self._lock:
             states = [j.state for j in self._jobs.values()]
         return {s: states.count(s) for s in ("queued", "running", "done", "failed")}

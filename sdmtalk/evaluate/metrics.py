@@ -428,3 +428,35 @@ def beat_align(motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float =
         return 0.0
     d = np.abs(audio_beats[:, None] - motion_beats[None]).min(axis=1)
     return float(np.exp(-(d**2) / (2 * sigma**2)).mean())
+
+
+# --- lip sync by the landmark sync expert (ours; docs/METRICS.md) ----------------------------
+
+
+def clip_log_mel(wav: np.ndarray, num_frames: int) -> np.ndarray:
+    """The clip's log-mel (4T, 80) as the models see it (audio.features.log_mel of the
+    wav cut or zero-padded to T video frames)."""
+    from sdmtalk.audio.features import SAMPLES_PER_FRAME, fit_length, log_mel
+
+    wav = fit_length(np.asarray(wav, np.float32), num_frames * SAMPLES_PER_FRAME)
+    return log_mel(wav)[: 4 * num_frames]
+
+
+def expert_sync(mel: np.ndarray, landmarks: np.ndarray, valid=None, expert=None) -> dict:
+    """Sync expert scores of one video: log-mel (4T, 80) of its audio and landmarks
+    (T, 68, 2) detected on its frames (any pixel frame; each frame is aligned to the
+    canonical template here) -> sync_conf (s(0) - median_d s(d)), sync_offset (argmax_d
+    s(d), frames, + = mouth lags audio), sync_offset_conf (s(best) - median_d s(d)).
+    Definitions in docs/METRICS.md; our measure, not SyncNet's LSE-C / LSE-D."""
+    from sdmtalk.face.align import to_canonical
+    from sdmtalk.sync.score import sync_scores
+
+    lm = np.asarray(landmarks, np.float64)
+    keep = _mask(valid, len(lm)) & np.isfinite(lm).all(axis=(1, 2))
+    nan = float("nan")
+    if keep.sum() < 3:
+        return {"sync_conf": nan, "sync_offset": nan, "sync_offset_conf": nan}
+    lm = np.where(keep[:, None, None], lm, lm[np.argmax(keep)])  # lost frames: any finite stand-in
+    canonical, _ = to_canonical(lm)
+    s = sync_scores(mel, canonical, keep, model=expert)
+    return {k: s[k] for k in ("sync_conf", "sync_offset", "sync_offset_conf")}

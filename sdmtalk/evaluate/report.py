@@ -23,7 +23,8 @@ TABLE1 = [
 SYNC = [
     ("lip_gap_corr", "lip-gap r ↑", "{:.2f}"), ("lip_amp_ratio", "lip amp. ratio →1", "{:.2f}"),
     ("lip_energy_corr", "lip-energy r", "{:.2f}"), ("av_offset", "AV offset (fr) →0", "{:+.1f}"),
-    ("av_corr", "AV peak r", "{:.2f}"),
+    ("av_corr", "AV peak r", "{:.2f}"), ("sync_conf", "sync conf.† ↑", "{:.3f}"),
+    ("sync_offset", "sync offset† (fr) →0", "{:+.1f}"),
 ]
 MOTION = [
     ("div_roll_deg", "div roll (°)", "{:.2f}"), ("div_pos_px", "div pos (px)", "{:.2f}"),
@@ -108,6 +109,7 @@ def markdown(report: dict) -> str:
             "few frames make FID biased upwards: compare rows, not with the paper. Mouth FID: the same "
             "on square crops centred on each frame's detected mouth (side 0.75 x the inter-ocular distance).",
             "- CSIM and FID use seed 0; the other columns average all seeds, then clips.",
+            "- † sync conf. / offset: our landmark lip-sync expert (docs/METRICS.md), not SyncNet's LSE-C / LSE-D.",
             "- The real-clip row gives each measure on the real video (landmark noise floor included)."]
     lost = [(c["clip"], c["real_face_lost"], c["frames"]) for c in report["clips"] if c["real_face_lost"]]
     if lost:

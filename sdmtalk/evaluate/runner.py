@@ -173,8 +173,9 @@ class Track:
         return M.head_pose(self.landmarks)
 
 
-def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray) -> dict:
-    """Metrics of one video alone (generated or real): lip sync to its audio and head motion."""
+def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray, mel=None) -> dict:
+    """Metrics of one video alone (generated or real): lip sync to its audio and head motion
+    (and the sync expert's scores when the clip's log-mel (4T, 80) is given)."""
     offset = M.av_offset(track.lip_gap, loudness, valid=track.valid)
     stats = M.head_motion_stats(track.pose, track.valid)
     beats = M.kinematic_beats(M.head_speed(track.landmarks, track.valid))
@@ -186,6 +187,7 @@ def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray) -> di
         **{f"head_{k}": v for k, v in stats.items()},
         "beat_align": M.beat_align(beats, onsets),
         "jitter": M.jitter(track.landmarks, keep),
+        **(M.expert_sync(mel, track.landmarks, keep) if mel is not None else {}),
     }
 
 
@@ -267,6 +269,7 @@ class Evaluator:
         real = load_real_clip(clip, self.max_seconds, self.size, self.tracker)
         n = len(real.crops)
         loud, onsets = M.frame_loudness(real.wav, n), M.audio_onsets(real.wav, n)
+        mel = M.clip_log_mel(real.wav, n)
         real_track = Track(real.landmarks, real.valid)
         fid_idx = spread_indices(real.valid, self.fid_frames)
         self.fid_real.append(M.inception_features(real.crops[fid_idx]))
@@ -274,20 +277,20 @@ class Evaluator:
         source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
         entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
                  "frames": n, "real_face_lost": int((~real.valid).sum()),
-                 "real": motion_metrics(real_track, loud, onsets), "methods": {}}
+                 "real": motion_metrics(real_track, loud, onsets, mel), "methods": {}}
         curves = {"clip": clip.name, "real": _curves(real_track), "methods": {}} if keep_curves else None
         panels = [real.crops] if self.video_dir else None
         for method in self.methods:
             if bar is not None:
                 bar.set_postfix_str(f"{clip.name}: {method.name}")
             entry["methods"][method.name] = self._method(method, real, loud, onsets, fid_idx,
-                                                         source_emb, curves, panels)
+                                                         source_emb, curves, panels, mel)
         if panels is not None:
             self._write_video(clip, real, panels)
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         return entry, curves
 
-    def _method(self, method, real, loud, onsets, fid_idx, source_emb, curves, panels) -> dict:
+    def _method(self, method, real, loud, onsets, fid_idx, source_emb, curves, panels, mel=None) -> dict:
         per_seed, poses, valids = [], [], []
         for seed in seeds_for(method, self.seeds):
             result = self.runner.generate(method, real.source, real.wav, seed, face=real.face)
@@ -295,7 +298,7 @@ class Evaluator:
             del result
             lm, valid = self.tracker.track(crops)[:2]
             gen = Track(np.asarray(lm, np.float64), np.asarray(valid, bool))
-            scores = {**paired_metrics(real, crops, gen), **motion_metrics(gen, loud, onsets)}
+            scores = {**paired_metrics(real, crops, gen), **motion_metrics(gen, loud, onsets, mel)}
             if seed == 0:  # identity and FID on the first seed only (they cost ~0.1 s a frame)
                 idx = spread_indices(gen.valid, self.csim_frames)
                 scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])

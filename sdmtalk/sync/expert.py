@@ -46,7 +46,7 @@ class SyncExpertConfig:
     window: int = 5
     mel_bins: int = 80
     extra_dims: int = 0
-    hidden: int = 128
+    hidden: int = 96
     embed: int = 64
     temperature: float = 0.07
 
@@ -61,10 +61,10 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: SyncExpertConfig):
         super().__init__()
         h = cfg.hidden
-        self.convs = nn.Sequential(
-            nn.Conv1d(cfg.audio_dims, h, 3, padding=1), nn.GELU(),
+        self.convs = nn.Sequential(  # 4W mel rows -> 2W -> W steps (one per video frame)
+            nn.Conv1d(cfg.audio_dims, h, 3, padding=1, stride=2), nn.GELU(),
             nn.Conv1d(h, h, 3, padding=1, stride=2), nn.GELU(),
-            nn.Conv1d(h, h, 3, padding=1, stride=2), nn.GELU(),
+            nn.Conv1d(h, h, 3, padding=1), nn.GELU(),
         )
         steps = MEL_PER_FRAME * cfg.window
         for _ in range(2):

@@ -81,7 +81,8 @@ def sync_scores(mel: np.ndarray, mouth: np.ndarray, valid=None, max_shift: int =
     """One clip: log-mel (4T, 80) and canonical landmarks (T, 68, 2) or mouth points
     (T, 20, 2) (NaN or valid=False where the face was lost) -> dict with
     sync_conf (s(0) - median), sync_offset (argmax_d s(d), frames, + = mouth lags audio),
-    sync_offset_conf (s(best) - median), sync_sim (s(0)); NaN where undefined."""
+    sync_offset_conf (s(best) - median), sync_sim (s(0)); NaN where undefined. A mouth that
+    does not move (every mouth window embeds alike) gets confidences 0 and offset NaN."""
     model = model or default_expert()
     ea, ev = clip_embeddings(model, audio_input(mel, extra), mouth_input(mouth, valid))
     shifts, curve = similarity_curve(ea, ev, max_shift)
@@ -91,6 +92,8 @@ def sync_scores(mel: np.ndarray, mouth: np.ndarray, valid=None, max_shift: int =
         return {"sync_conf": nan, "sync_offset": nan, "sync_offset_conf": nan, "sync_sim": nan}
     med = float(np.nanmedian(curve))
     best = int(np.nanargmax(curve))
+    if np.nanstd(ev, axis=0).max() < 1e-4:  # a still mouth: nothing to sync, no offset to find
+        return {"sync_conf": 0.0, "sync_offset": nan, "sync_offset_conf": 0.0, "sync_sim": float(zero)}
     return {"sync_conf": float(zero - med), "sync_offset": int(shifts[best]),
             "sync_offset_conf": float(curve[best] - med), "sync_sim": float(zero)}
 

@@ -255,3 +255,14 @@ def test_page_and_openapi_are_served_by_the_same_app(tmp_path):
     assert client.get("/docs").status_code == 200
     assert "/api/jobs" in client.get("/openapi.json").json()["paths"]
     client.__exit__(None, None, None)
+
+
+def test_a_job_gives_the_cli_video_byte_for_byte(tmp_path, media, monkeypatch):
+    client = make_client(tmp_path)
+    job = wait(client, submit(client, media / "face.png", media / "speech.wav", seed=7, pose_scale=1.5).json()["id"])
+    served = client.get(job["videos"][0]).content
+    client.__exit__(None, None, None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "--image", str(media / "face.png"), "--audio", str(media / "speech.wav"),
+                 "-o", "cli.mp4", "--motion", "energy", "--seed", "7", "--pose-scale", "1.5", "-q"]) == 0
+    assert served == (tmp_path / "cli.mp4").read_bytes()

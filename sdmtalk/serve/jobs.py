@@ -116,6 +116,13 @@ class JobManager:
         """Start the workers and the sweeper of expired results (idempotent)."""
         if self._threads:
             return
+        import cv2
+        import torch
+
+        # Jobs on several threads set and restore these process-wide counts; starting from 1
+        # every restore lands on 1, so a seed gives the CLI's video whatever runs beside it.
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
         for i in range(self.config.workers):
             self._threads.append(threading.Thread(target=self._work, name=f"sdmtalk-job-{i}", daemon=True))
         self._threads.append(threading.Thread(target=self._sweep_loop, name="sdmtalk-sweep", daemon=True))

@@ -1,0 +1,59 @@
+"""`sdmtalk serve` as a command: argument mistakes as one line, the local-only default, and
+a SIGTERM that stops it cleanly with its temp folder removed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from sdmtalk.cli import main
+from sdmtalk.serve.config import ServeConfig
+
+
+@pytest.mark.parametrize("host,local", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                        ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+def test_only_loopback_counts_as_local(host, local):
+    assert ServeConfig(host=host).is_local is local
+
+
+@pytest.mark.parametrize("args,needle", [(["--workers", "0"], "--workers 0 is too small"),
+                                         (["--max-upload-mb", "0"], "--max-upload-mb 0.0 must be above 0"),
+                                         (["--port", "70000"], "--port 70000 is not a port")])
+def test_bad_settings_are_one_line(args, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"
+
+
+def test_sigterm_stops_the_server_and_removes_its_files(tmp_path):
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sdmtalk", "serve", "--port", str(port), "--host", "0.0.0.0",
+                             "--no-page", "--motion", "energy"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert [p.name[:14] for p in tmp_path.iterdir()] == ["sdmtalk-serve-"]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "warning: serving on 0.0.0.0" in err and "pass --token" in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"

@@ -80,6 +80,7 @@ def _serve(config: ServeConfig, page: bool) -> None:
               file=sys.stderr)
     app = create_app(config, page=page)
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    print(f"sdmtalk serve: page http://{shown}:{config.port}/  API http://{shown}:{config.port}/docs  "
+    where = f"page http://{shown}:{config.port}/  " if page else ""
+    print(f"sdmtalk serve: {where}API http://{shown}:{config.port}/docs  "
           f"({config.workers} worker(s), queue {config.queue}; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

@@ -22,7 +22,7 @@ EDGE_DARK, CENTRE_DARK = 0.42, 0.10  # cavity edge / centre brightness x the lip
 TEETH_RGB = np.array([232.0, 226.0, 214.0])  # under the photo's light; tinted toward the skin
 TONGUE_DARK = 0.62  # tongue brightness x the lip colour
 TEETH_MAX_HEIGHT = 0.13  # visible upper-teeth band, fraction of the mouth width
-CAVITY_RAMP = 0.06  # inter-ocular units of new opening over which the cavity fades in
+CAVITY_RAMP = 0.03  # inter-ocular units of new opening over which the cavity fades in
 LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER_SIGMA = 0.8  # px: softens the cavity edge over 1-2 px
 
@@ -38,9 +38,10 @@ def mouth_opening(landmarks: np.ndarray) -> float:
 
 def cavity_weight(source_opening: float, target_opening: float) -> float:
     """How much synthetic cavity to show: 0 when the target opens no wider than the source,
-    rising smoothly to 1 over an extra opening of CAVITY_RAMP + the source's own opening (a
-    sudden switch would pop in a frame or two as the lips part)."""
-    return _smoothstep(target_opening - source_opening, 0.0, CAVITY_RAMP + source_opening)
+    rising smoothly to 1 once the new opening reaches the source's own (or CAVITY_RAMP for a
+    closed source): less leaves stretched lip pixels in the gap, a switch would pop."""
+    ramp = max(source_opening, CAVITY_RAMP)
+    return _smoothstep(target_opening - source_opening, 0.0, ramp)
 
 
 def _median_rgb(image: np.ndarray, inside: list, outside: list | None = None) -> np.ndarray | None:
@@ -134,7 +135,7 @@ class MouthFiller:
         # Upper teeth: a band under the upper lip that shows as the lip rises, fading toward
         # the corners, with soft edges and faint gaps between the front teeth.
         teeth_px = np.minimum(0.45 * gap, TEETH_MAX_HEIGHT * width * min(1.0, opening / 0.25))
-        show = _smoothstep(opening, 0.03, 0.15)
+        show = _smoothstep(opening, 0.0, 0.08)  # talking mouths show their teeth early
         teeth = (
             np.clip(0.5 - (t_below - teeth_px), 0.0, 1.0) * np.sin(np.pi * u) ** 0.6 * 0.9 * show
         )

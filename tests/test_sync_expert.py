@@ -108,6 +108,10 @@ def test_weights_round_trip_and_kind(tiny_run, tmp_path):
 def test_resume_continues_to_the_same_weights(tiny_run, tmp_path):
     _, val, out, cfg, clips = tiny_run
     assert train(None, tmp_path, cfg, quiet=True, train_clips=clips, val_clips=val, stop_after=75) is None
+    from sdmtalk.errors import InputError
+
+    with pytest.raises(InputError, match="--resume"):  # a fresh run never mixes with an old one
+        train(None, tmp_path, cfg, quiet=True, train_clips=clips, val_clips=val)
     path = train(None, tmp_path, cfg, resume=True, quiet=True, train_clips=clips, val_clips=val)
     ref = load_expert(out / "sync_expert.safetensors").state_dict()
     got = load_expert(path).state_dict()

@@ -189,8 +189,9 @@ def save_expert(model: SyncExpert, path, extra: dict | None = None) -> Path:
     from sdmtalk.config import to_dict
     from sdmtalk.train.checkpoint import export_weights
 
+    extra = dict(extra or {})
     ckpt = {"model": model.state_dict(), "config": {"model": to_dict(model.cfg), "train": {}},
-            "step": int((extra or {}).pop("step", 0)), "trainer": {}}
+            "step": int(extra.pop("step", 0)), "trainer": {}}
     path = export_weights(ckpt, path)
     if extra:  # training facts (data, steps, val metrics) into the sidecar for the model card
         import json

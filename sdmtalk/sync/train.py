@@ -272,6 +272,8 @@ def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = Fal
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     config = {"model": to_dict(cfg.model), "train": {k: v for k, v in to_dict(cfg).items() if k != "model"}}
     step, best, history = 0, None, []
+    if not resume and (out / CKPT_LAST).is_file():
+        raise InputError(f"{out} holds a run already: pass --resume to continue it or use a new --out")
     if resume and (out / CKPT_LAST).is_file():
         ckpt = load_checkpoint(out / CKPT_LAST)
         if ckpt["config"] != config:

@@ -39,7 +39,7 @@ METHODS = {m.name: m for m in (
     Method("sdm-no-diffusion", "sdm", "SDM w/o shallow diffusion", ablation="no-diffusion"),
     Method("sdm-full-diffusion", "sdm", "SDM, full-depth diffusion", ablation="full-diffusion"),
 )}
-DEFAULT_METHODS = ("static", "energy", "sdm", "sdm-no-pose", "sdm-no-rhythm", "sdm-no-diffusion",
+DEFAULT_METHODS = ("static", "energy", "linear", "sdm", "sdm-no-pose", "sdm-no-rhythm", "sdm-no-diffusion",
                    "sdm-full-diffusion")
 
 

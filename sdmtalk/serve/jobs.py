@@ -8,6 +8,7 @@ InputError lines with the server's paths replaced by the names the client gave.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import queue
@@ -68,7 +69,6 @@ class Job:
     error: str | None = None
     status_code: int = 200
     videos: list = field(default_factory=list)
-    created: float = field(default_factory=time.monotonic)
     finished: float | None = None
     renders: list = field(default_factory=list)  # render stages seen, one per sample
     names: dict = field(default_factory=dict)
@@ -247,6 +247,16 @@ class JobManager:
         job.error, job.status_code = error, status_code
         job.finished = time.monotonic()
         job.state = state
+        _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps the pages a job freed (frames, features) in its heap; hand them back to
+    the system so an idle server returns to its idle size. No-op off glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _cores() -> int:

@@ -21,6 +21,8 @@ import torch
 from sdmtalk import FPS
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.data.cache import CacheReader
+from sdmtalk.data.phonemes import PhonemeTable
+from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.metrics import (
     amplitude_ratio,
     head_motion_stats,
@@ -57,7 +59,8 @@ def aligned(landmarks: np.ndarray, ref_sim: np.ndarray) -> np.ndarray:
 def score_clip(model, controls_kw, data, seeds):
     real = data["landmarks"]
     valid = data["valid"] > 0.5
-    feats = AudioFeatures(mel=data["mel"], prosody=data["prosody"], energy=data["energy"])
+    feats = AudioFeatures(mel=data["mel"], prosody=data["prosody"], energy=data["energy"],
+                          phonemes=data.get("phonemes"))
     source, sims = to_canonical(real[:1])
     source_canonical = source[0]
     gens, seconds, ks = [], 0.0, []
@@ -81,11 +84,20 @@ def score_clip(model, controls_kw, data, seeds):
         "real_pos_speed": head_motion_stats(head_pose(real_a), valid)["pos_speed"],
         "real_pos_std": head_motion_stats(head_pose(real_a), valid)["pos_std"],
         "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
+        # does the mouth rest in silence? lip-gap std over the clip's non-speech frames
+        "sil_std": silent_std(lip_gap(g), data["speech"], valid),
+        "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
     }
     if len(seeds) > 1:
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
+    """Std of the lip gap over valid frames without speech (NaN under 10 such frames)."""
+    quiet = valid & (speech[: len(gap)] < 0.5)
+    return float(gap[quiet].std()) if quiet.sum() >= 10 else float("nan")
 
 
 def _mean(values) -> float:
@@ -104,9 +116,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     reader = CacheReader(args.cache)
-    clips = [reader.load(r) for r in reader.clips(args.split)]
-    cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "roll_std", "pos_std", "pos_speed", "div_roll", "div_pos",
-            "sec_per_audio_sec"]
+    table = PhonemeTable(args.cache)
+    clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None}
+             for r in reader.clips(args.split)]
+    cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "sil_std", "roll_std",
+            "pos_std", "pos_speed", "div_roll", "div_pos", "sec_per_audio_sec"]
+    records = reader.clips(args.split)
+    group_lines = []
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
     print("| method | " + " | ".join(cols) + " | k used |")
     print("|---" * (len(cols) + 2) + "|")
@@ -121,11 +137,17 @@ def main() -> None:
             rows.append(row)
             ks += k
         real_rows = rows
+        group_lines.append(f"{name}: " + "  ".join(
+            f"{g} r {_mean([r['lip_r'] for r, rec in zip(rows, records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
+            for g in sorted({clip_group(rec.speaker) for rec in records})))
         means = [_mean([r.get(c, np.nan) for r in rows]) for c in cols]
         k_txt = f"{np.mean(ks):.0f} ({min(ks)}-{max(ks)})" if ks else "-"
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
-    real = [_mean([r[c] for r in real_rows]) for c in ("real_roll_std", "real_pos_std", "real_pos_speed")]
-    print(f"| real clips | | | | 1 | 1 | {real[0]:.3f} | {real[1]:.3f} | {real[2]:.3f} | | | | |")
+    real = [_mean([r[c] for r in real_rows])
+            for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
+    print("| real clips | | | | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | | |")
+    print("\nlip-gap r per dev group (mean over clips):")
+    print("\n".join(group_lines))
 
 
 if __name__ == "__main__":

@@ -25,25 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from sdmtalk import FPS, MEL_PER_FRAME
+from sdmtalk.audio.phonemes import phoneme_posteriors
 from sdmtalk.data.cache import CacheReader
 from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.motion.types import lip_gap
 
 HALF = 4  # +-4 frames of context
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
-
-
-def hama_posteriors(wav: np.ndarray, T: int, model) -> np.ndarray:
-    """(N,) 16 kHz -> (T, V) posteriors of hama's CTC phoneme recogniser per video frame."""
-    feeds = {model._waveform_input_name: wav[None].astype(np.float32),
-             model._waveform_lengths_input_name: np.array([len(wav)], np.int64)}
-    log_probs, _ = model.session.run([model._log_probs_output_name, model._out_lengths_output_name], feeds)
-    post = np.exp(log_probs[0])  # (F, V) at 20 ms
-    idx = np.minimum((np.arange(2 * T) // 2), T - 1)
-    out = np.zeros((T, post.shape[1]), np.float32)
-    n = min(len(post), 2 * T)
-    np.add.at(out, idx[:n], post[:n])
-    return out / 2
 
 
 def clip_audio(data_root: Path, record) -> np.ndarray:
@@ -112,10 +100,6 @@ def main() -> None:
     val = reader.clips("val")
     kinds = args.frontends.split(",")
     need_hama = any("hama" in k for k in kinds)
-    model = None
-    if need_hama:
-        import hama
-        model = hama.ASRModel()
     data, t_hama, secs = {}, 0.0, 0.0
     for rec in train + val:
         arrays = reader.load(rec)
@@ -123,7 +107,7 @@ def main() -> None:
         if need_hama:
             wav = clip_audio(Path(args.data_root), rec)
             t0 = time.perf_counter()
-            post = hama_posteriors(wav, rec.frames, model)
+            post = phoneme_posteriors(wav, rec.frames)
             t_hama += time.perf_counter() - t0
             secs += rec.frames / FPS
         data[rec.clip_id] = (arrays, post)

@@ -265,6 +265,10 @@ class TalkingFacePipeline:
         self.size, self.crop, self.blink, self.quiet = size, crop, blink, quiet
         self.progress = progress or (None if quiet else TerminalProgress())
 
+    def features(self, wav):
+        """AudioFeatures of (N,) 16 kHz audio, with phoneme posteriors when the model reads them."""
+        return compute_features(wav, phonemes=bool(getattr(self.model, "needs_phonemes", False)))
+
     def _report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
@@ -272,7 +276,7 @@ class TalkingFacePipeline:
     def landmarks_for(self, image, wav, controls, face=None, features=None):
         """Face, features and motion -> (landmarks (T, 68, 2) photo pixels, motion, face)."""
         face = face if face is not None else detect_face(image)
-        features = features if features is not None else compute_features(wav)
+        features = features if features is not None else self.features(wav)
         canonical, _ = to_canonical(face.landmarks[None])
         self._report("motion", 0, 1)
         with torch_threads(1):
@@ -325,7 +329,7 @@ class TalkingFacePipeline:
         face = detect_face(image, face_index=face_index, name=str(image_path))
         self._report("audio", 0, 1)
         wav = load_audio(audio_path)
-        features = compute_features(wav)
+        features = self.features(wav)
         self._report("audio", 1, 1)
         self._report_faces(face, image_path)
         t_features = time.perf_counter() - t0

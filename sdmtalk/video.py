@@ -286,11 +286,11 @@ def read_video(path: str | Path, fps: int = FPS, max_side: int | None = None) ->
     frames = list(reader)
     if not frames:
         raise InputError(f"video has no decodable frames: {path}: use another video file")
-    audio = _aligned_audio(path, reader.start_time, len(frames), fps) if reader.has_audio else None
+    audio = aligned_audio(path, reader.start_time, len(frames), fps) if reader.has_audio else None
     return VideoClip(np.stack(frames), audio, reader.src_fps, len(frames) / fps, fps)
 
 
-def _aligned_audio(path: Path, video_start: float, num_frames: int, fps: int) -> np.ndarray:
+def aligned_audio(path: Path, video_start: float, num_frames: int, fps: int) -> np.ndarray:
     """Sound track shifted so sample 0 plays with frame 0, cut/padded to the video's length."""
     track = decode_audio(path)
     return align_audio(track.samples, track.start_time - video_start, num_frames, fps)

@@ -331,3 +331,26 @@ def test_real_clips(tmp_path):
     assert summary.frames_per_cpu_s > 20  # the goal is 100; this only catches a broken fast path
     data = reader.load(andrew)
     assert data["valid"].mean() > 0.95 and np.isfinite(data["landmarks"]).all()
+
+
+def test_phoneme_side_table_is_resumable_and_feeds_windows(dataset, single_run, tmp_path):
+    from sdmtalk.data.cache import CacheReader
+    from sdmtalk.data.phonemes import PhonemeTable, add_phonemes
+    from sdmtalk.data.windows import MotionWindows
+
+    cache = tmp_path / "cache"
+    shutil.copytree(single_run, cache)
+    table = PhonemeTable(cache)
+    assert not table.available
+    assert add_phonemes(cache, dataset, quiet=True) == 3
+    assert add_phonemes(cache, dataset, quiet=True) == 0  # finished shards are kept
+    reader = CacheReader(cache)
+    for rec in reader.clips():
+        post = table.get(rec)
+        assert post.shape == (rec.frames, 191) and np.isfinite(post).all()
+        assert np.allclose(post[:-1].sum(1), 1.0, atol=0.02)  # full frames: a distribution
+    item = MotionWindows(reader, "train", window=16, phonemes=table)[0]
+    assert item["phonemes"].shape == (16, 191)
+    other = shutil.copytree(single_run, tmp_path / "cache2")
+    with pytest.raises(InputError, match="--data-root"):
+        add_phonemes(other, tmp_path / "nowhere", quiet=True)

@@ -92,5 +92,9 @@ def test_pipeline_linear_motion(trained):
         pytest.skip("linear baseline weights are not shipped yet")
     model = load_motion_model("linear")
     mel, canon = synthetic_clip(3)
-    motion = model.generate(SimpleNamespace(mel=mel), canon[0], MotionControls())
+    assert model.needs_phonemes  # the shipped baseline reads the same front-end as SDM
+    with pytest.raises(ValueError, match="phonemes=True"):
+        model.generate(SimpleNamespace(mel=mel, phonemes=None), canon[0], MotionControls())
+    post = np.random.default_rng(0).dirichlet(np.ones(191), size=100).astype(np.float32)
+    motion = model.generate(SimpleNamespace(mel=mel, phonemes=post), canon[0], MotionControls())
     assert motion.delta.shape == (100, 68, 2)

@@ -255,3 +255,42 @@ def test_lip_frontend_options_train_and_need_no_window_length():
     assert torch.allclose(model.content(mel[:, 40:200])[:, 10:30], whole[:, 20:40], atol=1e-5)
     with pytest.raises(ValueError, match="norm"):
         build_model(dataclasses.replace(cfg, content_norm="batch"))
+
+
+def test_generate_reports_progress_per_reverse_step(trained, clip):
+    calls = []
+    trained.generate(features_of(clip), SRC, MotionControls(seed=0, diffusion_steps=5),
+                     progress=lambda done, total: calls.append((done, total)))
+    total = calls[0][1]
+    assert total == 1 + 5 + min(trained.cfg.pose_k, trained.cfg.diffusion_steps)
+    assert calls == [(i, total) for i in range(1, total + 1)]
+    calls.clear()
+    trained.generate(features_of(clip), SRC, MotionControls(seed=0, diffusion_steps=0),
+                     progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+
+
+def test_phoneme_input_is_read_and_required():
+    """phoneme_dim > 0: f_con reads the posteriors (they change the motion) and a model that
+    needs them says so when AudioFeatures carries none."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    cfg = dataclasses.replace(SDMConfig.tiny(), phoneme_dim=6)
+    model = build_model(cfg, synth_stats(rng))
+    assert model.needs_phonemes and not build_model(SDMConfig.tiny()).needs_phonemes
+    batch = synth_batch(2, 32, rng)
+    batch["phonemes"] = torch.softmax(torch.randn(2, 32, 6), -1)
+    assert all(torch.isfinite(v) for v in model.training_losses(batch, 0).values())
+    clip = synth_clip(64, rng)
+    feats = features_of(clip)
+    with pytest.raises(ValueError, match="phonemes=True"):
+        model.generate(feats, SRC, MotionControls(seed=0, diffusion_steps=0))
+    model.eval()
+    with torch.no_grad():
+        for p in model.content.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    a, b = (model.generate(dataclasses.replace(feats, phonemes=np.eye(6, dtype=np.float32)[k]),
+                           SRC, MotionControls(seed=0, diffusion_steps=0)) for k in
+            (rng.integers(0, 6, 64), rng.integers(0, 6, 64)))
+    assert not np.allclose(a.delta, b.delta)

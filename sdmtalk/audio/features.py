@@ -35,11 +35,14 @@ class AudioFeatures:
     prosody: (T, 4) float32 [F0 semitones re. the clip's median voiced F0 (0 unvoiced),
         voiced 0/1, energy dB re. clip max mapped [-60, 0] -> [0, 1], onset strength 0..1].
     energy: (T,) float32 frame RMS of the waveform (full-scale sine = 0.707).
+    phonemes: (T, V) float32 phoneme posteriors (sdmtalk.audio.phonemes), or None when the
+        motion model does not use them.
     """
 
     mel: np.ndarray
     prosody: np.ndarray
     energy: np.ndarray
+    phonemes: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -51,11 +54,13 @@ def num_frames_for(num_samples: int) -> int:
     return (int(num_samples) + SAMPLES_PER_FRAME // 2) // SAMPLES_PER_FRAME
 
 
-def compute_features(wav: np.ndarray, num_frames: int | None = None) -> AudioFeatures:
+def compute_features(wav: np.ndarray, num_frames: int | None = None,
+                     phonemes: bool = False) -> AudioFeatures:
     """(N,) float32 16 kHz mono -> AudioFeatures for T = num_frames (default num_frames_for(N)).
 
     The waveform is cut or zero-padded to T * 640 samples first, so every output has
-    exactly T (or 4T) rows.
+    exactly T (or 4T) rows. phonemes: also run the phoneme recogniser (about 0.1-0.2 s
+    per second of audio on one core), for models that take its posteriors.
     """
     num_frames = num_frames_for(len(wav)) if num_frames is None else int(num_frames)
     wav = fit_length(_as_mono(wav), num_frames * SAMPLES_PER_FRAME)
@@ -66,7 +71,12 @@ def compute_features(wav: np.ndarray, num_frames: int | None = None) -> AudioFea
         [semitones(f0), (f0 > 0).astype(np.float32), relative_energy(energy), onset_strength(mel)],
         axis=1,
     )
-    return AudioFeatures(mel=mel, prosody=prosody.astype(np.float32), energy=energy)
+    post = None
+    if phonemes:
+        from sdmtalk.audio.phonemes import phoneme_posteriors
+
+        post = phoneme_posteriors(wav, num_frames)
+    return AudioFeatures(mel=mel, prosody=prosody.astype(np.float32), energy=energy, phonemes=post)
 
 
 def fit_length(wav: np.ndarray, length: int) -> np.ndarray:

@@ -621,6 +621,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
                    help="landmark smoothing window in frames (odd; 1 = none)")
     p.add_argument("--clips-per-shard", type=int, default=100, help="clips per shard file")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a trial run)")
+    p.add_argument("--no-phonemes", action="store_true",
+                   help="skip the phoneme-posterior side table (the shipped SDM trains on it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -645,4 +647,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print("\n".join(summary.lines()))
+    if not args.no_phonemes:
+        from sdmtalk.data.phonemes import add_phonemes_parallel
+
+        written = add_phonemes_parallel(args.out, args.src, args.workers, args.quiet)
+        if not args.quiet:
+            print(f"phoneme posteriors: {written} shard(s) added")
     return 0

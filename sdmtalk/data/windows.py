@@ -34,12 +34,13 @@ class MotionWindows(torch.utils.data.Dataset):
     """
 
     def __init__(self, reader, split: str = "train", window: int = 50, seed: int = 0,
-                 speaker_power: float = 0.5, length: int | None = None):
+                 speaker_power: float = 0.5, length: int | None = None, phonemes=None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if window < 2:
             raise ValueError(f"window must be >= 2 frames, got {window}")
         self.reader, self.split, self.window, self.seed = reader, split, window, seed
+        self.phonemes = phonemes  # a data.phonemes.PhonemeTable: items carry "phonemes" (W, V)
         self.records = [r for r in reader.clips(split) if r.frames >= 2]
         by_speaker: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(self.records):
@@ -67,6 +68,11 @@ class MotionWindows(torch.utils.data.Dataset):
             raise IndexError(index)
         rec_i, u = self.pick(index)
         clip = self.reader.load(self.records[rec_i])
+        if self.phonemes is not None:
+            clip["phonemes"] = self.phonemes.get(self.records[rec_i])
+            if clip["phonemes"] is None:
+                raise ValueError(f"no phoneme posteriors for clip {self.records[rec_i].clip_id}: run "
+                                 "python -m sdmtalk.data.phonemes on the cache first")
         start = _start_frame(clip["valid"], clip["landmarks"], self.window, u)
         return {k: torch.from_numpy(v) for k, v in make_window(clip, start, self.window).items()}
 
@@ -102,6 +108,8 @@ def make_window(clip: dict[str, np.ndarray], start: int, window: int) -> dict[st
         "source_canonical": source,
         "valid": np.pad(valid.astype(np.float32), (0, pad)),
     }
+    if "phonemes" in clip:
+        out["phonemes"] = np.pad(clip["phonemes"][start:end], ((0, pad), (0, 0)))
     assert out["mel"].shape[0] == MEL_PER_FRAME * window and n > 0
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 

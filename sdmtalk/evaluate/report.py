@@ -86,6 +86,33 @@ def _table(report: dict, columns, rows: list[str]) -> list[str]:
     return lines
 
 
+def group_table(report: dict, methods: list[str]) -> list[str]:
+    """Per-group lip sync: an overall mean hides a model that learned one corpus. A clip's
+    group comes from its speaker folder (sdmtalk.evaluate.groups)."""
+    from sdmtalk.evaluate.groups import clip_group
+
+    groups: dict[str, list[dict]] = {}
+    for entry in report["clips"]:
+        groups.setdefault(clip_group(Path(entry["path"]).parent.name), []).append(entry)
+    labels = report["settings"].get("method_labels", {})
+    lines = ["| Method | " + " | ".join(f"{g} ({len(v)})" for g, v in sorted(groups.items())) + " |",
+             "|---|" + "---:|" * len(groups)]
+    for name in methods:
+        cells = []
+        for _, entries in sorted(groups.items()):
+            rows = [e["methods"][name]["mean"] for e in entries if name in e["methods"]]
+            r = [x.get("lip_gap_corr", math.nan) for x in rows]
+            a = [x.get("lip_amp_ratio", math.nan) for x in rows]
+            cells.append(f"{_fmt(_nanmean(r), '{:.2f}')} / {_fmt(_nanmean(a), '{:.2f}')}")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: Table 1 layout, lip sync, head motion, notes, failures."""
     s, methods = report["settings"], report["settings"]["methods"]
@@ -97,6 +124,8 @@ def markdown(report: dict) -> str:
     out += _table(report, TABLE1, methods)
     out += ["", "## Lip sync (no SyncNet)", ""]
     out += _table(report, SYNC, methods + ["real"])
+    out += ["", "## Lip sync per clip group (lip-gap r / amplitude ratio, mean over clips)", ""]
+    out += group_table(report, methods)
     out += ["", "## Head motion", ""]
     out += _table(report, MOTION, methods + ["real"])
     out += ["", "Notes:",

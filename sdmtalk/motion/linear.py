@@ -52,6 +52,11 @@ class LinearConfig:
     alpha: float = 0.01
     speaker_power: float = 0.5
 
+    @property
+    def needs_phonemes(self) -> bool:
+        """extra_dims > 0 means the extra features are phoneme posteriors (the front-end)."""
+        return self.extra_dims > 0
+
     def feature_dims(self, mel_bins: int = 80) -> int:
         per_frame = mel_bins * (1 if self.pool_mel else MEL_PER_FRAME) + self.extra_dims
         return (2 * self.context + 1) * per_frame
@@ -77,6 +82,11 @@ def speech_feature_matrix(features, context: int = 4, pool_mel: bool = True,
     return np.ascontiguousarray(per[idx].reshape(t, -1), dtype=np.float32)
 
 
+def phoneme_log_features(posteriors: np.ndarray) -> np.ndarray:
+    """(T, V) phoneme posteriors -> (T, V) log posteriors (floored), the ridge's extra input."""
+    return np.log(np.asarray(posteriors, np.float32) + 1e-4)
+
+
 class LinearBaseline:
     """Ridge MotionModel. weight (D, 136), bias (136,), x_mean/x_std (D,) float32."""
 
@@ -91,8 +101,17 @@ class LinearBaseline:
         if self.weight.shape != (cfg.feature_dims(), 136):
             raise ValueError(f"weight must be ({cfg.feature_dims()}, 136), got {self.weight.shape}")
 
+    @property
+    def needs_phonemes(self) -> bool:
+        return self.cfg.needs_phonemes
+
     def predict_shape(self, features, extra=None) -> np.ndarray:
         """AudioFeatures (T frames) -> (T, 68, 2) canonical shape minus the clip mean."""
+        if extra is None and self.cfg.needs_phonemes:
+            if getattr(features, "phonemes", None) is None:
+                raise ValueError("this linear baseline reads phoneme posteriors: "
+                                 "compute_features(wav, phonemes=True)")
+            extra = phoneme_log_features(features.phonemes)
         x = speech_feature_matrix(features, self.cfg.context, self.cfg.pool_mel, extra)
         y = ((x - self.x_mean) / self.x_std) @ self.weight + self.bias
         return y.reshape(-1, 68, 2)
@@ -228,10 +247,16 @@ def val_lip_correlation(model: LinearBaseline, clips: list[RidgeClip]) -> dict:
 
 
 def load_rows(reader, split: str, cfg: LinearConfig) -> list[RidgeClip]:
+    from sdmtalk.data.phonemes import PhonemeTable
+
+    table = PhonemeTable(reader.cache_dir) if cfg.needs_phonemes else None
+    if table is not None and not table.available:
+        raise InputError(f"{reader.cache_dir}: no phoneme table: run python -m sdmtalk.data.phonemes first")
     out = []
     for rec in reader.clips(split):
         d = reader.load(rec)
-        out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg))
+        extra = None if table is None else phoneme_log_features(table.get(rec))
+        out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg, extra))
     return out
 
 
@@ -282,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep the 4 mel rows of each frame (default: their mean; the same val lip r "
                         "on the shared data at 4x the features and 20x the time)")
     p.add_argument("--speaker-power", type=float, default=LinearConfig.speaker_power)
+    p.add_argument("--phonemes", type=int, default=0, metavar="V",
+                   help="also read the cache's phoneme posteriors (V = 191 for hama 1.7.0)")
     args = p.parse_args(argv)
-    cfg = LinearConfig(context=args.context, pool_mel=not args.full_mel, speaker_power=args.speaker_power)
+    cfg = LinearConfig(context=args.context, pool_mel=not args.full_mel, speaker_power=args.speaker_power,
+                       extra_dims=args.phonemes)
     try:
         train_linear(args.data, args.out, cfg)
     except InputError as err:

@@ -13,6 +13,7 @@ over training windows, stored in the model as buffers so a checkpoint is self-co
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
+from sdmtalk import MEL_PER_FRAME
 from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
@@ -34,6 +36,7 @@ from sdmtalk.motion.shape_head import ShapeHead
 N_POINTS = 68
 POSE_DIM = 4
 MOTION_DIM = POSE_DIM + 2 * N_POINTS  # [log scale, angle, tx, ty] + delta (68, 2) flattened
+PHONEME_FLOOR = 1e-4  # log(p + floor): the recogniser's near-zero posteriors stay finite
 MOUTH_POINTS = np.arange(48, 68)  # outer + inner lips: what lip_scale scales
 ABLATIONS = (None, "no_pose", "no_rhythm", "no_diffusion", "full_diffusion")
 
@@ -102,6 +105,7 @@ class SDMConfig:
     #   normalisation: webcams, rooms and microphones shift whole bands)
     shape_head: int = 0  # hidden width of the direct content -> shape path (0 = none)
     w_amp: float = 0.0  # weight of the mouth-amplitude loss: |std_t(F* mouth) - std_t(F mouth)|
+    phoneme_dim: int = 0  # > 0: f_con also reads phoneme posteriors (V = 191 for hama 1.7.0)
 
     @classmethod
     def tiny(cls) -> SDMConfig:
@@ -136,8 +140,8 @@ class SDMModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg
-        self.content = ContentEncoder(c.n_mels, c.content_dim, c.content_kernel, c.dropout,
-                                      norm=c.content_norm)
+        self.content = ContentEncoder(c.n_mels + c.phoneme_dim, c.content_dim, c.content_kernel,
+                                      c.dropout, norm=c.content_norm)
         self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
             if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
@@ -167,6 +171,11 @@ class SDMModel(nn.Module):
                     raise ValueError(f"stats[{key!r}] must have shape ({size},), got {tuple(val.shape)}")
                 self.register_buffer(key, val.clone())
 
+    @property
+    def needs_phonemes(self) -> bool:
+        """Whether generate() needs AudioFeatures.phonemes (compute_features(phonemes=True))."""
+        return self.cfg.phoneme_dim > 0
+
     # ---- normalization -------------------------------------------------------------
     def normalize(self, pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """pose (..., 4), delta (..., 68, 2) -> normalized motion (..., D)."""
@@ -182,11 +191,20 @@ class SDMModel(nn.Module):
         """The reference frame (pose 0, delta 0) in normalized units: (D,)."""
         return -self.motion_mean / self.motion_std
 
-    def _speech(self, mel: torch.Tensor, prosody: torch.Tensor):
-        """mel (B, 4W, 80), prosody (B, W, 4) -> normalized; with mel_cmn the mean over the
-        input's own frames replaces the training-set mean (so call it on a whole clip)."""
+    def _speech(self, mel: torch.Tensor, prosody: torch.Tensor, phonemes: torch.Tensor | None = None):
+        """mel (B, 4W, 80), prosody (B, W, 4)[, phonemes (B, W, V)] -> (f_con input (B, 4W,
+        80 [+ V]), prosody), normalized; with mel_cmn the mean over the input's own frames
+        replaces the training-set mean (so call it on a whole clip). Phoneme posteriors
+        enter as log p mapped to about [-0.5, 0.5], each row repeated for the 4 mel rows."""
         mel_mean = mel.mean(1, keepdim=True) if self.cfg.mel_cmn else self.mel_mean
-        return (mel - mel_mean) / self.mel_std, (prosody - self.prosody_mean) / self.prosody_std
+        mel = (mel - mel_mean) / self.mel_std
+        if self.cfg.phoneme_dim:
+            if phonemes is None or phonemes.shape[-1] != self.cfg.phoneme_dim:
+                raise ValueError(f"this model needs phoneme posteriors (T, {self.cfg.phoneme_dim}): "
+                                 "compute_features(wav, phonemes=True)")
+            log_p = torch.log(phonemes + PHONEME_FLOOR) / -math.log(PHONEME_FLOOR) + 0.5
+            mel = torch.cat([mel, log_p.repeat_interleave(MEL_PER_FRAME, 1)], -1)
+        return mel, (prosody - self.prosody_mean) / self.prosody_std
 
     def _content_motion(self, latents: torch.Tensor, content: torch.Tensor,
                         shape: torch.Tensor | None = None) -> torch.Tensor:
@@ -286,7 +304,7 @@ class SDMModel(nn.Module):
         c = self.cfg
         mask = batch["valid"].float()
         x = self.normalize(batch["pose"], batch["delta"])
-        mel, prosody = self._speech(batch["mel"], batch["prosody"])
+        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"))
         content = self.content(mel)
         reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
         coarse, lat, emb, kl = self._coarse_posterior(x, content, prosody, mask)
@@ -337,7 +355,7 @@ class SDMModel(nn.Module):
         for the coarse motion and after shallow diffusion from step k (default: the
         global fallback k)."""
         mask = batch["valid"].float()
-        mel, prosody = self._speech(batch["mel"], batch["prosody"])
+        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"))
         content = self.content(mel)
         coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
         k = resolve_k(None, self.cfg.k_max, self._fallback_k())[0] if k is None else k
@@ -359,9 +377,10 @@ class SDMModel(nn.Module):
 
     # ---- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, features, source_canonical: np.ndarray, controls=None):
+    def generate(self, features, source_canonical: np.ndarray, controls=None, progress=None):
         """AudioFeatures (T frames) + source canonical shape (68, 2) -> Motion (pose (T, 4),
-        delta (T, 68, 2)), reproducible for a given controls.seed.
+        delta (T, 68, 2)), reproducible for a given controls.seed. progress(done, total), if
+        given, is called after the coarse motion and after each reverse diffusion step.
 
         G_c runs over the whole clip with its state carried from segment to segment; shallow
         diffusion runs on windows of cfg.infer_window frames cross-faded over
@@ -378,7 +397,7 @@ class SDMModel(nn.Module):
         self.eval()
         try:
             coarse, content = self._coarse_sequence(features, controls)
-            final = self._diffuse_sequence(coarse, content, controls)
+            final = self._diffuse_sequence(coarse, content, controls, progress)
         finally:
             self.train(was_training)
         pose, delta = (v[0].cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -400,7 +419,9 @@ class SDMModel(nn.Module):
         if T == 0 or mel.shape[1] != 4 * T:
             raise ValueError(f"features need mel (4T, 80) and prosody (T, 4) with T > 0, got "
                              f"{tuple(mel.shape[1:])} and {tuple(pros.shape[1:])}")
-        mel, pros = self._speech(mel, pros)
+        post = None if getattr(features, "phonemes", None) is None else \
+            torch.as_tensor(np.asarray(features.phonemes), dtype=torch.float32, device=dev)[None, :T]
+        mel, pros = self._speech(mel, pros, post)
         content = self._chunked(self.content, mel, 4, T)
         f_tilde = self._chunked(lambda p: self.rhythm(p)[1], pros, 1, T)
         shape = None if self.shape_head is None else self._chunked(self.shape_head, content, 1, T)
@@ -425,7 +446,7 @@ class SDMModel(nn.Module):
             outs.append(fn(x[:, rate * a:rate * b])[:, s - a:s - a + min(n, T - s)])
         return torch.cat(outs, 1)
 
-    def _diffuse_sequence(self, coarse, content, controls):
+    def _diffuse_sequence(self, coarse, content, controls, progress=None):
         """Shallow diffusion of coarse (1, T, D); sets self.last_k (the k of each window).
 
         The lips come from the shallow start k; the head-pose dims from a deeper reverse
@@ -433,6 +454,8 @@ class SDMModel(nn.Module):
         T = coarse.shape[1]
         self.last_k = []
         if controls.ablation == "no_diffusion" or controls.diffusion_steps == 0:
+            if progress is not None:
+                progress(1, 1)
             return coarse
         spans = window_spans(T, self.cfg.infer_window, self.cfg.infer_overlap)
         full = controls.ablation == "full_diffusion"
@@ -442,11 +465,15 @@ class SDMModel(nn.Module):
             k = int(np.median([self._choose_k(controls.diffusion_steps, coarse[:, s:e], content[:, s:e])
                                for s, e in spans]))
         self.last_k = [k] * len(spans)
-        final = self._diffuse_spans(coarse, content, spans, k, full, self._generator(controls, 1))
         pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
-        if not full and pose_k > k:
+        deep_steps = pose_k if not full and pose_k > k else 0
+        tick = _step_counter(progress, 1 + k + deep_steps)
+        tick()  # the coarse motion is done
+        final = self._diffuse_spans(coarse, content, spans, k, full, self._generator(controls, 1), tick)
+        if deep_steps:
             deep = self._diffuse_spans(coarse, content, spans, pose_k,
-                                       pose_k == self.cfg.diffusion_steps, self._generator(controls, 2))
+                                       pose_k == self.cfg.diffusion_steps, self._generator(controls, 2),
+                                       tick)
             final[..., :POSE_DIM] = self._limit_pose(deep[..., :POSE_DIM])
         return final
 
@@ -458,7 +485,7 @@ class SDMModel(nn.Module):
         lim = self.cfg.pose_limit
         return ref + lim * torch.tanh((pose - ref) / lim)
 
-    def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g):
+    def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g, tick=None):
         """k reverse steps over the whole sequence (1, T, D) from F^k (pure noise when
         `full`). At every step each window of `spans` is denoised and the x0 estimates are
         cross-faded where windows overlap, so neighbours agree all along the reverse process:
@@ -482,7 +509,8 @@ class SDMModel(nn.Module):
             return acc / wsum
 
         x = torch.randn(coarse.shape, generator=g).to(coarse) if full else shallow_start(self.schedule, coarse, k, g)
-        return sample_ddpm(denoise, x, k, self.schedule, g)
+        return sample_ddpm(denoise, x, k, self.schedule, g,
+                           callback=None if tick is None else lambda t, x: tick())
 
     def _choose_k(self, steps, coarse, content) -> int:
         """"auto": the step predictor's k clamped to [1, k_max], or the global fallback k
@@ -494,6 +522,18 @@ class SDMModel(nn.Module):
             mask = coarse.new_ones(coarse.shape[:2])
             pred = float(self.k_predictor(content, coarse, mask)[0]) * self.cfg.diffusion_steps
         return resolve_k(pred, self.cfg.k_max, self._fallback_k())[0]
+
+
+def _step_counter(progress, total: int):
+    """A no-argument callable that reports progress(done, total), one more step per call."""
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    return tick
 
 
 def window_spans(T: int, window: int, overlap: int) -> list[tuple[int, int]]:

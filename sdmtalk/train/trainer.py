@@ -63,13 +63,15 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
     ctx = setup(tc.device)
     try:
         reader = CacheReader(cache_dir)
+        phonemes = phoneme_table(cache_dir, config.model)
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
-                                  speaker_power=tc.speaker_power)
+                                  speaker_power=tc.speaker_power, phonemes=phonemes)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "
                              "lower train.window")
-        val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0)
+        val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0,
+                                 phonemes=phonemes)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
         stats = compute_motion_stats(reader, "train", window=tc.window,
@@ -90,6 +92,19 @@ def fit(model, train_set, val_set, cfg, out_dir, config_dict: dict, resume: bool
 
     return Trainer(model, train_set, val_set, cfg, Path(out_dir), config_dict,
                    ctx or DistContext(), quiet).run(resume)
+
+
+def phoneme_table(cache_dir, model_cfg):
+    """The cache's phoneme side table when the model reads phonemes, else None."""
+    if not getattr(model_cfg, "phoneme_dim", 0):
+        return None
+    from sdmtalk.data.phonemes import PhonemeTable
+
+    table = PhonemeTable(cache_dir)
+    if not table.available:
+        raise InputError(f"{cache_dir}: model.phoneme_dim is set but the cache has no phoneme "
+                         f"table: run python -m sdmtalk.data.phonemes --cache {cache_dir} --data-root SRC")
+    return table
 
 
 def selection_score(metrics: dict[str, float], select: str) -> float:

@@ -1,0 +1,40 @@
+"""Phoneme posteriors from hama's language-independent CTC phoneme recogniser (optional).
+
+hama 1.7.0 (Apache-2.0) ships its acoustic model inside the wheel and runs on its own CPU
+engine: nothing downloads at run time. Its CTC output is 20 ms frames over 191 IPA tokens
+(blank included); two frames fall in each 40 ms video frame and are averaged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from sdmtalk.errors import InputError
+
+HAMA_FRAMES_PER_VIDEO_FRAME = 2  # 20 ms CTC frames per 40 ms video frame
+
+
+@lru_cache(maxsize=1)
+def _hama_model():
+    try:
+        import hama
+    except ImportError:
+        raise InputError("the phoneme front-end needs hama: pip install hama==1.7.0") from None
+    return hama.ASRModel()
+
+
+def phoneme_posteriors(wav: np.ndarray, num_frames: int) -> np.ndarray:
+    """(N,) float32 16 kHz mono -> (num_frames, V) float32 CTC posteriors per video frame
+    (rows sum to 1; frames past the recogniser's output are left at 0)."""
+    model = _hama_model()
+    feeds = {model._waveform_input_name: np.asarray(wav, np.float32)[None],
+             model._waveform_lengths_input_name: np.array([len(wav)], np.int64)}
+    log_probs, _ = model.session.run([model._log_probs_output_name, model._out_lengths_output_name],
+                                     feeds)
+    post = np.exp(log_probs[0].astype(np.float64))  # (F, V)
+    n = min(len(post), HAMA_FRAMES_PER_VIDEO_FRAME * num_frames)
+    out = np.zeros((num_frames, post.shape[1]), np.float64)
+    np.add.at(out, np.arange(n) // HAMA_FRAMES_PER_VIDEO_FRAME, post[:n])
+    return (out / HAMA_FRAMES_PER_VIDEO_FRAME).astype(np.float32)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdmtalk.errors import InputError
-from sdmtalk.motion.types import Motion, MotionControls
+from sdmtalk.motion.types import Motion, MotionControls, baseline_controls
 
 MAX_GAP = 0.22  # inner-lip opening (IOD units) at full loudness; real speech peaks ~0.15-0.3
 ENERGY_FLOOR, ENERGY_SPAN = 0.45, 0.4  # relative-dB energy 0..1: below 0.45 (-33 dB) = closed
@@ -66,12 +65,7 @@ class EnergyBaseline:
 
     def generate(self, features, source_canonical: np.ndarray, controls: MotionControls | None = None) -> Motion:
         """AudioFeatures (T frames) + source canonical (68, 2) -> Motion (T frames)."""
-        controls = MotionControls() if controls is None else controls
-        if controls.ablation is not None:
-            raise InputError(f"ablation {controls.ablation!r} applies to the SDM model only: "
-                             "use --motion sdm or drop the ablation")
-        if np.asarray(source_canonical).shape != (68, 2):
-            raise ValueError(f"source_canonical must be (68, 2), got {np.shape(source_canonical)}")
+        controls = baseline_controls(controls, source_canonical)
         prosody = np.asarray(features.prosody, dtype=np.float32)
         T = prosody.shape[0]
         opening = lip_opening(prosody) * float(controls.lip_scale)  # scales lips and jaw together

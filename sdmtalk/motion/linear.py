@@ -30,7 +30,7 @@ import numpy as np
 
 from sdmtalk import MEL_PER_FRAME
 from sdmtalk.errors import InputError
-from sdmtalk.motion.types import Motion, MotionControls, lip_gap
+from sdmtalk.motion.types import Motion, MotionControls, baseline_controls, lip_gap
 
 WEIGHTS_NAME = "linear_baseline"
 BUNDLED_LINEAR_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{WEIGHTS_NAME}.safetensors"
@@ -118,12 +118,7 @@ class LinearBaseline:
 
     def generate(self, features, source_canonical: np.ndarray, controls: MotionControls | None = None) -> Motion:
         """AudioFeatures (T frames) + source canonical (68, 2) -> Motion (T frames, pose 0)."""
-        controls = MotionControls() if controls is None else controls
-        if controls.ablation is not None:
-            raise InputError(f"ablation {controls.ablation!r} applies to the SDM model only: "
-                             "use --motion sdm or drop the ablation")
-        if np.asarray(source_canonical).shape != (68, 2):
-            raise ValueError(f"source_canonical must be (68, 2), got {np.shape(source_canonical)}")
+        controls = baseline_controls(controls, source_canonical)
         shape = self.predict_shape(features)
         delta = (shape - shape[:1]) * float(controls.lip_scale) if len(shape) else shape
         return Motion(np.zeros((len(shape), 4), np.float32), delta)

@@ -129,6 +129,18 @@ class MotionModel(Protocol):
         ...
 
 
+def baseline_controls(controls: MotionControls | None, source_canonical) -> MotionControls:
+    """The checks every non-SDM MotionModel makes on a generate() call; returns the controls
+    (defaults for None). Ablations are switches of the SDM model only."""
+    controls = MotionControls() if controls is None else controls
+    if controls.ablation is not None:
+        raise InputError(f"ablation {controls.ablation!r} applies to the SDM model only: "
+                         "use --motion sdm or drop the ablation")
+    if np.asarray(source_canonical).shape != (68, 2):
+        raise ValueError(f"source_canonical must be (68, 2), got {np.shape(source_canonical)}")
+    return controls
+
+
 def motion_from_landmarks(landmarks: np.ndarray) -> tuple[Motion, np.ndarray, Similarity]:
     """Landmarks (T, 68, 2) pixels -> (Motion, frame 0's canonical shape (68, 2) float32,
     frame 0's image->canonical Similarity). Frame 0 must be finite; NaN frames stay NaN."""

@@ -46,7 +46,7 @@ def timed(fn):
 def run(size: int, motion: str, wav: np.ndarray, image: np.ndarray) -> dict:
     model = load_motion_model(motion)
     face, t_face = timed(lambda: detect_face(image))
-    feats, t_feat = timed(lambda: compute_features(wav))
+    feats, t_feat = timed(lambda: compute_features(wav, phonemes=bool(getattr(model, "needs_phonemes", False))))
     canonical = to_canonical(face.landmarks[None])[0][0]
     mot, t_motion = timed(lambda: model.generate(feats, canonical, MotionControls(seed=0)))
     lms = add_blinks(apply_motion(face.landmarks, mot), seed=0, fps=FPS)

@@ -36,7 +36,7 @@ def main() -> None:
     model = load_motion_model("sdm")
     speech = synthesize_speech(TEXT)
     n = int(args.seconds * SAMPLE_RATE)
-    feats = compute_features(np.tile(speech, n // len(speech) + 1)[:n])
+    feats = compute_features(np.tile(speech, n // len(speech) + 1)[:n], phonemes=model.needs_phonemes)
     t0 = time.perf_counter()
     pose = model.generate(feats, CANONICAL_TEMPLATE.copy(), MotionControls(seed=0)).pose
     took = time.perf_counter() - t0

@@ -50,7 +50,7 @@ def time_old_motion(folder: Path, seconds: float) -> float:
     model, wav = load_motion_model("sdm"), speech_of_length(seconds)
     image = data.astronaut()
     canonical = to_canonical(detect_face(image).landmarks[None])[0][0]
-    features = compute_features(wav)
+    features = compute_features(wav, phonemes=model.needs_phonemes)
     torch.set_num_threads(mp.cpu_count())  # torch's default
     t0 = time.perf_counter()
     model.generate(features, canonical, MotionControls(seed=0))

@@ -118,7 +118,7 @@ class SDMConfig:
     @classmethod
     def base(cls) -> SDMConfig:
         """The shipped model: the lip-sync front-end of issue 10 on top of the first model."""
-        return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0)
+        return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0, phoneme_dim=191)
 
     @classmethod
     def from_dict(cls, data: dict) -> SDMConfig:

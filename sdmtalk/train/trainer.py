@@ -418,7 +418,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_config(name, args.overrides)
     res = train(args.data, config, out, resume=args.resume, quiet=args.quiet)
     if res.weights is not None and not args.quiet:  # rank 0 only
-        best = (f", best val loss {res.best_val_loss:.4g} at step {res.best_step}"
+        what = "val loss" if config.train.select == "loss" else "val lip-sync score"
+        value = res.best_val_loss if config.train.select == "loss" else -(res.best_val_loss or 0.0)
+        best = (f", best {what} {value:.4g} at step {res.best_step}"
                 if res.best_val_loss is not None else "")
         print(f"trained {res.steps} steps in {res.elapsed_s:.0f} s: train loss "
               f"{res.train_metrics.get('total', float('nan')):.4g}{best}; weights {res.weights}")

@@ -82,14 +82,32 @@ def _espeak() -> _Espeak:
     return _Espeak()
 
 
+@lru_cache(maxsize=1)
+def _worker():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def synthesize_speech(text: str, voice: str = "en", rate: int = 150, pitch: int = 50) -> np.ndarray:
     """Text -> (N,) float32 mono speech at 16 kHz in [-1, 1].
 
     voice: an espeak-ng voice name ("en", "en-us", "de", "fr", ...); rate: words per
     minute (80-450); pitch: 0-99. Raises InputError for empty text or an unknown voice.
+
+    espeak-ng runs in a helper process of its own (spawned once, reused): in the test
+    suite's long-lived processes espeak_Synth crashed (segfault) or returned no samples
+    after other native libraries (video decoding, dlib, torch) had run in the same
+    process; a separate address space rules that out.
     """
     if not text.strip():
         raise InputError("no text to speak: pass some words with --text")
+    return _worker().submit(synthesize_in_process, text, voice, rate, pitch).result()
+
+
+def synthesize_in_process(text: str, voice: str = "en", rate: int = 150, pitch: int = 50) -> np.ndarray:
+    """synthesize_speech in the calling process."""
     with _lock:
         engine = _espeak()
         if engine.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:

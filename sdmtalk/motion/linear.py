@@ -143,17 +143,11 @@ class LinearBaseline:
     @classmethod
     def load(cls, path=None) -> LinearBaseline:
         """The shipped baseline (path None) or weights written by `save`."""
-        from sdmtalk.config import from_dict
-        from sdmtalk.train.checkpoint import read_weights
+        from sdmtalk.train.checkpoint import read_tagged_weights
 
-        path = Path(path) if path else BUNDLED_LINEAR_WEIGHTS
-        if not path.is_file():
-            raise InputError(f"linear baseline weights not found at {path}: train them with "
-                             "`python -m sdmtalk.motion.linear --data CACHE --out RUN`")
-        tensors, cfg_dict = read_weights(path)
-        if cfg_dict.get("kind") != "linear_baseline":
-            raise InputError(f"{path} holds no linear baseline (config kind {cfg_dict.get('kind')!r})")
-        cfg = from_dict(LinearConfig, cfg_dict, source=str(path))
+        tensors, cfg = read_tagged_weights(
+            path or BUNDLED_LINEAR_WEIGHTS, "linear_baseline", LinearConfig, "linear baseline",
+            "python -m sdmtalk.motion.linear --data CACHE --out RUN")
         return cls(cfg, *(tensors[k].numpy() for k in ("weight", "bias", "x_mean", "x_std")))
 
 

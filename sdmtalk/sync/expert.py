@@ -205,17 +205,11 @@ def save_expert(model: SyncExpert, path, extra: dict | None = None) -> Path:
 
 def load_expert(path=None) -> SyncExpert:
     """The shipped sync expert (path None) or one written by save_expert, in eval mode."""
-    from sdmtalk.config import from_dict
-    from sdmtalk.errors import InputError
-    from sdmtalk.train.checkpoint import read_weights
+    from sdmtalk.train.checkpoint import read_tagged_weights
 
-    path = Path(path) if path else BUNDLED_SYNC_WEIGHTS
-    if not path.is_file():
-        raise InputError(f"sync expert weights not found at {path}: train them with "
-                         "`python -m sdmtalk.sync.train --data CACHE --out RUN` (docs/MODEL_CARD.md)")
-    tensors, cfg_dict = read_weights(path)
-    if cfg_dict.get("kind") != "sync_expert":
-        raise InputError(f"{path} holds no sync expert (config kind {cfg_dict.get('kind')!r})")
-    model = SyncExpert(from_dict(SyncExpertConfig, cfg_dict, source=str(path)))
+    tensors, cfg = read_tagged_weights(
+        path or BUNDLED_SYNC_WEIGHTS, "sync_expert", SyncExpertConfig, "sync expert",
+        "python -m sdmtalk.sync.train --data CACHE --out RUN")
+    model = SyncExpert(cfg)
     model.load_state_dict(tensors)
     return model.eval()

@@ -195,3 +195,18 @@ def load_model(path, device="cpu") -> torch.nn.Module:
     model = build_model(cfg, None)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def read_tagged_weights(path, kind: str, config_cls, label: str, train_command: str):
+    """Weights of a non-SDM model whose config carries kind = `kind` (the linear baseline,
+    the sync expert) -> (tensors, config_cls instance). InputError, naming the file and how
+    to make it, when the file is missing or holds another model."""
+    from sdmtalk.config import from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{label} weights not found at {path}: train them with `{train_command}`")
+    tensors, cfg_dict = read_weights(path)
+    if cfg_dict.get("kind") != kind:
+        raise InputError(f"{path} holds no {label} (config kind {cfg_dict.get('kind')!r})")
+    return tensors, from_dict(config_cls, cfg_dict, source=str(path))

@@ -7,6 +7,7 @@ engine: nothing downloads at run time. Its CTC output is 20 ms frames over 191 I
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -17,9 +18,11 @@ from sdmtalk.errors import InputError
 HAMA_FRAMES_PER_VIDEO_FRAME = 2  # 20 ms CTC frames per 40 ms video frame
 CHUNK_FRAMES = 500  # video frames (20 s) recognised at once: the recogniser's cost and memory
 CONTEXT_FRAMES = 25  # grow faster than linearly with its input; 1 s of context on each side
+_LOCK = threading.Lock()  # one recogniser per process; its native engine is not documented as
+#                          thread-safe, and `sdmtalk serve` runs jobs in several threads
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # lru_cache: one model per process, loaded on first use
 def _hama_model():
     try:
         import hama
@@ -50,8 +53,9 @@ def _recognise(wav: np.ndarray, num_frames: int) -> np.ndarray:
     model = _hama_model()
     feeds = {model._waveform_input_name: np.asarray(wav, np.float32)[None],
              model._waveform_lengths_input_name: np.array([len(wav)], np.int64)}
-    log_probs, _ = model.session.run([model._log_probs_output_name, model._out_lengths_output_name],
-                                     feeds)
+    with _LOCK:
+        log_probs, _ = model.session.run([model._log_probs_output_name, model._out_lengths_output_name],
+                                         feeds)
     post = np.exp(log_probs[0].astype(np.float64))  # (F, V)
     n = min(len(post), HAMA_FRAMES_PER_VIDEO_FRAME * num_frames)
     out = np.zeros((num_frames, post.shape[1]), np.float64)

@@ -26,3 +26,16 @@ def one_line(err: BaseException) -> str:
     """An error's message on one line (the first line of a multi-line library message)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
+
+
+def exit_code_of(command, *args, **kwargs) -> int:
+    """Run a command-line entry point's work: 0 when it returns, 2 with one line on stderr
+    when it raises InputError (the module entry points outside `sdmtalk` use this)."""
+    import sys
+
+    try:
+        command(*args, **kwargs)
+    except InputError as err:
+        print(f"sdmtalk: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    return 0

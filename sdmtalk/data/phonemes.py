@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sdmtalk import FPS
-from sdmtalk.errors import InputError
+from sdmtalk.errors import InputError, exit_code_of
 
 PHONEME_DIR = "phonemes"
 
@@ -118,15 +118,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="processes (ignored with --part)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
-    i, _, n = args.part.partition("/")
+    i, _, n_parts = args.part.partition("/")
     import torch
 
     torch.set_num_threads(1)
-    n = add_phonemes(args.cache, args.data_root, args.quiet, (int(i), int(n))) if args.part != "0/1" \
-        else add_phonemes_parallel(args.cache, args.data_root, args.workers, args.quiet)
-    if not args.quiet:
-        print(f"phonemes: {n} shard(s) written to {Path(args.cache) / PHONEME_DIR}")
-    return 0
+    def run() -> None:
+        n = add_phonemes(args.cache, args.data_root, args.quiet, (int(i), int(n_parts))) \
+            if args.part != "0/1" else add_phonemes_parallel(args.cache, args.data_root, args.workers, args.quiet)
+        if not args.quiet:
+            print(f"phonemes: {n} shard(s) written to {Path(args.cache) / PHONEME_DIR}")
+    return exit_code_of(run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ kept.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sdmtalk import MEL_PER_FRAME
-from sdmtalk.errors import InputError
+from sdmtalk.errors import InputError, exit_code_of
 from sdmtalk.motion.types import Motion, MotionControls, baseline_controls, lip_gap
 
 WEIGHTS_NAME = "linear_baseline"
@@ -131,14 +130,8 @@ class LinearBaseline:
         from sdmtalk.train.checkpoint import export_weights
 
         tensors = {k: torch.from_numpy(getattr(self, k)) for k in ("weight", "bias", "x_mean", "x_std")}
-        path = export_weights({"model": tensors, "config": {"model": to_dict(self.cfg), "train": {}},
-                               "step": 0, "trainer": {}}, path)
-        if extra:
-            side = Path(path).with_suffix(".json")
-            data = json.loads(side.read_text(encoding="utf-8"))
-            data.update(extra)
-            side.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        return path
+        return export_weights({"model": tensors, "config": {"model": to_dict(self.cfg), "train": {}},
+                               "step": 0, "trainer": {}}, path, notes=extra)
 
     @classmethod
     def load(cls, path=None) -> LinearBaseline:
@@ -301,12 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = LinearConfig(context=args.context, pool_mel=not args.full_mel, speaker_power=args.speaker_power,
                        extra_dims=args.phonemes)
-    try:
-        train_linear(args.data, args.out, cfg)
-    except InputError as err:
-        print(f"sdmtalk: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code_of(train_linear, args.data, args.out, cfg)
 
 
 if __name__ == "__main__":

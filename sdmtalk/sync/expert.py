@@ -192,15 +192,7 @@ def save_expert(model: SyncExpert, path, extra: dict | None = None) -> Path:
     extra = dict(extra or {})
     ckpt = {"model": model.state_dict(), "config": {"model": to_dict(model.cfg), "train": {}},
             "step": int(extra.pop("step", 0)), "trainer": {}}
-    path = export_weights(ckpt, path)
-    if extra:  # training facts (data, steps, val metrics) into the sidecar for the model card
-        import json
-
-        side = Path(path).with_suffix(".json")
-        data = json.loads(side.read_text(encoding="utf-8"))
-        data.update(extra)
-        side.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return export_weights(ckpt, path, notes=extra)  # training facts into the sidecar
 
 
 def load_expert(path=None) -> SyncExpert:

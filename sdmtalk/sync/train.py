@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sdmtalk import MEL_PER_FRAME
-from sdmtalk.errors import InputError
+from sdmtalk.errors import InputError, exit_code_of
 from sdmtalk.sync.expert import (
     SyncExpert,
     SyncExpertConfig,
@@ -353,12 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SyncTrainConfig(steps=args.steps, batch=args.batch, threads=args.threads, seed=args.seed,
                           val_every=args.val_every, max_shift=args.max_shift,
                           model=SyncExpertConfig(window=args.window))
-    try:
-        train(args.data, args.out, cfg, resume=args.resume)
-    except InputError as err:
-        print(f"sdmtalk: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code_of(train, args.data, args.out, cfg, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -126,11 +126,12 @@ def _model_config_of(source) -> tuple[dict, dict, dict]:
     raise TypeError(f"export_weights takes a checkpoint path/dict or a model, not {type(source)}")
 
 
-def export_weights(source, path) -> Path:
+def export_weights(source, path, notes: dict | None = None) -> Path:
     """Write ``path`` (.safetensors) + ``path.json`` from a checkpoint (path or dict) or a model.
 
     The safetensors metadata holds ``format``, ``sdmtalk_version`` and ``model_config``
-    (JSON); ``load_model`` rebuilds the model from it.
+    (JSON); ``load_model`` rebuilds the model from it. ``notes`` (training facts: data,
+    steps, val metrics, for the model card) are added to the sidecar.
     """
     from safetensors.torch import save_file
 
@@ -151,7 +152,7 @@ def export_weights(source, path) -> Path:
         tmp.unlink(missing_ok=True)
     sidecar = {"format": WEIGHTS_FORMAT, "sdmtalk_version": __version__,
                "model_config": model_config, "num_tensors": len(tensors),
-               "num_parameters": int(sum(t.numel() for t in tensors.values())), **extra}
+               "num_parameters": int(sum(t.numel() for t in tensors.values())), **extra, **(notes or {})}
     side = path.with_suffix(".json")
     side_tmp = side.with_name(f".{side.name}.tmp")
     side_tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")

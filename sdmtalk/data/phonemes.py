@@ -97,6 +97,15 @@ class PhonemeTable:
     def available(self) -> bool:
         return (self.cache_dir / PHONEME_DIR).is_dir()
 
+    @classmethod
+    def required(cls, cache_dir, why: str) -> PhonemeTable:
+        """The table of a cache whose model reads phonemes; InputError naming the fix if absent."""
+        table = cls(cache_dir)
+        if not table.available:
+            raise InputError(f"{cache_dir}: {why} but the cache has no phoneme table: run "
+                             f"python -m sdmtalk.data.phonemes --cache {cache_dir} --data-root SRC")
+        return table
+
     def get(self, record) -> np.ndarray | None:
         from safetensors import safe_open
 

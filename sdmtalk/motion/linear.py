@@ -231,9 +231,8 @@ def val_lip_correlation(model: LinearBaseline, clips: list[RidgeClip]) -> dict:
 def load_rows(reader, split: str, cfg: LinearConfig) -> list[RidgeClip]:
     from sdmtalk.data.phonemes import PhonemeTable
 
-    table = PhonemeTable(reader.cache_dir) if cfg.needs_phonemes else None
-    if table is not None and not table.available:
-        raise InputError(f"{reader.cache_dir}: no phoneme table: run python -m sdmtalk.data.phonemes first")
+    table = PhonemeTable.required(reader.cache_dir, "the linear baseline reads phonemes") \
+        if cfg.needs_phonemes else None
     out = []
     for rec in reader.clips(split):
         d = reader.load(rec)

@@ -100,11 +100,7 @@ def phoneme_table(cache_dir, model_cfg):
         return None
     from sdmtalk.data.phonemes import PhonemeTable
 
-    table = PhonemeTable(cache_dir)
-    if not table.available:
-        raise InputError(f"{cache_dir}: model.phoneme_dim is set but the cache has no phoneme "
-                         f"table: run python -m sdmtalk.data.phonemes --cache {cache_dir} --data-root SRC")
-    return table
+    return PhonemeTable.required(cache_dir, "model.phoneme_dim is set")
 
 
 def selection_score(metrics: dict[str, float], select: str) -> float:

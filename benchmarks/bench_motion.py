@@ -51,6 +51,16 @@ METHODS = {  # name: (motion, controls)
 }
 
 
+def method_spec(name: str) -> tuple[str, dict]:
+    """(motion, controls) of a method name: one of METHODS, or "sdm-k<N>" for a fixed
+    shallow-diffusion depth N (a point of the lip sync / head motion curve against k)."""
+    if name in METHODS:
+        return METHODS[name]
+    if name.startswith("sdm-k") and name[5:].isdigit():
+        return "sdm", {"diffusion_steps": int(name[5:])}
+    raise SystemExit(f"unknown method {name!r}: use {', '.join(METHODS)} or sdm-k<N>")
+
+
 def aligned(landmarks: np.ndarray, ref_sim: np.ndarray) -> np.ndarray:
     """(T, 68, 2) photo pixels -> the fixed crop frame of the clip's first real frame."""
     return sim_apply(ref_sim, landmarks) * CROP_SCALE
@@ -112,7 +122,8 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated; sdm-k<N> = SDM at a fixed diffusion depth N")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     reader = CacheReader(args.cache)
@@ -128,7 +139,7 @@ def main() -> None:
     print("|---" * (len(cols) + 2) + "|")
     real_rows = []
     for name in args.methods.split(","):
-        motion, kw = METHODS[name]
+        motion, kw = method_spec(name)
         model = load_motion_model(motion, args.weights)
         seeds = [0] if motion in ("static", "linear") else list(range(args.seeds))
         rows, ks = [], []

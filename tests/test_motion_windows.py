@@ -119,3 +119,33 @@ def test_val_split_and_stats_feed_the_model(reader):
     assert torch.isfinite(losses["total"])
     x = model.normalize(batch["pose"], batch["delta"])[batch["valid"] > 0]
     assert 0.2 < float(x.std()) < 5  # normalized units
+
+
+def test_clip_reference_is_the_clips_mean_shape_and_stats_hold_the_rest_face(reader):
+    """reference "clip": source_canonical + delta is each frame's canonical shape, and
+    source_canonical is the clip's mean shape, the same for every window of the clip."""
+    ds = MotionWindows(reader, "train", window=32, seed=0, reference="clip")
+    item = ds[3]
+    rec, u = ds.pick(3)
+    clip = reader.load(ds.records[rec])
+    start = _start_frame(clip["valid"], clip["landmarks"], 32, u)
+    canon, _ = to_canonical(clip["landmarks"][start:start + 32].astype(np.float64))
+    got = (item["source_canonical"][None] + item["delta"]).numpy()
+    np.testing.assert_allclose(got, canon, atol=1e-4)
+    all_canon, _ = to_canonical(clip["landmarks"].astype(np.float64))
+    np.testing.assert_allclose(item["source_canonical"].numpy(), all_canon[clip["valid"] > 0].mean(0), atol=1e-4)
+    assert item["pose"][0].abs().max() < 1e-6  # the head is still relative to the window's start
+    with pytest.raises(ValueError, match="reference"):
+        MotionWindows(reader, "train", window=32, reference="photo")
+    for c in reader.data.values():  # silence where the mouth is closed (fake_clip's open_ == 0)
+        c["speech"] = (np.sin(np.arange(len(c["valid"])) / 3.0) > 0.5).astype(np.float32)
+    try:
+        stats = compute_motion_stats(reader, window=32, num_windows=40, reference="clip")
+    finally:
+        for c in reader.data.values():
+            c.pop("speech")
+    rest = stats["delta_rest"].reshape(68, 2)
+    assert rest.shape == (68, 2) and rest[66, 1] - rest[62, 1] < 0  # at rest the mouth is
+    #   more closed than the clip's mean
+    model = build_model(SDMConfig.tiny().__class__(**{**SDMConfig.tiny().__dict__, "delta_ref": "clip"}), stats)
+    np.testing.assert_allclose(model.delta_rest.numpy(), stats["delta_rest"])

@@ -1,8 +1,11 @@
 """MotionWindows: speaker-balanced training windows of the cache for the SDM model.
 
-Each item is W consecutive frames of one clip, re-referenced so that the window's first
-frame is the reference (pose 0 and delta 0 there), exactly as at inference where the photo
-is frame 0. Items are a pure function of (seed, index): any index order, any number of
+Each item is W consecutive frames of one clip. The head pose is re-referenced so that the
+window's first frame is the reference (pose 0 there), as at inference where the photo is
+frame 0. The landmark motion (delta) is relative to the window's first frame too
+(reference "first"), or to the clip's mean canonical shape (reference "clip": the mouth
+state of one arbitrary frame is not predictable from speech, the clip's mean is; see
+SDMConfig.delta_ref). Items are a pure function of (seed, index): any index order, any number of
 DataLoader workers, any rank gives the same window for the same index.
 """
 
@@ -14,9 +17,11 @@ import numpy as np
 import torch
 
 from sdmtalk import MEL_PER_FRAME
+from sdmtalk.face import to_canonical
 from sdmtalk.motion.types import motion_from_landmarks
 
 SPLITS = ("train", "val", "test")
+REFERENCES = ("first", "clip")
 
 
 class MotionWindows(torch.utils.data.Dataset):
@@ -34,12 +39,17 @@ class MotionWindows(torch.utils.data.Dataset):
     """
 
     def __init__(self, reader, split: str = "train", window: int = 50, seed: int = 0,
-                 speaker_power: float = 0.5, length: int | None = None, phonemes=None):
+                 speaker_power: float = 0.5, length: int | None = None, phonemes=None,
+                 reference: str = "first", offsets=None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if window < 2:
             raise ValueError(f"window must be >= 2 frames, got {window}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         self.reader, self.split, self.window, self.seed = reader, split, window, seed
+        self.reference = reference
+        self.offsets = offsets  # a data.offsets.OffsetTable: audio re-aligned to the video
         self.phonemes = phonemes  # a data.phonemes.PhonemeTable: items carry "phonemes" (W, V)
         self.records = [r for r in reader.clips(split) if r.frames >= 2]
         by_speaker: dict[str, list[int]] = defaultdict(list)
@@ -73,8 +83,13 @@ class MotionWindows(torch.utils.data.Dataset):
             if clip["phonemes"] is None:
                 raise ValueError(f"no phoneme posteriors for clip {self.records[rec_i].clip_id}: run "
                                  "python -m sdmtalk.data.phonemes on the cache first")
+        if self.offsets is not None:
+            from sdmtalk.data.offsets import shift_audio
+
+            clip = shift_audio(clip, self.offsets.get(self.records[rec_i]))
         start = _start_frame(clip["valid"], clip["landmarks"], self.window, u)
-        return {k: torch.from_numpy(v) for k, v in make_window(clip, start, self.window).items()}
+        item = make_window(clip, start, self.window, self.reference)
+        return {k: torch.from_numpy(v) for k, v in item.items()}
 
 
 def _start_frame(valid: np.ndarray, landmarks: np.ndarray, window: int, u: float) -> int:
@@ -90,12 +105,19 @@ def _start_frame(valid: np.ndarray, landmarks: np.ndarray, window: int, u: float
     return int(cand[min(int(u * len(cand)), len(cand) - 1)])
 
 
-def make_window(clip: dict[str, np.ndarray], start: int, window: int) -> dict[str, np.ndarray]:
-    """Cut frames [start, start + window) of a loaded clip and re-reference them to the
-    first frame; frames past the clip's end are padded with valid = 0."""
+def make_window(clip: dict[str, np.ndarray], start: int, window: int,
+                reference: str = "first") -> dict[str, np.ndarray]:
+    """Cut frames [start, start + window) of a loaded clip and re-reference them (pose to
+    the first frame; delta to the first frame or, with reference "clip", to the clip's mean
+    canonical shape, which is then the item's source_canonical); frames past the clip's end
+    are padded with valid = 0. Items carry "speech" (W,) when the clip has it."""
     end = min(start + window, len(clip["valid"]))
     n, pad = end - start, window - (end - start)
     motion, source, _ = motion_from_landmarks(clip["landmarks"][start:end])
+    if reference == "clip":
+        mean_shape = clip_mean_shape(clip)
+        motion.delta = motion.delta + (source - mean_shape)
+        source = mean_shape
     valid = (clip["valid"][start:end] > 0) & np.isfinite(motion.delta).all(axis=(1, 2)) \
         & np.isfinite(motion.pose).all(axis=1)
     mel = clip["mel"][MEL_PER_FRAME * start:MEL_PER_FRAME * end]
@@ -108,24 +130,44 @@ def make_window(clip: dict[str, np.ndarray], start: int, window: int) -> dict[st
         "source_canonical": source,
         "valid": np.pad(valid.astype(np.float32), (0, pad)),
     }
-    if "phonemes" in clip:
-        out["phonemes"] = np.pad(clip["phonemes"][start:end], ((0, pad), (0, 0)))
+    for key in ("phonemes", "speech"):
+        if key in clip:
+            part = clip[key][start:end]
+            out[key] = np.pad(part, ((0, pad),) + ((0, 0),) * (part.ndim - 1))
     assert out["mel"].shape[0] == MEL_PER_FRAME * window and n > 0
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
+def clip_mean_shape(clip: dict[str, np.ndarray]) -> np.ndarray:
+    """The mean canonical shape (68, 2) float32 of a clip's valid, finite frames (kept in
+    the clip dict: every window of a loaded clip shares it)."""
+    if "_mean_shape" not in clip:
+        canonical, _ = to_canonical(np.asarray(clip["landmarks"], np.float64))
+        ok = (np.asarray(clip["valid"]) > 0) & np.isfinite(canonical).all(axis=(1, 2))
+        if not ok.any():
+            ok = np.isfinite(canonical).all(axis=(1, 2))
+        clip["_mean_shape"] = canonical[ok].mean(0).astype(np.float32)
+    return clip["_mean_shape"]
+
+
 def compute_motion_stats(reader, split: str = "train", window: int = 50, num_windows: int = 2000,
-                         seed: int = 0) -> dict[str, np.ndarray]:
+                         seed: int = 0, reference: str = "first", offsets=None) -> dict[str, np.ndarray]:
     """Per-dimension normalization stats over speaker-balanced windows of `split`:
     motion_mean/std (140,) of [pose (4), delta (136)], mel_mean/std (80,), prosody_mean/std
-    (4,), float32. Delta stds are floored at a quarter of their median so that near-rigid
-    points (nose, eye corners) are not blown up into noise."""
-    data = MotionWindows(reader, split, window=window, seed=seed + 7919, length=num_windows)
+    (4,), float32; with reference "clip" also delta_rest (136,): the median delta over
+    frames without speech (the resting face, relative to the clip's mean shape; generate
+    subtracts it, so a photo's face is the face at rest). Delta stds are floored at a
+    quarter of their median so that near-rigid points (nose, eye corners) are not blown up
+    into noise."""
+    data = MotionWindows(reader, split, window=window, seed=seed + 7919, length=num_windows,
+                         reference=reference, offsets=offsets)
     if len(data) == 0:
         raise ValueError(f"no clips in the {split!r} split to compute stats on")
-    motion, mel, pros = [], [], []
+    motion, mel, pros, rest = [], [], [], []
     for item in (data[i] for i in range(len(data))):
         keep = item["valid"].numpy() > 0
+        if "speech" in item:
+            rest.append(item["delta"].numpy().reshape(window, -1)[keep & (item["speech"].numpy() < 0.5)])
         motion.append(np.concatenate([item["pose"].numpy(), item["delta"].numpy().reshape(window, -1)], 1)[keep])
         mel.append(item["mel"].numpy().reshape(window, MEL_PER_FRAME, -1)[keep].reshape(-1, item["mel"].shape[1]))
         pros.append(item["prosody"].numpy()[keep])
@@ -138,4 +180,7 @@ def compute_motion_stats(reader, split: str = "train", window: int = 50, num_win
     std[4:] = np.maximum(std[4:], 0.25 * np.median(std[4:]))
     stats["mel_std"] = np.maximum(stats["mel_std"], 1e-3)
     stats["prosody_std"] = np.maximum(stats["prosody_std"], 1e-3)
+    if reference == "clip":
+        quiet = np.concatenate(rest) if rest else np.zeros((0, stats["motion_mean"].size - 4))
+        stats["delta_rest"] = np.median(quiet, 0) if len(quiet) >= 50 else stats["motion_mean"][4:].copy()
     return {k: v.astype(np.float32) for k, v in stats.items()}

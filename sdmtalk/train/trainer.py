@@ -64,18 +64,22 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
     try:
         reader = CacheReader(cache_dir)
         phonemes = phoneme_table(cache_dir, config.model)
+        ref = getattr(config.model, "delta_ref", "first")
+        offsets = offset_table(cache_dir)
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
-                                  speaker_power=tc.speaker_power, phonemes=phonemes)
+                                  speaker_power=tc.speaker_power, phonemes=phonemes,
+                                  reference=ref, offsets=offsets)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "
                              "lower train.window")
         val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0,
-                                 phonemes=phonemes)
+                                 phonemes=phonemes, reference=ref, offsets=offsets)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
         stats = compute_motion_stats(reader, "train", window=tc.window,
-                                     num_windows=tc.stats_windows, seed=tc.seed)
+                                     num_windows=tc.stats_windows, seed=tc.seed, reference=ref,
+                                     offsets=offsets)
         model = build_model(config.model, stats)
         return fit(model, train_set, val_set, tc, out_dir, config.to_dict(),
                    resume=resume, quiet=quiet, ctx=ctx)
@@ -92,6 +96,16 @@ def fit(model, train_set, val_set, cfg, out_dir, config_dict: dict, resume: bool
 
     return Trainer(model, train_set, val_set, cfg, Path(out_dir), config_dict,
                    ctx or DistContext(), quiet).run(resume)
+
+
+def offset_table(cache_dir):
+    """The cache's audio-video offset table (data.offsets) when prepare wrote one, else None."""
+    try:
+        from sdmtalk.data.offsets import OffsetTable
+    except ImportError:  # the offsets stage is not part of this build
+        return None
+    table = OffsetTable(cache_dir)
+    return table if table.available else None
 
 
 def phoneme_table(cache_dir, model_cfg):

@@ -60,7 +60,7 @@ def test_item_shapes_and_reference_frame(reader):
     assert len(ds) == 20 * 2 + 1 + 1
     item = ds[0]
     shapes = {"mel": (128, 80), "prosody": (32, 4), "pose": (32, 4), "delta": (32, 68, 2),
-              "source_canonical": (68, 2), "valid": (32,)}
+              "source_canonical": (68, 2), "valid": (32,), "mel_mean": (80,)}
     assert {k: tuple(v.shape) for k, v in item.items()} == shapes
     assert all(v.dtype == torch.float32 for v in item.values())
     assert item["pose"][0].abs().max() < 1e-6 and item["delta"][0].abs().max() < 1e-6  # window-referenced
@@ -149,3 +149,10 @@ def test_clip_reference_is_the_clips_mean_shape_and_stats_hold_the_rest_face(rea
     #   more closed than the clip's mean
     model = build_model(SDMConfig.tiny().__class__(**{**SDMConfig.tiny().__dict__, "delta_ref": "clip"}), stats)
     np.testing.assert_allclose(model.delta_rest.numpy(), stats["delta_rest"])
+
+
+def test_items_carry_the_clips_mean_log_mel(reader):
+    """Per-clip mel normalisation in training uses the whole clip's mean, as inference does."""
+    ds = MotionWindows(reader, "train", window=32, seed=0)
+    rec, _ = ds.pick(5)
+    np.testing.assert_allclose(ds[5]["mel_mean"].numpy(), reader.load(ds.records[rec])["mel"].mean(0), rtol=1e-5)

@@ -129,6 +129,10 @@ def make_window(clip: dict[str, np.ndarray], start: int, window: int,
         "delta": np.pad(np.nan_to_num(motion.delta), ((0, pad), (0, 0), (0, 0))),
         "source_canonical": source,
         "valid": np.pad(valid.astype(np.float32), (0, pad)),
+        # the clip's mean log-mel: per-clip mel normalisation (SDMConfig.mel_cmn) must see
+        # the whole clip's mean as at inference, not the window's (which removes the loudness
+        # of this stretch against the rest, the slow part of the lip motion)
+        "mel_mean": clip["mel"].mean(axis=0) if len(clip["mel"]) else np.zeros(clip["mel"].shape[1]),
     }
     for key in ("phonemes", "speech"):
         if key in clip:

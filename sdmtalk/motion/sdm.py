@@ -203,12 +203,17 @@ class SDMModel(nn.Module):
         """The reference frame (pose 0, delta 0) in normalized units: (D,)."""
         return -self.motion_mean / self.motion_std
 
-    def _speech(self, mel: torch.Tensor, prosody: torch.Tensor, phonemes: torch.Tensor | None = None):
+    def _speech(self, mel: torch.Tensor, prosody: torch.Tensor, phonemes: torch.Tensor | None = None,
+                clip_mel_mean: torch.Tensor | None = None):
         """mel (B, 4W, 80), prosody (B, W, 4)[, phonemes (B, W, V)] -> (f_con input (B, 4W,
-        80 [+ V]), prosody), normalized; with mel_cmn the mean over the input's own frames
-        replaces the training-set mean (so call it on a whole clip). Phoneme posteriors
-        enter as log p mapped to about [-0.5, 0.5], each row repeated for the 4 mel rows."""
-        mel_mean = mel.mean(1, keepdim=True) if self.cfg.mel_cmn else self.mel_mean
+        80 [+ V]), prosody), normalized; with mel_cmn the clip's mean log-mel (B, 80)
+        (default: the mean over the input's own frames, so call it on a whole clip) replaces
+        the training-set mean. Phoneme posteriors enter as log p mapped to about [-0.5,
+        0.5], each row repeated for the 4 mel rows."""
+        if not self.cfg.mel_cmn:
+            mel_mean = self.mel_mean
+        else:
+            mel_mean = mel.mean(1, keepdim=True) if clip_mel_mean is None else clip_mel_mean[:, None]
         mel = (mel - mel_mean) / self.mel_std
         if self.cfg.phoneme_dim:
             if phonemes is None or phonemes.shape[-1] != self.cfg.phoneme_dim:
@@ -316,7 +321,8 @@ class SDMModel(nn.Module):
         c = self.cfg
         mask = batch["valid"].float()
         x = self.normalize(batch["pose"], batch["delta"])
-        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"))
+        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"),
+                                    batch.get("mel_mean"))
         content = self.content(mel)
         reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
         coarse, lat, emb, kl = self._coarse_posterior(x, content, prosody, mask)
@@ -367,7 +373,8 @@ class SDMModel(nn.Module):
         for the coarse motion and after shallow diffusion from step k (default: the
         global fallback k)."""
         mask = batch["valid"].float()
-        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"))
+        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"),
+                                    batch.get("mel_mean"))
         content = self.content(mel)
         coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
         k = resolve_k(None, self.cfg.k_max, self._fallback_k())[0] if k is None else k

@@ -294,3 +294,29 @@ def test_phoneme_input_is_read_and_required():
                            SRC, MotionControls(seed=0, diffusion_steps=0)) for k in
             (rng.integers(0, 6, 64), rng.integers(0, 6, 64)))
     assert not np.allclose(a.delta, b.delta)
+
+
+def test_clip_references_rest_face_and_photo_pose():
+    """delta_ref / pose_ref "clip": generate subtracts the resting face (stats delta_rest)
+    and re-references the head to the sampled frame 0, so the first frame is the photo's
+    head pose exactly; an unknown reference is refused."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    stats = synth_stats(rng)
+    stats["delta_rest"] = torch.full((136,), 0.01)
+    cfg = dataclasses.replace(SDMConfig.tiny(), delta_ref="clip", pose_ref="clip", pose_k=0)
+    model = build_model(cfg, stats).eval()
+    clip = synth_clip(60, np.random.default_rng(5))
+    ctl = MotionControls(seed=0, diffusion_steps=5)
+    motion = model.generate(features_of(clip), SRC, ctl)
+    np.testing.assert_allclose(motion.pose[0], 0.0, atol=1e-6)
+    assert np.abs(motion.pose[1:]).max() > 0  # the head still moves after frame 0
+    plain = build_model(dataclasses.replace(cfg, delta_ref="first", pose_ref="first"), stats).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert not hasattr(plain, "delta_rest")
+    other = plain.generate(features_of(clip), SRC, ctl)
+    assert np.abs((other.delta - motion.delta)[:, :48] - 0.01).max() < 1e-4  # the rest face
+    with pytest.raises(ValueError, match="pose_ref"):
+        build_model(dataclasses.replace(cfg, pose_ref="photo"))

@@ -156,3 +156,17 @@ def test_items_carry_the_clips_mean_log_mel(reader):
     ds = MotionWindows(reader, "train", window=32, seed=0)
     rec, _ = ds.pick(5)
     np.testing.assert_allclose(ds[5]["mel_mean"].numpy(), reader.load(ds.records[rec])["mel"].mean(0), rtol=1e-5)
+
+
+def test_clip_pose_reference_is_relative_to_the_clips_mean_pose(reader):
+    """pose_reference "clip": a window's pose is the clip's mean similarity composed with
+    each frame's inverse; re-referenced to the window's first frame it is the "first" pose."""
+    from sdmtalk.face.align import sim_compose, sim_inverse
+
+    first = MotionWindows(reader, "train", window=32, seed=0)[7]
+    clip_ref = MotionWindows(reader, "train", window=32, seed=0, pose_reference="clip")[7]
+    assert clip_ref["pose"][0].abs().max() > 1e-4  # not the window's first frame
+    back = sim_compose(sim_inverse(clip_ref["pose"][0].numpy()), clip_ref["pose"].numpy())
+    keep = first["valid"].numpy() > 0
+    np.testing.assert_allclose(back[keep], first["pose"].numpy()[keep], atol=1e-4)
+    torch.testing.assert_close(clip_ref["delta"], first["delta"])

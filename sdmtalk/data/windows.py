@@ -1,11 +1,11 @@
 """MotionWindows: speaker-balanced training windows of the cache for the SDM model.
 
-Each item is W consecutive frames of one clip. The head pose is re-referenced so that the
-window's first frame is the reference (pose 0 there), as at inference where the photo is
-frame 0. The landmark motion (delta) is relative to the window's first frame too
-(reference "first"), or to the clip's mean canonical shape (reference "clip": the mouth
-state of one arbitrary frame is not predictable from speech, the clip's mean is; see
-SDMConfig.delta_ref). Items are a pure function of (seed, index): any index order, any number of
+Each item is W consecutive frames of one clip. The head pose is relative to the window's
+first frame (pose_reference "first": pose 0 there, as at inference where the photo is frame
+0) or to the clip's mean head pose ("clip"); the landmark motion (delta) is relative to the
+window's first frame (reference "first") or to the clip's mean canonical shape ("clip").
+The state of one arbitrary frame (an open mouth, a turned head) is not predictable from
+speech, the clip's mean is: see SDMConfig.delta_ref and pose_ref. Items are a pure function of (seed, index): any index order, any number of
 DataLoader workers, any rank gives the same window for the same index.
 """
 
@@ -18,6 +18,7 @@ import torch
 
 from sdmtalk import MEL_PER_FRAME
 from sdmtalk.face import to_canonical
+from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.types import motion_from_landmarks
 
 SPLITS = ("train", "val", "test")
@@ -40,15 +41,16 @@ class MotionWindows(torch.utils.data.Dataset):
 
     def __init__(self, reader, split: str = "train", window: int = 50, seed: int = 0,
                  speaker_power: float = 0.5, length: int | None = None, phonemes=None,
-                 reference: str = "first", offsets=None):
+                 reference: str = "first", offsets=None, pose_reference: str = "first"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if window < 2:
             raise ValueError(f"window must be >= 2 frames, got {window}")
-        if reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        if reference not in REFERENCES or pose_reference not in REFERENCES:
+            raise ValueError(f"reference and pose_reference must be one of {REFERENCES}, got "
+                             f"{reference!r} and {pose_reference!r}")
         self.reader, self.split, self.window, self.seed = reader, split, window, seed
-        self.reference = reference
+        self.reference, self.pose_reference = reference, pose_reference
         self.offsets = offsets  # a data.offsets.OffsetTable: audio re-aligned to the video
         self.phonemes = phonemes  # a data.phonemes.PhonemeTable: items carry "phonemes" (W, V)
         self.records = [r for r in reader.clips(split) if r.frames >= 2]
@@ -88,7 +90,7 @@ class MotionWindows(torch.utils.data.Dataset):
 
             clip = shift_audio(clip, self.offsets.get(self.records[rec_i]))
         start = _start_frame(clip["valid"], clip["landmarks"], self.window, u)
-        item = make_window(clip, start, self.window, self.reference)
+        item = make_window(clip, start, self.window, self.reference, self.pose_reference)
         return {k: torch.from_numpy(v) for k, v in item.items()}
 
 
@@ -106,18 +108,22 @@ def _start_frame(valid: np.ndarray, landmarks: np.ndarray, window: int, u: float
 
 
 def make_window(clip: dict[str, np.ndarray], start: int, window: int,
-                reference: str = "first") -> dict[str, np.ndarray]:
+                reference: str = "first", pose_reference: str = "first") -> dict[str, np.ndarray]:
     """Cut frames [start, start + window) of a loaded clip and re-reference them (pose to
-    the first frame; delta to the first frame or, with reference "clip", to the clip's mean
-    canonical shape, which is then the item's source_canonical); frames past the clip's end
-    are padded with valid = 0. Items carry "speech" (W,) when the clip has it."""
+    the window's first frame or, pose_reference "clip", to the clip's mean pose; delta to
+    the first frame or, reference "clip", to the clip's mean canonical shape, which is then
+    the item's source_canonical); frames past the clip's end are padded with valid = 0.
+    Items carry "speech" (W,) when the clip has it."""
     end = min(start + window, len(clip["valid"]))
     n, pad = end - start, window - (end - start)
     motion, source, _ = motion_from_landmarks(clip["landmarks"][start:end])
     if reference == "clip":
-        mean_shape = clip_mean_shape(clip)
+        mean_shape = clip_reference(clip)["shape"]
         motion.delta = motion.delta + (source - mean_shape)
         source = mean_shape
+    if pose_reference == "clip":  # pose_i = R ∘ sims_i^-1, R the clip's mean similarity
+        ref = clip_reference(clip)
+        motion.pose = sim_compose(ref["mean_sim"], sim_inverse(ref["sims"][start:end])).astype(np.float32)
     valid = (clip["valid"][start:end] > 0) & np.isfinite(motion.delta).all(axis=(1, 2)) \
         & np.isfinite(motion.pose).all(axis=1)
     mel = clip["mel"][MEL_PER_FRAME * start:MEL_PER_FRAME * end]
@@ -142,20 +148,24 @@ def make_window(clip: dict[str, np.ndarray], start: int, window: int,
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def clip_mean_shape(clip: dict[str, np.ndarray]) -> np.ndarray:
-    """The mean canonical shape (68, 2) float32 of a clip's valid, finite frames (kept in
-    the clip dict: every window of a loaded clip shares it)."""
-    if "_mean_shape" not in clip:
-        canonical, _ = to_canonical(np.asarray(clip["landmarks"], np.float64))
+def clip_reference(clip: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A clip's references over its valid, finite frames: "shape", the mean canonical shape
+    (68, 2) float32; "sims" (T, 4), each frame's image->canonical similarity; "mean_sim"
+    (4,), their mean (the clip's mean head pose). Kept in the clip dict: every window of a
+    loaded clip shares them."""
+    if "_reference" not in clip:
+        canonical, sims = to_canonical(np.asarray(clip["landmarks"], np.float64))
         ok = (np.asarray(clip["valid"]) > 0) & np.isfinite(canonical).all(axis=(1, 2))
         if not ok.any():
             ok = np.isfinite(canonical).all(axis=(1, 2))
-        clip["_mean_shape"] = canonical[ok].mean(0).astype(np.float32)
-    return clip["_mean_shape"]
+        clip["_reference"] = {"shape": canonical[ok].mean(0).astype(np.float32), "sims": sims,
+                              "mean_sim": sims[ok].mean(0)}
+    return clip["_reference"]
 
 
 def compute_motion_stats(reader, split: str = "train", window: int = 50, num_windows: int = 2000,
-                         seed: int = 0, reference: str = "first", offsets=None) -> dict[str, np.ndarray]:
+                         seed: int = 0, reference: str = "first", offsets=None,
+                         pose_reference: str = "first") -> dict[str, np.ndarray]:
     """Per-dimension normalization stats over speaker-balanced windows of `split`:
     motion_mean/std (140,) of [pose (4), delta (136)], mel_mean/std (80,), prosody_mean/std
     (4,), float32; with reference "clip" also delta_rest (136,): the median delta over
@@ -164,7 +174,7 @@ def compute_motion_stats(reader, split: str = "train", window: int = 50, num_win
     quarter of their median so that near-rigid points (nose, eye corners) are not blown up
     into noise."""
     data = MotionWindows(reader, split, window=window, seed=seed + 7919, length=num_windows,
-                         reference=reference, offsets=offsets)
+                         reference=reference, offsets=offsets, pose_reference=pose_reference)
     if len(data) == 0:
         raise ValueError(f"no clips in the {split!r} split to compute stats on")
     motion, mel, pros, rest = [], [], [], []

@@ -26,6 +26,7 @@ from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
 from sdmtalk.errors import InputError
+from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
@@ -112,6 +113,10 @@ class SDMConfig:
     #   an arbitrary frame, which speech cannot predict: the model learned a random level per
     #   window (dev, 2 s moving average of the lip gap: r 0.19 coarse, 0.04 after diffusion,
     #   against 0.45 for the clip-centred ridge baseline)
+    pose_ref: str = "first"  # what the head pose is relative to in training: "first" (each
+    #   window's first frame) or "clip" (the clip's mean pose: G_c and its pose-mode latent
+    #   then learn where a head is, not only how it moves within 2 s; generate re-references
+    #   the sampled pose to its frame 0, the photo's pose)
 
     @classmethod
     def tiny(cls) -> SDMConfig:
@@ -162,8 +167,9 @@ class SDMModel(nn.Module):
         self.schedule = make_schedule(c.diffusion_steps, c.schedule)
         if not 1 <= c.k_max <= c.diffusion_steps:
             raise ValueError(f"k_max must be in [1, {c.diffusion_steps}], got {c.k_max}")
-        if c.delta_ref not in ("first", "clip"):
-            raise ValueError(f"delta_ref must be 'first' or 'clip', got {c.delta_ref!r}")
+        if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
+            raise ValueError(f"delta_ref and pose_ref must be 'first' or 'clip', got "
+                             f"{c.delta_ref!r} and {c.pose_ref!r}")
         self._register_stats(stats or {})
         self.register_buffer("k_ema", torch.tensor(float(c.k_fallback)))
         self.register_buffer("kpred_steps", torch.tensor(0, dtype=torch.long))
@@ -425,11 +431,14 @@ class SDMModel(nn.Module):
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
         return self.finish_motion(final[0], source, controls, smooth)
 
-    def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0):
+    def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
+                      origin: np.ndarray | None = None):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
-        the resting face with delta_ref "clip"), pose smoothed with Gaussian sigma `smooth`
-        frames, then the user controls (lip/pose scale, still) and no crossing lips.
-        generate's last stage; a streaming caller runs it on each finished span."""
+        the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
+        to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
+        pose smoothed with Gaussian sigma `smooth` frames, then the user controls (lip/pose
+        scale, still) and no crossing lips. generate's last stage; a streaming caller runs it
+        on each finished span, passing the denormalized pose of the stream's frame 0)."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -437,6 +446,9 @@ class SDMModel(nn.Module):
             delta = delta - self.delta_rest.cpu().numpy().reshape(N_POINTS, 2)
         if smooth > 0:
             pose = gaussian_filter1d(pose, smooth, axis=0, mode="nearest")
+        if self.cfg.pose_ref == "clip":
+            origin = pose[0] if origin is None else np.asarray(origin, np.float64)
+            pose = sim_compose(sim_inverse(origin), pose).astype(np.float32)
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
         return Motion(pose=pose, delta=delta)
 

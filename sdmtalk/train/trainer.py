@@ -65,21 +65,23 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
         reader = CacheReader(cache_dir)
         phonemes = phoneme_table(cache_dir, config.model)
         ref = getattr(config.model, "delta_ref", "first")
+        pose_ref = getattr(config.model, "pose_ref", "first")
         offsets = offset_table(cache_dir)
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
                                   speaker_power=tc.speaker_power, phonemes=phonemes,
-                                  reference=ref, offsets=offsets)
+                                  reference=ref, offsets=offsets, pose_reference=pose_ref)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "
                              "lower train.window")
         val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0,
-                                 phonemes=phonemes, reference=ref, offsets=offsets)
+                                 phonemes=phonemes, reference=ref, offsets=offsets,
+                                 pose_reference=pose_ref)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
         stats = compute_motion_stats(reader, "train", window=tc.window,
                                      num_windows=tc.stats_windows, seed=tc.seed, reference=ref,
-                                     offsets=offsets)
+                                     offsets=offsets, pose_reference=pose_ref)
         model = build_model(config.model, stats)
         return fit(model, train_set, val_set, tc, out_dir, config.to_dict(),
                    resume=resume, quiet=quiet, ctx=ctx)

@@ -142,6 +142,21 @@ def validate_request(image_path, audio_path, out_path, controls: MotionControls,
     """Every cheap check of one generation, before any decoding or model work -> the output
     path of each sample. Raises InputError with a one-line message naming the input and the
     fix (the CLI and any server share this path)."""
+    _check_controls_and_photo(image_path, controls, num_samples, face_index)
+    image_path, audio_path = Path(image_path), Path(audio_path)
+    _check_input_file(audio_path, "audio file", "use a speech recording (wav, mp3, m4a, flac, ogg)")
+    paths = output_paths(Path(out_path), [controls.seed + i for i in range(num_samples)])
+    for p in paths:
+        check_output_path(p, [image_path, audio_path])
+    return paths
+
+
+def validate_stream_request(image_path, controls: MotionControls, face_index: int | None = None) -> None:
+    """The checks of validate_request that apply to a stream (no audio file, no output)."""
+    _check_controls_and_photo(image_path, controls, 1, face_index)
+
+
+def _check_controls_and_photo(image_path, controls, num_samples, face_index) -> None:
     if not isinstance(controls, MotionControls):
         raise InputError(f"controls must be a MotionControls, got {type(controls).__name__}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
@@ -149,13 +164,7 @@ def validate_request(image_path, audio_path, out_path, controls: MotionControls,
     check_seed(controls.seed, num_samples)
     if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, int) or face_index < 0):
         raise InputError(f"--face-index {face_index!r} is not valid: faces are numbered 0, 1, ... from the left")
-    image_path, audio_path = Path(image_path), Path(audio_path)
-    _check_input_file(image_path, "photo", "use a JPEG or PNG photo")
-    _check_input_file(audio_path, "audio file", "use a speech recording (wav, mp3, m4a, flac, ogg)")
-    paths = output_paths(Path(out_path), [controls.seed + i for i in range(num_samples)])
-    for p in paths:
-        check_output_path(p, [image_path, audio_path])
-    return paths
+    _check_input_file(Path(image_path), "photo", "use a JPEG or PNG photo")
 
 
 def default_threads() -> int:
@@ -369,6 +378,22 @@ class TalkingFacePipeline:
             write_mp4(claim.path, frames, wav, fps=FPS, progress=tick, reserved=claim)
         finally:
             cv2.setNumThreads(cv_threads)
+
+    def open_stream(self, image_path, on_frame, controls: MotionControls | None = None,
+                    face_index: int | None = None, config=None):
+        """A FaceStream (sdmtalk.stream): push speech as it arrives, get frames on_frame(frame,
+        index) as they are ready. The same checks and one-line errors as generate; SDM only."""
+        from sdmtalk.motion.sdm import SDMModel
+        from sdmtalk.stream import FaceStream
+
+        controls = controls or MotionControls()
+        validate_stream_request(image_path, controls, face_index)
+        if not isinstance(self.model, SDMModel):
+            raise InputError(f"streaming needs the SDM motion model, not '{self.motion_name}': use --motion sdm")
+        image = load_image(image_path)
+        face = detect_face(image, face_index=face_index, name=str(image_path))
+        self._report_faces(face, Path(image_path))
+        return FaceStream(self, image, face, controls, on_frame, config)
 
     def _report_faces(self, face: FaceDetection, image_path: Path) -> None:
         if face.num_faces > 1 and not self.quiet:

@@ -11,11 +11,14 @@ from sdmtalk.serve.api import api_router, install_error_handlers
 from sdmtalk.serve.config import ServeConfig
 from sdmtalk.serve.guard import BodyLimit, TokenGuard
 from sdmtalk.serve.jobs import JobManager
+from sdmtalk.serve.streams import StreamManager, stream_router
 
 DESCRIPTION = """One face photo + speech -> a talking-face mp4.
 
 POST /api/jobs (multipart: photo, audio or text, controls) -> 202 with the job id; poll
-GET /api/jobs/{id}; download GET /api/jobs/{id}/video. Errors: {"error": "<one line>"}."""
+GET /api/jobs/{id}; download GET /api/jobs/{id}/video. Live: POST /api/streams (photo +
+controls) -> WebSocket /api/streams/{id}/ws (PCM in, JPEG frames out; page /stream).
+Errors: {"error": "<one line>"}."""
 
 
 def create_app(config: ServeConfig | None = None, page: bool = True) -> FastAPI:
@@ -23,6 +26,7 @@ def create_app(config: ServeConfig | None = None, page: bool = True) -> FastAPI:
     every upload and result. page=False leaves out the Gradio page (API only)."""
     config = config or ServeConfig()
     manager = JobManager(config)
+    streams = StreamManager(config, manager.work_dir)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -36,6 +40,7 @@ def create_app(config: ServeConfig | None = None, page: bool = True) -> FastAPI:
     app.state.manager = manager
     install_error_handlers(app)
     app.include_router(api_router(manager))
+    app.include_router(stream_router(streams))
     if page:
         import gradio as gr
 

@@ -27,6 +27,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-megapixels", type=float, default=D.max_megapixels, help="largest photo (413)")
     p.add_argument("--max-audio-seconds", type=float, default=D.max_audio_seconds, help="longest speech (413)")
     p.add_argument("--max-samples", type=int, default=D.max_samples, help="most videos per job (422)")
+    p.add_argument("--max-streams", type=int, default=D.max_streams,
+                   help="live streams at once (page /stream; each takes about one core; 429 beyond)")
     p.add_argument("--result-ttl", type=float, default=D.result_ttl_s,
                    help="seconds a finished job's videos are kept (then 404)")
     p.add_argument("--motion", choices=list(MOTIONS), default=D.motion, help="default motion of a job")
@@ -36,7 +38,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> ServeConfig:
-    for name in ("workers", "queue", "max_samples"):
+    for name in ("workers", "queue", "max_samples", "max_streams"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} is too small: use 1 or more")
     for name in ("max_upload_mb", "max_megapixels", "max_audio_seconds", "result_ttl"):
@@ -45,8 +47,8 @@ def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> Serve
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port} is not a port: use 1 to 65535 (0: any free port)")
     return ServeConfig(args.host, args.port, args.token or os.environ.get("SDMTALK_TOKEN") or None, args.workers, args.queue, args.max_upload_mb,
-                       args.max_megapixels, args.max_audio_seconds, args.max_samples, args.result_ttl,
-                       args.motion, args.weights, args.threads, work_dir)
+                       args.max_megapixels, args.max_audio_seconds, args.max_samples, args.max_streams,
+                       args.result_ttl, args.motion, args.weights, args.threads, work_dir)
 
 
 def run_serve(args: argparse.Namespace) -> int:

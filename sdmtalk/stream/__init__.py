@@ -1,0 +1,12 @@
+"""Streaming: speech in as it arrives, talking-face frames out as they are ready (issue 14).
+
+audio.py    AudioWindow: pushed audio -> features of recent frames (offline functions, sliding window)
+motion.py   MotionStream: SDM step by step (G_c state carried, diffusion inpainted on emitted frames)
+session.py  FaceStream: audio -> motion thread -> render thread -> on_frame(frame, index)
+"""
+
+from sdmtalk.stream.audio import AudioWindow
+from sdmtalk.stream.motion import MotionStream, StreamConfig
+from sdmtalk.stream.session import FaceStream
+
+__all__ = ["AudioWindow", "FaceStream", "MotionStream", "StreamConfig"]

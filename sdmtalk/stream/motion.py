@@ -1,0 +1,287 @@
+"""SDM run incrementally: speech features of a few new frames in, the motion of a span out.
+
+Each step commits `span` frames [a, a + span) once `lookahead` more frames of speech are
+known. Per step (paper symbols as in sdmtalk/motion/sdm.py):
+
+    cached features of committed frames ++ new frames ─► f_con, shape path, f_rhy (window)
+    G_c from its carried state over the new frames (z: one per global segment, as offline)
+    shallow diffusion of [a - context, new end): the context frames are the emitted motion,
+        put back at their noised value before every reverse step (inpainting), so the new
+        span continues them without a seam
+    SDMModel.finish_motion over [a - 4, new end) ─► Motion of [a, a + span)
+
+Only the last `context` + MARGIN frames of anything are kept: memory is flat at any length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sdmtalk import MEL_PER_FRAME
+from sdmtalk.audio import AudioFeatures
+from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
+from sdmtalk.diffusion.schedule import q_sample
+from sdmtalk.errors import InputError
+from sdmtalk.motion.sdm import POSE_DIM, _check_controls
+from sdmtalk.motion.types import Motion, MotionControls
+
+MARGIN = 16  # feature frames before the window: beyond f_con + shape path's reach (SDMModel._chunked)
+SMOOTH_MARGIN = 4  # emitted frames before a span that pose smoothing (sigma 1 frame) sees
+
+
+@dataclass
+class StreamConfig:
+    """span: frames committed per step (4 = 160 ms). lookahead: frames of speech after a span
+    before it is committed. context: emitted frames the diffusion window holds fixed.
+    pose_steps: DDIM steps of the deep head-pose process (None = offline's pose_k DDPM
+    steps; 100 steps per span do not fit in real time on a CPU). feature_context_s: audio
+    window for log-mel and prosody (their per-clip normalisations see this much);
+    phoneme_context_s: audio before a span that the phoneme recogniser hears.
+    cmn_prior_frames: weight, in frames, of the training-set mean log-mel in the running
+    mean that replaces the clip mean (mel_cmn) until enough speech has arrived."""
+
+    span: int = 4
+    lookahead: int = 4
+    context: int = 40
+    pose_steps: int | None = 10
+    feature_context_s: float = 3.0
+    phoneme_context_s: float = 0.32
+    cmn_prior_frames: int = 25
+
+    def __post_init__(self) -> None:
+        for name in ("span", "context"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"stream {name} {getattr(self, name)} must be at least 1 frame")
+        if int(self.lookahead) < 0:
+            raise InputError(f"stream lookahead {self.lookahead} must be 0 or more frames")
+        if self.pose_steps is not None and int(self.pose_steps) < 1:
+            raise InputError(f"stream pose_steps {self.pose_steps} must be at least 1 (or None)")
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames of audio after a span's first frame before that frame can be made."""
+        return self.span + self.lookahead
+
+
+class MotionStream:
+    """Incremental SDM for one stream. step(features of frames [a, b), commit) -> Motion of
+    frames [a, a + commit); `done` frames are committed so far. Reproducible for a seed."""
+
+    def __init__(self, model, source_canonical: np.ndarray, controls: MotionControls | None = None,
+                 config: StreamConfig | None = None):
+        self.model, self.cfg = model, model.cfg
+        self.config = config or StreamConfig()
+        self.controls = controls or MotionControls()
+        _check_controls(self.controls, self.cfg.diffusion_steps)
+        if model.training:
+            raise ValueError("MotionStream needs the model in eval mode (model.eval())")
+        self.source = np.asarray(source_canonical, np.float32)
+        if self.source.shape != (68, 2):
+            raise ValueError(f"source_canonical must be (68, 2), got {self.source.shape}")
+        self.done = 0
+        self._features: AudioFeatures | None = None  # committed frames, the last context + MARGIN
+        self._coarse = self._final = None  # (1, n, D) committed, the last `context` frames
+        self._state = None  # G_c (prev latent, hidden) after the last committed frame
+        self._eps: dict[int, torch.Tensor] = {}  # pose-mode noise of each segment, drawn in order
+        self._z: dict[int, torch.Tensor] = {}  # z of segments with committed frames
+        gen = model._generator
+        self._g_modes, self._g_lips, self._g_pose = (gen(self.controls, i) for i in range(3))
+        self._ks: deque[int] = deque(maxlen=50)
+        self._mel_sum, self._mel_rows = None, 0
+
+    @property
+    def last_k(self) -> int | None:
+        """The shallow diffusion depth of the last step (None: no diffusion)."""
+        return self._k_used
+
+    _k_used: int | None = None
+
+    # ---- one step ---------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, new: AudioFeatures, commit: int) -> Motion:
+        """new: features of frames [done, done + n) (n >= commit >= 1) -> Motion (commit frames)."""
+        n = new.num_frames
+        if not 1 <= commit <= n:
+            raise ValueError(f"commit must be in [1, {n}], got {commit}")
+        feats = _concat(self._features, new)
+        held = feats.num_frames - n  # cached frames before the new ones
+        content, f_tilde, shape = self._speech_paths(feats, new)
+        c = min(self.config.context, 0 if self._final is None else self._final.shape[1])
+        coarse_new, state = self._coarse_motion(content[:, held:], f_tilde[:, held:],
+                                                None if shape is None else shape[:, held:], commit)
+        known = None if c == 0 else self._final[:, -c:]
+        coarse_w = coarse_new if c == 0 else torch.cat([self._coarse[:, -c:], coarse_new], 1)
+        final_w = self._diffuse(coarse_w, content[:, held - c:], known)
+        motion = self._finish(final_w, c, commit)
+        self._commit(new, coarse_new[:, :commit], final_w[:, c:c + commit], state, commit)
+        return motion
+
+    # ---- speech -> f_con, shape path, f_rhy ----------------------------------------------
+    def _speech_paths(self, feats: AudioFeatures, new: AudioFeatures):
+        """-> content (1, W, C), rhythmic motion F~ (1, W, D), shape offsets (1, W, 136) or None."""
+        m = self.model
+        mel = torch.as_tensor(feats.mel, dtype=torch.float32)[None]
+        pros = torch.as_tensor(feats.prosody, dtype=torch.float32)[None]
+        post = None if feats.phonemes is None else torch.as_tensor(feats.phonemes, dtype=torch.float32)[None]
+        if self.cfg.phoneme_dim and post is None:
+            raise ValueError(f"this model needs phoneme posteriors (T, {self.cfg.phoneme_dim}): "
+                             "AudioWindow(phonemes=True)")
+        if self.cfg.mel_cmn:
+            mel, post = self._with_running_mean(mel, post, np.asarray(new.mel))
+        mel_in, pros_in = m._speech(mel, pros, post)
+        mel_in = mel_in[:, :4 * feats.num_frames]
+        content = m.content(mel_in)
+        shape = None if m.shape_head is None else m.shape_head(content)
+        return content, m.rhythm(pros_in)[1], shape
+
+    def _with_running_mean(self, mel, post, new_mel):
+        """mel_cmn: SDMModel._speech subtracts its input's own mean log-mel (the clip's, offline).
+        A stream has no clip: one appended frame sets the input's mean to the running mean
+        of all speech so far (weighted towards the training-set mean at the start)."""
+        prior = self.model.mel_mean.double() * (MEL_PER_FRAME * self.config.cmn_prior_frames)
+        total = prior + (0 if self._mel_sum is None else self._mel_sum) + torch.as_tensor(new_mel).double().sum(0)
+        rows = MEL_PER_FRAME * self.config.cmn_prior_frames + self._mel_rows + len(new_mel)
+        target = total / rows
+        n = mel.shape[1] + MEL_PER_FRAME
+        pad = ((n * target - mel[0].double().sum(0)) / MEL_PER_FRAME).float()
+        mel = torch.cat([mel, pad.expand(1, MEL_PER_FRAME, -1)], 1)
+        if post is not None:
+            post = torch.cat([post, post.new_zeros(1, 1, post.shape[-1])], 1)
+        return mel, post
+
+    # ---- G_c (eq. 2) --------------------------------------------------------------------
+    def _coarse_motion(self, content, f_tilde, shape, commit: int):
+        """Coarse motion F* (1, n, D) of the new frames: G_c from the carried state, in pieces
+        that never cross a pose-mode segment; -> (F*, the G_c state after `commit` frames)."""
+        m, parts, state, committed = self.model, [], self._state, None
+        for s, e in self._pieces(content.shape[1], commit):
+            z = self._segment_z(self.done + s, content, s, committed=s < commit)
+            prev, h = state if state is not None else (None, None)
+            lat, state = m._pose_latents(content[:, s:e], lambda *_, z=z: z, prev, h)
+            parts.append(m._content_motion(lat, content[:, s:e], None if shape is None else shape[:, s:e]))
+            if e == commit:
+                committed = state
+        f_bar = torch.cat(parts, 1)
+        ablation = self.controls.ablation
+        if ablation == "no_pose":  # as SDMModel._coarse_prior: no head motion from G_c
+            f_bar[..., :POSE_DIM] = m._zero_motion()[:POSE_DIM]
+        scale = 0.0 if ablation == "no_rhythm" else self.controls.rhythm_scale
+        return f_bar + scale * f_tilde, committed
+
+    def _pieces(self, n: int, commit: int) -> list[tuple[int, int]]:
+        """[s, e) pieces of the n new frames, cut at segment starts and after `commit`."""
+        seg = self.cfg.segment
+        cuts = {0, n, commit} | {g - self.done for g in range(self.done, self.done + n) if g % seg == 0}
+        cuts = sorted(c for c in cuts if 0 <= c <= n)
+        return list(zip(cuts[:-1], cuts[1:], strict=False))
+
+    def _segment_z(self, frame: int, content, s: int, committed: bool) -> torch.Tensor:
+        """z of the segment holding global `frame`: prior over its frames heard so far plus the
+        seeded noise drawn in segment order (offline draws the same sequence)."""
+        index = frame // self.cfg.segment
+        if index in self._z:
+            return self._z[index]
+        if index not in self._eps:
+            self._eps[index] = torch.randn((1, self.model.pose_mode.z_dim), generator=self._g_modes)
+        end = min(content.shape[1], s + self.cfg.segment - frame % self.cfg.segment)
+        part = content[:, s:end]
+        mu, lv = self.model.pose_mode.prior(part, part.new_ones(part.shape[:2]))
+        z = mu if self.controls.ablation == "no_pose" else mu + self._eps[index] * (0.5 * lv).exp()
+        if committed:
+            self._z[index] = z
+            self._eps.pop(index)
+        return z
+
+    # ---- shallow diffusion (3.3) with the emitted frames held --------------------------
+    def _diffuse(self, coarse, content, known):
+        """Final motion (1, W, D) of a window whose first frames are `known` (1, c, D) or None."""
+        ctl, cfg = self.controls, self.cfg
+        if ctl.ablation == "no_diffusion" or ctl.diffusion_steps == 0:
+            self._k_used = None
+            return _hold(coarse.clone(), known)
+        full = ctl.ablation == "full_diffusion"
+        k = cfg.diffusion_steps if full else self._depth(coarse, content)
+        self._k_used = k
+        final = self._reverse(coarse, content, known, k, full, self._g_lips, None)
+        pose_k = min(cfg.pose_k, cfg.diffusion_steps)
+        if not full and pose_k > k:  # the head pose from a deeper process of its own
+            deep = self._reverse(coarse, content, known, pose_k, pose_k == cfg.diffusion_steps,
+                                 self._g_pose, self.config.pose_steps)
+            final[..., :POSE_DIM] = self.model._limit_pose(deep[..., :POSE_DIM])
+            final = _hold(final, known)
+        return final
+
+    def _depth(self, coarse, content) -> int:
+        """k: the user's, or the median of the step predictor's picks so far ('auto')."""
+        steps = self.controls.diffusion_steps
+        if steps != "auto":
+            return int(steps)
+        self._ks.append(self.model._choose_k("auto", coarse, content))
+        return int(np.median(self._ks))
+
+    def _reverse(self, coarse, content, known, k: int, full: bool, g, ddim_steps: int | None):
+        """k reverse steps (DDPM, or `ddim_steps` DDIM steps) from F^k (noise when `full`)."""
+        m, schedule = self.model, self.model.schedule
+
+        def denoise(x_t, t):
+            if known is not None:  # inpainting: the emitted frames at this step's noise level
+                x_t = x_t.clone()
+                noise = torch.randn(known.shape, generator=g).to(known)
+                x_t[:, :known.shape[1]] = q_sample(schedule, known, t, noise)
+            return _hold(m._denoise(x_t, t, coarse, content), known)
+
+        x = torch.randn(coarse.shape, generator=g).to(coarse) if full else shallow_start(schedule, coarse, k, g)
+        if ddim_steps is None or ddim_steps >= k:
+            return sample_ddpm(denoise, x, k, schedule, g)
+        steps = sorted({int(round(v)) for v in np.linspace(k, 1, int(ddim_steps))}, reverse=True)
+        return sample_ddim(denoise, x, steps, schedule, eta=1.0, generator=g)
+
+    # ---- finish and commit ------------------------------------------------------------
+    def _finish(self, final, c: int, commit: int) -> Motion:
+        """SDMModel.finish_motion over [a - 4, end) (smoothing sees real neighbours) -> span."""
+        lo = c - min(c, SMOOTH_MARGIN)
+        smooth = self.cfg.pose_smooth if self._k_used is not None else 0.0
+        motion = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth)
+        i = c - lo
+        return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])
+
+    def _commit(self, new: AudioFeatures, coarse, final, state, commit: int) -> None:
+        keep = self.config.context
+        self._features = _tail(_concat(self._features, _rows(new, 0, commit)), keep + MARGIN)
+        self._coarse = coarse if self._coarse is None else torch.cat([self._coarse, coarse], 1)[:, -keep:]
+        self._final = final if self._final is None else torch.cat([self._final, final], 1)[:, -keep:]
+        self._state = state
+        rows = torch.as_tensor(np.asarray(new.mel[:MEL_PER_FRAME * commit])).double()
+        self._mel_sum = rows.sum(0) + (0 if self._mel_sum is None else self._mel_sum)
+        self._mel_rows += len(rows)
+        self.done += commit
+
+
+def _hold(x: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
+    """x (1, W, D) with its first frames replaced by `known` (1, c, D)."""
+    if known is not None:
+        x[:, :known.shape[1]] = known
+    return x
+
+
+def _rows(f: AudioFeatures, start: int, end: int) -> AudioFeatures:
+    """Frames [start, end) of AudioFeatures."""
+    return AudioFeatures(mel=f.mel[MEL_PER_FRAME * start:MEL_PER_FRAME * end], prosody=f.prosody[start:end],
+                         energy=f.energy[start:end], phonemes=None if f.phonemes is None else f.phonemes[start:end])
+
+
+def _tail(f: AudioFeatures, n: int) -> AudioFeatures:
+    return _rows(f, max(0, f.num_frames - n), f.num_frames)
+
+
+def _concat(a: AudioFeatures | None, b: AudioFeatures) -> AudioFeatures:
+    """Frames of a, then those of b."""
+    if a is None:
+        return b
+    phon = None if b.phonemes is None else np.concatenate([a.phonemes, b.phonemes])
+    return AudioFeatures(mel=np.concatenate([a.mel, b.mel]), prosody=np.concatenate([a.prosody, b.prosody]),
+                         energy=np.concatenate([a.energy, b.energy]), phonemes=phon)

@@ -1,0 +1,196 @@
+"""Live streams of `sdmtalk serve` (issue 14): a stream end to end over the WebSocket, bad
+inputs answered with the CLI's line, and clients that read slowly or vanish (a real server
+over TCP) neither stall nor crash it. A tiny untrained SDM keeps it fast."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.audio import synthesize_speech
+from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.train.checkpoint import export_weights
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from sdmtalk.serve.app import create_app  # noqa: E402
+from sdmtalk.serve.config import ServeConfig  # noqa: E402
+
+CHUNK = 640  # 40 ms
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("media")
+    Image.fromarray(data.astronaut()).save(d / "face.png")
+    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(d / "wall.png")
+    torch.manual_seed(0)
+    export_weights(build_model(SDMConfig.tiny()).eval(), d / "tiny.safetensors")
+    speech = synthesize_speech("Hello there, how are you today")
+    return d, speech
+
+
+def config_for(tmp_path, media, **kw) -> ServeConfig:
+    return ServeConfig(**{"workers": 1, "queue": 2, "motion": "energy", "weights": str(media[0] / "tiny.safetensors"),
+                          "work_dir": tmp_path / "work", **kw})
+
+
+def open_stream(client, photo, **fields):
+    files = {"photo": (photo.name, photo.read_bytes())}
+    return client.post("/api/streams", files=files, data={k: str(v) for k, v in fields.items()})
+
+
+def run_stream(ws, wav):
+    """Send wav in 40 ms chunks, then end; -> (ready message, frame indices, JPEGs, end message)."""
+    ready = json.loads(ws.receive_text())
+    for i in range(0, len(wav), CHUNK):
+        ws.send_bytes(wav[i:i + CHUNK].astype("<f4").tobytes())
+    ws.send_text(json.dumps({"event": "end"}))
+    indices, jpegs = [], []
+    while True:
+        message = ws.receive()
+        if message.get("text") is not None:
+            return ready, indices, jpegs, json.loads(message["text"])
+        indices.append(struct.unpack("<I", message["bytes"][:4])[0])
+        jpegs.append(message["bytes"][4:])
+
+
+def test_a_stream_gives_every_frame_in_order(tmp_path, media):
+    folder, speech = media
+    wav = speech[: 2 * SAMPLE_RATE]
+    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+        answer = open_stream(client, folder / "face.png", seed=3, lip_scale=1.2)
+        assert answer.status_code == 201, answer.text
+        with client.websocket_connect(answer.json()["websocket"]) as ws:
+            ready, indices, jpegs, end = run_stream(ws, wav)
+        assert ready["event"] == "ready" and ready["fps"] == 25 and ready["sample_rate"] == SAMPLE_RATE
+        assert indices == list(range(50)) and end == {"event": "end", "frames": 50, "dropped": 0}
+        frame = cv2.imdecode(np.frombuffer(jpegs[10], np.uint8), cv2.IMREAD_COLOR)
+        assert frame.shape == (ready["height"], ready["width"], 3) == (256, 256, 3)
+        assert client.get("/stream").status_code == 200
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("stream-*"))
+
+
+def test_bad_inputs_answer_with_the_cli_line(tmp_path, media, capsys, monkeypatch):
+    from test_serve_api import cli_error
+
+    folder, _ = media
+    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+        answer = open_stream(client, folder / "face.png", lip_scale=5)
+        assert answer.status_code == 422
+        expected = cli_error(capsys, monkeypatch, folder, "face.png", str(folder / "tiny.safetensors"), "--lip-scale", "5")
+        assert answer.json()["error"] == expected
+        answer = open_stream(client, folder / "wall.png")  # decodes, but holds no face
+        assert answer.status_code == 201
+        with client.websocket_connect(answer.json()["websocket"]) as ws:
+            message = json.loads(ws.receive_text())
+        expected = cli_error(capsys, monkeypatch, folder, "wall.png", "face.png")  # any readable file as audio
+        assert message == {"error": expected} and "wall.png" in expected
+        with client.websocket_connect("/api/streams/nosuchid/ws") as ws:
+            assert json.loads(ws.receive_text())["error"].startswith("no stream nosuchid")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(tmp_path, media):
+    """A real uvicorn server on a free port (TCP: a slow reader really fills its buffers)."""
+    import uvicorn
+
+    port = _free_port()
+    app = create_app(config_for(tmp_path, media, max_streams=1), page=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url, app
+    server.should_exit = True
+    thread.join(30)
+
+
+def _post_photo(url, photo) -> str:
+    boundary = "sdmtalkboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"face.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "/api/streams", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())["websocket"]
+
+
+def _health_seconds(url) -> float:
+    t0 = time.monotonic()
+    urllib.request.urlopen(url + "/api/health", timeout=10).read()
+    return time.monotonic() - t0
+
+
+def test_slow_and_vanishing_clients_never_stall_the_server(live_server, media):
+    """Client A sends 20 s of speech, never reads (its tiny receive buffer fills at once) and
+    then drops the connection without a close frame. Meanwhile the server answers at once,
+    and afterwards client B streams normally: A's slot and threads were released."""
+    import websocket  # websocket-client, installed with the serve extra (selenium)
+
+    url, app = live_server
+    folder, speech = media
+    wav = np.tile(speech, 20 * SAMPLE_RATE // len(speech) + 1)[: 20 * SAMPLE_RATE]
+    ws_url = url.replace("http", "ws")
+    slow = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=30,
+                                       sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    assert json.loads(slow.recv())["event"] == "ready"
+    for i in range(0, len(wav), CHUNK):
+        slow.send_binary(wav[i:i + CHUNK].astype("<f4").tobytes())
+    slow.send(json.dumps({"event": "end"}))
+    time.sleep(3.0)  # the stream renders into a client that does not read
+    assert _health_seconds(url) < 2.0
+    slow.sock.shutdown(socket.SHUT_RDWR)  # vanish: no close frame
+    slow.sock.close()
+    deadline = time.monotonic() + 30
+    ok = None
+    while time.monotonic() < deadline and ok is None:
+        try:
+            fast = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=30)
+        except urllib.error.HTTPError as err:  # 429 while A's stream winds down
+            assert err.code == 429
+            time.sleep(0.5)
+            continue
+        ok = fast
+    assert ok is not None, "the slot of the vanished client was never released"
+    assert json.loads(ok.recv())["event"] == "ready"
+    two = speech[: 2 * SAMPLE_RATE]
+    for i in range(0, len(two), CHUNK):
+        ok.send_binary(two[i:i + CHUNK].astype("<f4").tobytes())
+    ok.send(json.dumps({"event": "end"}))
+    indices = []
+    while True:
+        opcode, payload = ok.recv_data()
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            end = json.loads(payload)
+            break
+        indices.append(struct.unpack("<I", payload[:4])[0])
+    ok.close()
+    assert end["event"] == "end" and end["frames"] == 50
+    assert indices == sorted(indices) and len(indices) + end["dropped"] == 50
+    assert _health_seconds(url) < 2.0

@@ -1,0 +1,105 @@
+"""Streaming SDM (sdmtalk.stream) against offline generate, on the tiny model (CPU, seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.types import MotionControls, lip_gap
+from sdmtalk.stream import MotionStream, StreamConfig
+from sdmtalk.stream.motion import _rows
+from test_motion_sdm import SRC, features_of, synth_clip, synth_stats, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The tiny model with the shipped model's front-end (frame norm, running-mean CMN, shape path)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = dataclasses.replace(SDMConfig.tiny(), content_norm="frame", mel_cmn=True, shape_head=16, w_amp=0.5)
+    model = build_model(cfg, synth_stats(rng))
+    train(model, 200, rng)
+    return model.eval()
+
+
+def stream_motion(model, feats, controls, config):
+    """Feed cached features as a stream would: a span once `lookahead` more frames exist."""
+    stream = MotionStream(model, SRC, controls, config)
+    poses, deltas, T = [], [], feats.num_frames
+    while stream.done < T:
+        a = stream.done
+        end = min(T, a + config.latency_frames)
+        commit = min(config.span, end - a) if end == T else config.span
+        m = stream.step(_rows(feats, a, end), commit)
+        poses.append(m.pose)
+        deltas.append(m.delta)
+    return np.concatenate(poses), np.concatenate(deltas)
+
+
+def test_coarse_stream_equals_offline_with_enough_lookahead(trained):
+    """No diffusion and a look-ahead beyond every receptive field and a pose-mode segment:
+    the incremental G_c (state carried, z per segment, same noise) is the offline one."""
+    feats = features_of(synth_clip(150, np.random.default_rng(4)))
+    controls = MotionControls(seed=5, diffusion_steps=0)
+    model = dataclasses.replace(trained.cfg, mel_cmn=False)
+    exact = build_model(model, None)
+    exact.load_state_dict(trained.state_dict())
+    exact.eval()
+    offline = exact.generate(feats, SRC, controls)
+    pose, delta = stream_motion(exact, feats, controls, StreamConfig(span=5, lookahead=exact.cfg.segment + 12))
+    np.testing.assert_allclose(pose, offline.pose, atol=1e-4)
+    np.testing.assert_allclose(delta, offline.delta, atol=1e-4)
+
+
+def test_stream_lips_follow_offline_and_the_truth(trained):
+    clip = synth_clip(200, np.random.default_rng(5))
+    feats = features_of(clip)
+    controls = MotionControls(seed=0)
+    offline = trained.generate(feats, SRC, controls)
+    _, delta = stream_motion(trained, feats, controls, StreamConfig())
+    true = lip_gap(SRC + clip["delta"])
+    r_stream = np.corrcoef(lip_gap(SRC + delta), true)[0, 1]
+    r_offline = np.corrcoef(lip_gap(SRC + offline.delta), true)[0, 1]
+    assert r_stream > r_offline - 0.05 and r_stream > 0.75
+    assert np.corrcoef(lip_gap(SRC + delta), lip_gap(SRC + offline.delta))[0, 1] > 0.8
+
+
+def test_same_seed_same_stream(trained):
+    feats = features_of(synth_clip(60, np.random.default_rng(6)))
+    a = stream_motion(trained, feats, MotionControls(seed=2), StreamConfig())
+    b = stream_motion(trained, feats, MotionControls(seed=2), StreamConfig())
+    c = stream_motion(trained, feats, MotionControls(seed=3), StreamConfig())
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.allclose(a[0], c[0])
+
+
+def test_no_seams_at_span_edges(trained):
+    """Frame-to-frame steps into and out of each committed span are no larger than elsewhere
+    (the emitted frames are held fixed in the diffusion of the next span)."""
+    T, config = 750, StreamConfig()
+    pose, delta = stream_motion(trained, features_of(synth_clip(T, np.random.default_rng(9))),
+                                MotionControls(seed=0), config)
+    x = np.concatenate([pose, delta.reshape(T, -1)], 1)
+    step = np.linalg.norm(np.diff(x, axis=0), axis=1)  # step[i]: frame i -> i + 1
+    edges = np.arange(config.span - 1, T - 1, config.span)  # last frame of a span -> next span
+    elsewhere = np.delete(step, edges)
+    assert step[edges].mean() <= 1.3 * elsewhere.mean()
+    assert step[edges].max() <= 1.5 * np.percentile(elsewhere, 99.5)
+    assert np.isfinite(x).all() and np.abs(pose).max() < 0.5
+
+
+def test_bad_controls_and_config(trained):
+    from sdmtalk.errors import InputError
+
+    with pytest.raises(InputError, match="diffusion_steps"):
+        MotionStream(trained, SRC, MotionControls(diffusion_steps=1000))
+    with pytest.raises(InputError, match="span"):
+        StreamConfig(span=0)
+    with pytest.raises(ValueError, match="68, 2"):
+        MotionStream(trained, SRC[:10], MotionControls())

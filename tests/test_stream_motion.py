@@ -42,12 +42,13 @@ def stream_motion(model, feats, controls, config):
     return np.concatenate(poses), np.concatenate(deltas)
 
 
-def test_coarse_stream_equals_offline_with_enough_lookahead(trained):
+@pytest.mark.parametrize("pose_ref", ["first", "clip"])
+def test_coarse_stream_equals_offline_with_enough_lookahead(trained, pose_ref):
     """No diffusion and a look-ahead beyond every receptive field and a pose-mode segment:
     the incremental G_c (state carried, z per segment, same noise) is the offline one."""
     feats = features_of(synth_clip(150, np.random.default_rng(4)))
     controls = MotionControls(seed=5, diffusion_steps=0)
-    model = dataclasses.replace(trained.cfg, mel_cmn=False)
+    model = dataclasses.replace(trained.cfg, mel_cmn=False, pose_ref=pose_ref)
     exact = build_model(model, None)
     exact.load_state_dict(trained.state_dict())
     exact.eval()

@@ -92,6 +92,7 @@ class MotionStream:
         self._g_modes, self._g_lips, self._g_pose = (gen(self.controls, i) for i in range(3))
         self._ks: deque[int] = deque(maxlen=50)
         self._mel_sum, self._mel_rows = None, 0
+        self._origin: np.ndarray | None = None  # model pose of frame 0 (pose_ref "clip")
 
     @property
     def last_k(self) -> int | None:
@@ -245,7 +246,12 @@ class MotionStream:
         """SDMModel.finish_motion over [a - 4, end) (smoothing sees real neighbours) -> span."""
         lo = c - min(c, SMOOTH_MARGIN)
         smooth = self.cfg.pose_smooth if self._k_used is not None else 0.0
-        motion = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth)
+        extra = {}
+        if getattr(self.cfg, "pose_ref", "first") == "clip":  # poses relative to the stream's frame 0
+            if self._origin is None:
+                self._origin = _smoothed_pose(self.model, final[0], smooth)[0]
+            extra["origin"] = self._origin
+        motion = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth, **extra)
         i = c - lo
         return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])
 
@@ -259,6 +265,14 @@ class MotionStream:
         self._mel_sum = rows.sum(0) + (0 if self._mel_sum is None else self._mel_sum)
         self._mel_rows += len(rows)
         self.done += commit
+
+
+def _smoothed_pose(model, final: torch.Tensor, smooth: float) -> np.ndarray:
+    """The denormalized pose (T, 4) as finish_motion smooths it (its frame 0 is the origin)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    pose = model.denormalize(final)[0].cpu().numpy().astype(np.float64)
+    return gaussian_filter1d(pose, smooth, axis=0, mode="nearest") if smooth > 0 else pose
 
 
 def _hold(x: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:

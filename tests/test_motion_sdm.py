@@ -179,6 +179,9 @@ def test_ablations_and_controls(trained, clip):
     still_head = gen(diffusion_steps=0, ablation="no_pose", rhythm_scale=0.0)
     assert np.abs(still_head.pose).max() < 1e-5
     assert np.abs(still_head.delta[:, MOUTH]).max() > 0.02  # lips still move
+    # ... and no stochastic head from anywhere: with diffusion, every seed gives one pose
+    other_seed = trained.generate(f, SRC, MotionControls(seed=2, ablation="no_pose"))
+    np.testing.assert_allclose(gen(ablation="no_pose").pose, other_seed.pose, atol=1e-6)
     full = gen(ablation="full_diffusion")
     assert trained.last_k == [trained.cfg.diffusion_steps] * len(window_spans(200, 32, 8))
     assert np.isfinite(full.delta).all() and not np.allclose(full.delta, gen().delta)

@@ -512,7 +512,7 @@ class SDMModel(nn.Module):
                                for s, e in spans]))
         self.last_k = [k] * len(spans)
         pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
-        deep_steps = pose_k if not full and pose_k > k else 0
+        deep_steps = pose_k if not full and pose_k > k and controls.ablation != "no_pose" else 0
         tick = _step_counter(progress, 1 + k + deep_steps)
         tick()  # the coarse motion is done
         final = self._diffuse_spans(coarse, content, spans, k, full, self._generator(controls, 1), tick)
@@ -521,6 +521,8 @@ class SDMModel(nn.Module):
                                        pose_k == self.cfg.diffusion_steps, self._generator(controls, 2),
                                        tick)
             final[..., :POSE_DIM] = self._limit_pose(deep[..., :POSE_DIM])
+        if controls.ablation == "no_pose":  # no stochastic head from anywhere: the diffusion
+            final[..., :POSE_DIM] = coarse[..., :POSE_DIM]  # noise must not move it either
         return final
 
     def _limit_pose(self, pose: torch.Tensor) -> torch.Tensor:

@@ -46,16 +46,26 @@ def main() -> None:
     near = np.zeros(T - 1, bool)
     for e in edges:
         near[max(0, e - 3):e + 3] = True
-    step = np.abs(np.diff(pose, axis=0))
     print(f"{args.seconds:.0f} s audio, {T} frames, {len(spans)} windows: motion {took:.2f} s, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     mean, std = (b[:4].numpy() for b in (model.motion_mean, model.motion_std))
     near_limit = (np.abs((pose - mean) / std) > 2.5).any(axis=1).mean()
     print(f"frames with a pose dim beyond 2.5 training stds (soft limit {model.cfg.pose_limit}): "
           f"{100 * near_limit:.1f} %")
-    for d, name in enumerate(["log scale", "roll (rad)", "tx", "ty"]):
+    print_seams(pose, near)
+
+
+POSE_NAMES = ["log scale", "roll (rad)", "tx", "ty"]
+
+
+def print_seams(series: np.ndarray, near: np.ndarray, names=POSE_NAMES) -> None:
+    """Per column of series (T, K): the 95th percentile of frame-to-frame steps, the largest
+    step where near (T - 1,) is true (at a window edge) and the largest elsewhere: a seam
+    shows as edge steps above the rest."""
+    step = np.abs(np.diff(series, axis=0))
+    for d, name in enumerate(names):
         print(f"{name:>10}: step p95 {np.percentile(step[:, d], 95):.4f}  max near edges "
-              f"{step[near, d].max():.4f}  max elsewhere {step[~near, d].max():.4f}  std {pose[:, d].std():.4f}")
+              f"{step[near, d].max():.4f}  max elsewhere {step[~near, d].max():.4f}  std {series[:, d].std():.4f}")
 
 
 if __name__ == "__main__":

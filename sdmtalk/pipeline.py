@@ -47,13 +47,16 @@ class AnimateResult:
 
 @dataclass
 class GenerateResult:
-    """One written video and the time spent in each stage (seconds)."""
+    """One written video and the wall time of each stage (seconds; they add up to the whole
+    run; features overlap the face stage, rendering overlaps encoding: render_seconds is
+    the rendering thread's share of render_encode)."""
 
     path: Path
     seed: int
     num_frames: int
     timings: dict
     predicted_k: list = field(default_factory=list)
+    render_seconds: float = 0.0
 
 
 class StaticMotion:
@@ -225,6 +228,47 @@ def _in_background(frames: Iterator[np.ndarray], maxsize: int = 8) -> Iterator[n
         worker.join()
 
 
+class _Result:
+    """The outcome of a call run in a worker thread: result() waits, then returns or raises."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self._value, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="sdmtalk-features", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._value = fn()
+        except BaseException as err:  # re-raised in the caller by result()
+            self._error = err
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _timed(items: Iterator, seconds: list) -> Iterator:
+    """The items, adding the time spent making each to seconds[0]."""
+    it = iter(items)
+    while True:
+        t0 = time.perf_counter()
+        item = next(it, None)
+        seconds[0] += time.perf_counter() - t0
+        if item is None:
+            return
+        yield item
+
+
+def _in_thread(fn: Callable[[], object]) -> _Result:
+    """Start fn() in a worker thread now (a stage that overlaps the caller's work)."""
+    return _Result(fn)
+
+
 class TerminalProgress:
     """The terminal side of the `progress(stage, done, total)` callback: one tqdm bar per
     stage on stderr (nothing when stderr is not a terminal)."""
@@ -276,7 +320,8 @@ class TalkingFacePipeline:
 
     def features(self, wav):
         """AudioFeatures of (N,) 16 kHz audio, with phoneme posteriors when the model reads them."""
-        return compute_features(wav, phonemes=bool(getattr(self.model, "needs_phonemes", False)))
+        return compute_features(wav, phonemes=bool(getattr(self.model, "needs_phonemes", False)),
+                                phoneme_workers=self.threads)
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
@@ -332,32 +377,45 @@ class TalkingFacePipeline:
                     self.progress.close()
 
     def _generate(self, image_path, audio_path, controls, reserved, face_index) -> list[GenerateResult]:
+        """Overlapped stages: the speech features (the phoneme recogniser on up to two threads)
+        run while the photo is decoded and its face found; rendering runs while encoding."""
         t0 = time.perf_counter()
+        speech = _in_thread(lambda: self._speech(audio_path)) if self.threads >= 2 else None
         self._report("face", 0, 1)
-        image = load_image(image_path)
-        face = detect_face(image, face_index=face_index, name=str(image_path))
+        try:  # a photo error is reported before an audio error, as without the overlap
+            image = load_image(image_path)
+            face = detect_face(image, face_index=face_index, name=str(image_path))
+            renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
+        except BaseException:
+            if speech is not None:
+                speech.wait()
+            raise
         self._report("audio", 0, 1)
-        wav = load_audio(audio_path)
-        features = self.features(wav)
+        wav, features = speech.result() if speech is not None else self._speech(audio_path)
         self._report("audio", 1, 1)
         self._report_faces(face, image_path)
         t_features = time.perf_counter() - t0
-        renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
         results = []
         for i, claim in enumerate(reserved):
             c = replace(controls, seed=controls.seed + i)
             t1 = time.perf_counter()
             landmarks, _, _ = self.landmarks_for(image, wav, c, face, features)
             t2 = time.perf_counter()
-            self._render_encode(renderer, landmarks, wav, claim)
-            timings = {"features": t_features, "motion": t2 - t1, "render_encode": time.perf_counter() - t2}
+            render = self._render_encode(renderer, landmarks, wav, claim)
+            timings = {"face_features": t_features, "motion": t2 - t1, "render_encode": time.perf_counter() - t2}
             results.append(GenerateResult(claim.path, c.seed, len(landmarks), timings,
-                                          list(getattr(self.model, "last_k", []))))
+                                          list(getattr(self.model, "last_k", [])), render))
         return results
 
-    def _render_encode(self, renderer, landmarks, wav, claim) -> None:
+    def _speech(self, audio_path):
+        """Decode the speech and compute its features -> (wav, AudioFeatures)."""
+        wav = load_audio(audio_path)
+        return wav, self.features(wav)
+
+    def _render_encode(self, renderer, landmarks, wav, claim) -> float:
         """Render and encode into the claimed output; with threads >= 2 rendering runs in a
-        worker thread while this one encodes (OpenCV gets the cores beyond those two)."""
+        worker thread while this one encodes (OpenCV gets the cores beyond those two).
+        Returns the seconds spent rendering."""
         import cv2
 
         from sdmtalk.video import write_mp4
@@ -372,12 +430,14 @@ class TalkingFacePipeline:
         cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(max(1, self.threads - 2) if self.threads >= 2 else 1)
         try:
-            frames = renderer.render_sequence(landmarks)
+            busy = [0.0]
+            frames = _timed(renderer.render_sequence(landmarks), busy)
             if self.threads >= 2:
                 frames = _in_background(frames)
             write_mp4(claim.path, frames, wav, fps=FPS, progress=tick, reserved=claim)
         finally:
             cv2.setNumThreads(cv_threads)
+        return busy[0]
 
     def open_stream(self, image_path, on_frame, controls: MotionControls | None = None,
                     face_index: int | None = None, config=None):

@@ -55,12 +55,13 @@ def num_frames_for(num_samples: int) -> int:
 
 
 def compute_features(wav: np.ndarray, num_frames: int | None = None,
-                     phonemes: bool = False) -> AudioFeatures:
+                     phonemes: bool = False, phoneme_workers: int = 1) -> AudioFeatures:
     """(N,) float32 16 kHz mono -> AudioFeatures for T = num_frames (default num_frames_for(N)).
 
     The waveform is cut or zero-padded to T * 640 samples first, so every output has
     exactly T (or 4T) rows. phonemes: also run the phoneme recogniser (about 0.1-0.2 s
-    per second of audio on one core), for models that take its posteriors.
+    per second of audio on one core), for models that take its posteriors; on audio over
+    20 s its chunks run on up to `phoneme_workers` threads (the same numbers).
     """
     num_frames = num_frames_for(len(wav)) if num_frames is None else int(num_frames)
     wav = fit_length(_as_mono(wav), num_frames * SAMPLES_PER_FRAME)
@@ -75,7 +76,7 @@ def compute_features(wav: np.ndarray, num_frames: int | None = None,
     if phonemes:
         from sdmtalk.audio.phonemes import phoneme_posteriors
 
-        post = phoneme_posteriors(wav, num_frames)
+        post = phoneme_posteriors(wav, num_frames, workers=phoneme_workers)
     return AudioFeatures(mel=mel, prosody=prosody.astype(np.float32), energy=energy, phonemes=post)
 
 

@@ -20,7 +20,7 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 class AudioWindow:
     """The last seconds of a stream's audio (16 kHz mono float32) and features of its frames."""
 
-    def __init__(self, phonemes: bool = False, feature_context_s: float = 3.0,
+    def __init__(self, phonemes: bool = False, feature_context_s: float = 2.0,
                  phoneme_context_s: float = 0.32, max_window_frames: int = 50):
         self.phonemes = phonemes
         self.context = int(round(feature_context_s * FPS))

@@ -37,8 +37,9 @@ SMOOTH_MARGIN = 4  # emitted frames before a span that pose smoothing (sigma 1 f
 class StreamConfig:
     """span: frames committed per step (4 = 160 ms). lookahead: frames of speech after a span
     before it is committed. context: emitted frames the diffusion window holds fixed.
-    pose_steps: DDIM steps of the deep head-pose process (None = offline's pose_k DDPM
-    steps; 100 steps per span do not fit in real time on a CPU). feature_context_s: audio
+    lip_steps / pose_steps: DDIM steps of the shallow (lips, from k) and the deep (head pose,
+    from pose_k) reverse processes (None = offline's k and pose_k DDPM steps: 40 + 100
+    denoiser calls per span do not fit in real time on a CPU; 10 + 10 do). feature_context_s: audio
     window for log-mel and prosody (their per-clip normalisations see this much);
     phoneme_context_s: audio before a span that the phoneme recogniser hears.
     cmn_prior_frames: weight, in frames, of the training-set mean log-mel in the running
@@ -47,8 +48,9 @@ class StreamConfig:
     span: int = 4
     lookahead: int = 4
     context: int = 40
+    lip_steps: int | None = 10
     pose_steps: int | None = 10
-    feature_context_s: float = 3.0
+    feature_context_s: float = 2.0
     phoneme_context_s: float = 0.32
     cmn_prior_frames: int = 25
 
@@ -58,8 +60,9 @@ class StreamConfig:
                 raise InputError(f"stream {name} {getattr(self, name)} must be at least 1 frame")
         if int(self.lookahead) < 0:
             raise InputError(f"stream lookahead {self.lookahead} must be 0 or more frames")
-        if self.pose_steps is not None and int(self.pose_steps) < 1:
-            raise InputError(f"stream pose_steps {self.pose_steps} must be at least 1 (or None)")
+        for name in ("lip_steps", "pose_steps"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise InputError(f"stream {name} {getattr(self, name)} must be at least 1 (or None)")
 
     @property
     def latency_frames(self) -> int:
@@ -207,7 +210,7 @@ class MotionStream:
         full = ctl.ablation == "full_diffusion"
         k = cfg.diffusion_steps if full else self._depth(coarse, content)
         self._k_used = k
-        final = self._reverse(coarse, content, known, k, full, self._g_lips, None)
+        final = self._reverse(coarse, content, known, k, full, self._g_lips, self.config.lip_steps)
         pose_k = min(cfg.pose_k, cfg.diffusion_steps)
         if not full and pose_k > k:  # the head pose from a deeper process of its own
             deep = self._reverse(coarse, content, known, pose_k, pose_k == cfg.diffusion_steps,

@@ -22,7 +22,7 @@ from sdmtalk.face import FaceDetection, to_canonical
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
 from sdmtalk.render import Renderer
 from sdmtalk.render.blinks import blink_closure, close_eyes
-from sdmtalk.stream.audio import AudioWindow
+from sdmtalk.stream.audio import SAMPLES_PER_FRAME, AudioWindow
 from sdmtalk.stream.motion import MotionStream, StreamConfig
 
 _END, _STOP = object(), object()
@@ -41,6 +41,67 @@ class BlinkTrack:
         return self._closure[start:end]
 
 
+class SpeechToMotion:
+    """AudioWindow + MotionStream without threads: push audio, get (first frame, Motion) of
+    each span as soon as it can be committed (the logic FaceStream runs on its motion thread)."""
+
+    def __init__(self, model, source_canonical: np.ndarray, controls: MotionControls,
+                 config: StreamConfig | None = None):
+        self.config = config or StreamConfig()
+        self.motion = MotionStream(model, source_canonical, controls, self.config)
+        self.audio = AudioWindow(model.needs_phonemes, self.config.feature_context_s,
+                                 self.config.phoneme_context_s, self.config.latency_frames + 1)
+        self.timings = {"features": 0.0, "motion": 0.0}
+
+    def warm_up(self) -> None:
+        """One throwaway step on silence: the recogniser and torch pay their first-call cost
+        here, not on the stream's first frame."""
+        scratch = SpeechToMotion(self.motion.model, self.motion.source, self.motion.controls, self.config)
+        list(scratch.push(np.zeros(self.config.latency_frames * SAMPLES_PER_FRAME, np.float32)))
+
+    def push(self, samples: np.ndarray) -> Iterator[tuple[int, Motion]]:
+        self.audio.push(samples)
+        return self._steps()
+
+    def end(self) -> Iterator[tuple[int, Motion]]:
+        """No more audio: the remaining frames (the last without look-ahead)."""
+        self.audio.end()
+        return self._steps()
+
+    def _steps(self) -> Iterator[tuple[int, Motion]]:
+        from sdmtalk.pipeline import torch_threads
+
+        while (commit := self._ready()) > 0:
+            start = self.motion.done
+            t0 = time.perf_counter()
+            feats = self.audio.features(start, min(self.audio.frames, start + self.config.latency_frames))
+            t1 = time.perf_counter()
+            with torch_threads(1):
+                motion = self.motion.step(feats, commit)
+            self.timings["features"] += t1 - t0
+            self.timings["motion"] += time.perf_counter() - t1
+            yield start, motion
+
+    def _ready(self) -> int:
+        """Frames the next step commits (0: wait for more audio)."""
+        left = self.audio.frames - self.motion.done
+        if left <= 0:
+            return 0
+        if self.audio.ended:
+            return min(self.config.span, left)
+        return self.config.span if left >= self.config.latency_frames else 0
+
+
+def stream_motion(model, wav: np.ndarray, source_canonical: np.ndarray, controls: MotionControls,
+                  config: StreamConfig | None = None, chunk: int = 640) -> Motion:
+    """The motion a stream makes of (N,) 16 kHz `wav` pushed in `chunk`-sample pieces
+    (evaluation: compare with model.generate on the same audio)."""
+    steps = SpeechToMotion(model, source_canonical, controls, config)
+    parts = [m for i in range(0, len(wav), chunk) for _, m in steps.push(wav[i:i + chunk])]
+    parts += [m for _, m in steps.end()]
+    return Motion(np.concatenate([m.pose for m in parts]), np.concatenate([m.delta for m in parts]))
+
+
 class FaceStream:
     """Frames of `face` in `image` speaking the audio pushed so far. Build it with
     TalkingFacePipeline.open_stream (which checks the inputs as `generate` does)."""
@@ -48,11 +109,9 @@ class FaceStream:
     def __init__(self, pipeline, image: np.ndarray, face: FaceDetection, controls: MotionControls,
                  on_frame: FrameCallback, config: StreamConfig | None = None):
         self.config = config or StreamConfig()
-        model = pipeline.model
         canonical = to_canonical(face.landmarks[None])[0][0]
-        self.motion = MotionStream(model, canonical, controls, self.config)
-        self.audio = AudioWindow(model.needs_phonemes, self.config.feature_context_s,
-                                 self.config.phoneme_context_s, self.config.span + self.config.lookahead + 1)
+        self.speech = SpeechToMotion(pipeline.model, canonical, controls, self.config)
+        self.speech.warm_up()
         self.renderer = Renderer(image, face.landmarks, size=pipeline.size, crop=pipeline.crop)
         self.face, self.on_frame = face, on_frame
         self._blinks = BlinkTrack(controls.seed) if pipeline.blink else None
@@ -60,7 +119,7 @@ class FaceStream:
         self._aborted = threading.Event()
         self.error: BaseException | None = None
         self.frames_out = 0
-        self.timings = {"features": 0.0, "motion": 0.0, "render": 0.0, "callback": 0.0}
+        self.timings = {"render": 0.0, "callback": 0.0}
         self._thread = threading.Thread(target=self._run, name="sdmtalk-stream", daemon=True)
         self._thread.start()
 
@@ -81,6 +140,11 @@ class FaceStream:
         self._aborted.set()
         self._inbox.put(_STOP)
         self._thread.join(timeout)
+
+    @property
+    def stage_seconds(self) -> dict:
+        """Seconds spent so far in features, motion, render and on_frame."""
+        return {**self.speech.timings, **self.timings}
 
     @property
     def running(self) -> bool:
@@ -110,37 +174,17 @@ class FaceStream:
 
     def _spans(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first frame, landmarks (n, 68, 2) photo pixels) of each committed span."""
-        from sdmtalk.pipeline import torch_threads
-
         while True:
             item = self._inbox.get()
             if item is _STOP:
                 return
-            if item is _END:
-                self.audio.end()
-            else:
-                self.audio.push(item)
-            while (commit := self._ready()) > 0:
-                start = self.motion.done
-                t0 = time.perf_counter()
-                feats = self.audio.features(start, min(self.audio.frames, start + self.config.latency_frames))
-                t1 = time.perf_counter()
-                with torch_threads(1):
-                    motion = self.motion.step(feats, commit)
-                self.timings["features"] += t1 - t0
-                self.timings["motion"] += time.perf_counter() - t1
+            spans = self.speech.end() if item is _END else self.speech.push(item)
+            for start, motion in spans:
+                if self._aborted.is_set():
+                    return
                 yield start, self._landmarks(motion, start)
-            if self.audio.ended:
+            if item is _END:
                 return
-
-    def _ready(self) -> int:
-        """Frames the next step commits (0: wait for more audio)."""
-        left = self.audio.frames - self.motion.done
-        if self._aborted.is_set() or left <= 0:
-            return 0
-        if self.audio.ended:
-            return min(self.config.span, left)
-        return self.config.span if left >= self.config.latency_frames else 0
 
     def _landmarks(self, motion: Motion, start: int) -> np.ndarray:
         landmarks = apply_motion(self.face.landmarks, motion)

@@ -1,0 +1,208 @@
+"""Streaming numbers (issue 14): latency, sustained frame rate, memory, seams, lip sync.
+
+    python benchmarks/bench_stream.py [--minutes 0.5] [--size 256]          # real-time run
+    python benchmarks/bench_stream.py --minutes 10                          # the issue's 10 minutes
+    python benchmarks/bench_stream.py --skip-realtime --cache /work/cache/shared --data ../shared/data
+
+Real-time run: the astronaut photo speaks espeak-ng speech fed at real-time pace in 40 ms
+chunks (a microphone's pace) through TalkingFacePipeline.open_stream; frames go to a
+callback that only records the time. Latency of frame i = time it reached the callback -
+time the chunk holding its first audio sample was pushed. Prints first-frame latency,
+p50/p95/max latency, frames per second and latency per 10 s stretch (falling behind shows
+as latency growing), RSS every 10 s, and per-stage seconds.
+Seams: frame-to-frame head-pose and lip-gap steps across span edges vs elsewhere
+(bench_long_audio's measure), for the stream's motion of the first minute.
+Lip sync (--cache): per dev clip, its own audio (decoded from --data, lined up as `prepare`
+does) through model.generate and through the stream (stream_motion, same model and seed):
+lip-gap correlation with the real clip (bench_motion's alignment and metric), lip
+amplitude ratio and head roll std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_generate import speech_of_length  # noqa: E402
+from bench_long_audio import print_seams  # noqa: E402
+
+from sdmtalk import FPS, SAMPLE_RATE  # noqa: E402
+from sdmtalk.face import CANONICAL_TEMPLATE  # noqa: E402
+from sdmtalk.motion.types import MotionControls, lip_gap  # noqa: E402
+from sdmtalk.pipeline import TalkingFacePipeline  # noqa: E402
+from sdmtalk.stream import StreamConfig, stream_motion  # noqa: E402
+
+CHUNK = SAMPLE_RATE // FPS  # 40 ms
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Recorder:
+    """The frame callback: arrival time of each frame index."""
+
+    def __init__(self, n: int):
+        self.out = np.full(n, np.nan)
+        self.lock = threading.Lock()
+
+    def __call__(self, frame, index: int) -> None:
+        self.out[index] = time.perf_counter()
+
+
+def realtime_run(args, photo: Path) -> None:
+    seconds = args.minutes * 60
+    wav = speech_of_length(seconds)
+    n_frames = len(wav) // CHUNK
+    pipe = TalkingFacePipeline(size=args.size, quiet=True, weights=args.weights)
+    rec = Recorder(n_frames + 1)
+    stream = pipe.open_stream(photo, rec, MotionControls(seed=0), config=StreamConfig(**args.stream_kw))
+    pushed = np.zeros(n_frames)
+    rss = [(0.0, rss_mb())]
+    t0 = time.perf_counter()
+    for i in range(n_frames):  # chunk i holds frame i's audio
+        wait = t0 + i * CHUNK / SAMPLE_RATE - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        pushed[i] = time.perf_counter()
+        stream.push(wav[i * CHUNK:(i + 1) * CHUNK])
+        if i % (10 * FPS) == 0 and i:
+            rss.append((i / FPS, rss_mb()))
+    stream.close()
+    rss.append((seconds, rss_mb()))
+    report_realtime(rec.out[:n_frames], pushed, rss, stream, seconds, args)
+
+
+def report_realtime(out, pushed, rss, stream, seconds, args) -> None:
+    lat = out - pushed
+    print(f"real-time run: {seconds:.0f} s of speech, {args.size} px, {len(out)} frames, "
+          f"stream config {StreamConfig(**args.stream_kw)}")
+    print(f"first frame out {lat[0]:.3f} s after the first audio; latency p50 {np.nanpercentile(lat, 50):.3f} s, "
+          f"p95 {np.nanpercentile(lat, 95):.3f} s, max {np.nanmax(lat):.3f} s; frames missing {int(np.isnan(lat).sum())}")
+    per = 10 * FPS
+    for s in range(0, len(out), per):
+        part = slice(s, min(len(out), s + per))
+        span = np.nanmax(out[part]) - np.nanmin(out[part])
+        fps = (part.stop - part.start - 1) / span if span > 0 else float("nan")
+        print(f"  {s / FPS:6.0f}-{part.stop / FPS:.0f} s: {fps:5.1f} frames/s, latency p50 "
+              f"{np.nanpercentile(lat[part], 50):.3f} p95 {np.nanpercentile(lat[part], 95):.3f} s")
+    print("RSS (MB) at t s: " + "  ".join(f"{t:.0f}:{m:.0f}" for t, m in rss))
+    busy = stream.stage_seconds
+    print("stage seconds per audio second: " + "  ".join(f"{k} {v / seconds:.3f}" for k, v in busy.items()))
+
+
+def seams(args) -> None:
+    from sdmtalk.pipeline import load_motion_model
+
+    model = load_motion_model("sdm", args.weights)
+    config = StreamConfig(**args.stream_kw)
+    wav = speech_of_length(60.0)
+    motion = stream_motion(model, wav, CANONICAL_TEMPLATE.copy(), MotionControls(seed=0), config)
+    T = len(motion)
+    near = np.zeros(T - 1, bool)
+    near[np.arange(config.span - 1, T - 1, config.span)] = True  # steps from one span into the next
+    series = np.concatenate([motion.pose, lip_gap(CANONICAL_TEMPLATE + motion.delta)[:, None]], 1)
+    print(f"seams: 60 s stream motion, {T} frames, span {config.span}: steps across span edges vs elsewhere")
+    print_seams(series, near, ["log scale", "roll (rad)", "tx", "ty", "lip gap"])
+    step = np.abs(np.diff(series, axis=0))
+    print("mean step at edges / elsewhere: " + "  ".join(
+        f"{step[near, d].mean() / step[~near, d].mean():.2f}" for d in range(series.shape[1])))
+
+
+def clip_audio(source: Path, num_frames: int) -> np.ndarray:
+    """A dev clip's audio lined up with its video as `sdmtalk prepare` lines it up."""
+    from sdmtalk.audio.loading import decode_audio
+    from sdmtalk.video import align_audio, video_start_time
+
+    track = decode_audio(source)
+    return align_audio(track.samples, track.start_time - video_start_time(source), num_frames)
+
+
+def lip_sync(args) -> None:
+    from bench_motion import aligned
+
+    from sdmtalk.audio import compute_features
+    from sdmtalk.data.cache import CacheReader
+    from sdmtalk.evaluate.metrics import (
+        amplitude_ratio,
+        head_motion_stats,
+        head_pose,
+        lip_gap_correlation,
+    )
+    from sdmtalk.face import to_canonical
+    from sdmtalk.motion.types import apply_motion
+    from sdmtalk.pipeline import load_motion_model
+
+    model = load_motion_model("sdm", args.weights)
+    reader = CacheReader(args.cache)
+    config = StreamConfig(**args.stream_kw)
+    rows = {"offline": [], "stream": []}
+    for rec in reader.clips("val"):
+        data = reader.load(rec)
+        real, valid = data["landmarks"], data["valid"] > 0.5
+        wav = clip_audio(Path(args.data) / rec.source, len(real))
+        source, sims = to_canonical(real[:1])
+        feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
+        real_a = aligned(real, sims[0])
+        for seed in range(args.seeds):
+            controls = MotionControls(seed=seed)
+            for name, motion in (("offline", model.generate(feats, source[0], controls)),
+                                 ("stream", stream_motion(model, wav, source[0], controls, config))):
+                g = aligned(apply_motion(real[0], motion)[: len(real)], sims[0])
+                rows[name].append({"lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
+                                   "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
+                                   "roll_std": head_motion_stats(head_pose(g))["roll_std"]})
+    print(f"lip sync on {len(reader.clips('val'))} dev clips x {args.seeds} seed(s), stream config {config}")
+    print("| motion | lip-gap r | lip amplitude | head roll std (deg) |\n|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | " + " | ".join(f"{np.nanmean([x[k] for x in r]):.3f}"
+                                          for k in ("lip_r", "lip_amp", "roll_std")) + " |")
+    diff = np.nanmean([s["lip_r"] - o["lip_r"] for s, o in zip(rows["stream"], rows["offline"], strict=True)])
+    print(f"stream - offline lip-gap r: {diff:+.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=0.5)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--span", type=int, default=StreamConfig.span)
+    ap.add_argument("--lookahead", type=int, default=StreamConfig.lookahead)
+    ap.add_argument("--lip-steps", type=int, default=StreamConfig.lip_steps, help="0: offline's k DDPM steps")
+    ap.add_argument("--pose-steps", type=int, default=StreamConfig.pose_steps, help="0: offline's pose_k DDPM steps")
+    ap.add_argument("--skip-realtime", action="store_true")
+    ap.add_argument("--skip-seams", action="store_true")
+    ap.add_argument("--cache", help="prepared cache: also measure lip sync on its val split")
+    ap.add_argument("--data", default="../shared/data", help="the sources the cache was prepared from")
+    ap.add_argument("--seeds", type=int, default=1)
+    args = ap.parse_args()
+    args.stream_kw = {"span": args.span, "lookahead": args.lookahead, "lip_steps": args.lip_steps or None,
+                      "pose_steps": args.pose_steps or None}
+    torch.set_num_threads(1)
+    if not args.skip_realtime:
+        import tempfile
+
+        from sdmtalk.cli import demo_inputs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            photo, _ = demo_inputs(Path(tmp))
+            realtime_run(args, photo)
+    if not args.skip_seams:
+        seams(args)
+    if args.cache:
+        lip_sync(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -212,12 +212,13 @@ class MotionStream:
         self._k_used = k
         final = self._reverse(coarse, content, known, k, full, self._g_lips, self.config.lip_steps)
         pose_k = min(cfg.pose_k, cfg.diffusion_steps)
-        if not full and pose_k > k:  # the head pose from a deeper process of its own
+        if not full and pose_k > k and ctl.ablation != "no_pose":  # the head pose from a deeper process
             deep = self._reverse(coarse, content, known, pose_k, pose_k == cfg.diffusion_steps,
                                  self._g_pose, self.config.pose_steps)
             final[..., :POSE_DIM] = self.model._limit_pose(deep[..., :POSE_DIM])
-            final = _hold(final, known)
-        return final
+        if ctl.ablation == "no_pose":  # as generate: no stochastic head motion from anywhere
+            final[..., :POSE_DIM] = coarse[..., :POSE_DIM]
+        return _hold(final, known)
 
     def _depth(self, coarse, content) -> int:
         """k: the user's, or the median of the step predictor's picks so far ('auto')."""

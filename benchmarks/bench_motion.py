@@ -1,6 +1,7 @@
 """Motion-stage numbers on a prepared cache, in landmark space (no rendering; prints a table).
 
-    python benchmarks/bench_motion.py --cache CACHE [--split val] [--weights W] [--seeds 5]
+    python benchmarks/bench_motion.py --cache CACHE [--split val] [--weights W] [--seeds 5] [--no-offsets]
+        [--methods linear --linear-weights RUN/linear_baseline.safetensors]
 
 For each clip of the split the source is the clip's first frame and the driving audio its own
 track (cached features). Generated and real landmarks go through the same fixed alignment
@@ -8,6 +9,9 @@ track (cached features). Generated and real landmarks go through the same fixed 
 then: mouth and face LMD (px), lip-gap correlation with the real clip, lip amplitude ratio,
 head-pose diversity across seeds (roll degrees, position px), real-vs-generated head motion
 std, motion-stage seconds per second of audio, and the shallow diffusion depth used.
+When the cache has an offsets table (sdmtalk.data.offsets) each clip's audio is re-aligned to
+its video first, so that the real lips are scored against in-sync speech (--no-offsets: the
+clips as recorded).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from sdmtalk import FPS
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.data.cache import CacheReader
+from sdmtalk.data.offsets import OffsetTable, shift_audio
 from sdmtalk.data.phonemes import PhonemeTable
 from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.metrics import (
@@ -124,12 +129,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated; sdm-k<N> = SDM at a fixed diffusion depth N")
+    ap.add_argument("--no-offsets", action="store_true", help="ignore the cache's offsets.json")
+    ap.add_argument("--linear-weights", default=None,
+                    help="weights of the linear method (default: the shipped linear_baseline)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     reader = CacheReader(args.cache)
     table = PhonemeTable(args.cache)
     clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None}
              for r in reader.clips(args.split)]
+    offsets = OffsetTable(args.cache)
+    if offsets.available and not args.no_offsets:
+        moved = [(r.clip_id, offsets.get(r)) for r in reader.clips(args.split) if offsets.get(r)]
+        clips = [shift_audio(c, offsets.get(r)) for c, r in zip(clips, reader.clips(args.split), strict=True)]
+        print(f"audio re-aligned by {args.cache}/offsets.json on {len(moved)} clip(s): "
+              + (", ".join(f"{c} {o:+d}" for c, o in moved) or "none"))
+    else:
+        print("clips as recorded (" + ("--no-offsets" if offsets.available else "no offsets.json") + ")")
     cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "sil_std", "roll_std",
             "pos_std", "pos_speed", "div_roll", "div_pos", "sec_per_audio_sec"]
     records = reader.clips(args.split)
@@ -140,7 +156,12 @@ def main() -> None:
     real_rows = []
     for name in args.methods.split(","):
         motion, kw = method_spec(name)
-        model = load_motion_model(motion, args.weights)
+        if motion == "linear" and args.linear_weights:
+            from sdmtalk.motion.linear import LinearBaseline
+
+            model = LinearBaseline.load(args.linear_weights)
+        else:
+            model = load_motion_model(motion, args.weights)
         seeds = [0] if motion in ("static", "linear") else list(range(args.seeds))
         rows, ks = [], []
         for data in clips:

@@ -623,6 +623,9 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a trial run)")
     p.add_argument("--no-phonemes", action="store_true",
                    help="skip the phoneme-posterior side table (the shipped SDM trains on it)")
+    p.add_argument("--no-offsets", action="store_true",
+                   help="skip the audio-video offset table (offsets.json: the sync expert's per-clip "
+                        "offsets, corrected in training where confident)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -653,4 +656,10 @@ def run_prepare(args: argparse.Namespace) -> int:
         written = add_phonemes_parallel(args.out, args.src, args.workers, args.quiet)
         if not args.quiet:
             print(f"phoneme posteriors: {written} shard(s) added")
+    if not args.no_offsets:
+        from sdmtalk.data.offsets import measure_offsets, summary_lines
+
+        table = measure_offsets(args.out, quiet=args.quiet)
+        if not args.quiet:
+            print("audio-video offsets (offsets.json): " + "; ".join(summary_lines(table)))
     return 0

@@ -13,7 +13,8 @@ Training (`python -m sdmtalk.motion.linear --data CACHE --out RUN`) is one pass 
 train split accumulating weighted sufficient statistics (X'WX, X'WY), speaker-balanced
 frame weights (each speaker weighs (its frames) ** speaker_power in total), then the ridge
 solution for a grid of regularisations; the one with the best val lip-gap correlation is
-kept.
+kept. When the cache has an offsets table (sdmtalk.data.offsets) each clip's audio is
+re-aligned to its video first (train and val rows; `--no-offsets` to fit the clips as recorded).
 """
 
 from __future__ import annotations
@@ -228,7 +229,10 @@ def val_lip_correlation(model: LinearBaseline, clips: list[RidgeClip]) -> dict:
             "lip_amp": float(np.mean(amps)) if amps else float("nan"), "clips": len(rs)}
 
 
-def load_rows(reader, split: str, cfg: LinearConfig) -> list[RidgeClip]:
+def load_rows(reader, split: str, cfg: LinearConfig, offsets=None) -> list[RidgeClip]:
+    """Rows of every clip of `split`; offsets (a data.offsets.OffsetTable): re-align each
+    clip's audio to its video first (shift_audio)."""
+    from sdmtalk.data.offsets import shift_audio
     from sdmtalk.data.phonemes import PhonemeTable
 
     table = PhonemeTable.required(reader.cache_dir, "the linear baseline reads phonemes") \
@@ -236,26 +240,39 @@ def load_rows(reader, split: str, cfg: LinearConfig) -> list[RidgeClip]:
     out = []
     for rec in reader.clips(split):
         d = reader.load(rec)
-        extra = None if table is None else phoneme_log_features(table.get(rec))
-        out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg, extra))
+        if table is not None:
+            d["phonemes"] = phoneme_log_features(table.get(rec))
+        if offsets is not None:
+            d = shift_audio(d, offsets.get(rec))
+        out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg,
+                             d.get("phonemes")))
     return out
 
 
 def train_linear(cache, out_dir, cfg: LinearConfig | None = None, quiet: bool = False,
-                 train_clips=None, val_clips=None) -> tuple[Path, dict]:
+                 train_clips=None, val_clips=None, offsets: bool = True) -> tuple[Path, dict]:
     """Fit on the train split, choose alpha on val lip-gap r, write
-    out_dir/linear_baseline.safetensors (+ .json). Returns (path, val results per alpha)."""
+    out_dir/linear_baseline.safetensors (+ .json). Returns (path, val results per alpha).
+    offsets: re-align the clips' audio by the cache's offsets.json when it has one."""
     cfg = cfg or LinearConfig()
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    corrected = None
     if train_clips is None or val_clips is None:
         from sdmtalk.data.cache import CacheReader
+        from sdmtalk.data.offsets import OffsetTable
 
         reader = CacheReader(cache)
-        train_clips = load_rows(reader, "train", cfg) if train_clips is None else train_clips
-        val_clips = load_rows(reader, "val", cfg) if val_clips is None else val_clips
+        table = OffsetTable(cache) if offsets else None
+        if table is not None and table.available:
+            corrected = table.corrected()
+            log(f"audio re-aligned to the video by {table.cache_dir / 'offsets.json'}: {corrected} clip(s)")
+        else:
+            table = None
+        train_clips = load_rows(reader, "train", cfg, table) if train_clips is None else train_clips
+        val_clips = load_rows(reader, "val", cfg, table) if val_clips is None else val_clips
     if not train_clips or not val_clips:
         raise InputError(f"{cache}: the linear baseline needs clips in the train and val splits")
     fits = fit_ridge(train_clips, cfg)
@@ -272,6 +289,7 @@ def train_linear(cache, out_dir, cfg: LinearConfig | None = None, quiet: bool = 
              "train_frames": int(sum(c.ok.sum() for c in train_clips)),
              "val_lip_r": results[a]["lip_r"], "val_lip_amp": results[a]["lip_amp"],
              "alpha_grid": {f"{k:g}": v["lip_r"] for k, v in results.items()},
+             "offsets_corrected": corrected,
              "seconds": round(time.perf_counter() - t0, 1)}
     path = model.save(out / f"{WEIGHTS_NAME}.safetensors", extra)
     log(f"wrote {path}: alpha {a:g}, val lip r {results[a]['lip_r']:.3f} ({extra['seconds']} s)")
@@ -290,10 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speaker-power", type=float, default=LinearConfig.speaker_power)
     p.add_argument("--phonemes", type=int, default=0, metavar="V",
                    help="also read the cache's phoneme posteriors (V = 191 for hama 1.7.0)")
+    p.add_argument("--no-offsets", action="store_true",
+                   help="ignore the cache's offsets.json (default: re-align each clip's audio by it)")
     args = p.parse_args(argv)
     cfg = LinearConfig(context=args.context, pool_mel=not args.full_mel, speaker_power=args.speaker_power,
                        extra_dims=args.phonemes)
-    return exit_code_of(train_linear, args.data, args.out, cfg)
+    return exit_code_of(train_linear, args.data, args.out, cfg, offsets=not args.no_offsets)
 
 
 if __name__ == "__main__":

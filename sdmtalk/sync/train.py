@@ -104,11 +104,16 @@ def prepare_clip(clip_id: str, speaker: str, mel: np.ndarray, canonical: np.ndar
     return SyncClip(clip_id, speaker, audio, mouth, c, raw)
 
 
-def load_clips(reader, split: str, window: int) -> list[SyncClip]:
-    """Every clip of `split` of a CacheReader, prepared (canonical landmarks, valid, mel)."""
+def load_clips(reader, split: str, window: int, offsets=None) -> list[SyncClip]:
+    """Every clip of `split` of a CacheReader, prepared (canonical landmarks, valid, mel);
+    offsets (a data.offsets.OffsetTable): each clip's audio re-aligned to its video first."""
+    from sdmtalk.data.offsets import shift_audio
+
     out = []
     for rec in reader.clips(split):
         d = reader.load(rec)
+        if offsets is not None:
+            d = shift_audio(d, offsets.get(rec))
         out.append(prepare_clip(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"] > 0, window))
     return out
 
@@ -239,10 +244,12 @@ def _lr(cfg: SyncTrainConfig, step: int) -> float:
 
 def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = False,
           quiet: bool = False, train_clips: list[SyncClip] | None = None,
-          val_clips: list[SyncClip] | None = None, stop_after: int | None = None) -> Path | None:
+          val_clips: list[SyncClip] | None = None, stop_after: int | None = None,
+          offsets=None) -> Path | None:
     """Train on the train split of `cache` (or the given clips), select on val, export the
     best state to out_dir/sync_expert.safetensors. Returns that path (None when stopped
-    early by `stop_after` steps, which simulates a kill: tests of resume)."""
+    early by `stop_after` steps, which simulates a kill: tests of resume). offsets (a
+    data.offsets.OffsetTable): the cache's clips re-aligned to their video first."""
     from sdmtalk.config import to_dict
     from sdmtalk.train.checkpoint import (
         capture_rng_state,
@@ -261,8 +268,8 @@ def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = Fal
 
         reader = CacheReader(cache)
         t0 = time.perf_counter()
-        train_clips = load_clips(reader, "train", cfg.model.window) if train_clips is None else train_clips
-        val_clips = load_clips(reader, "val", cfg.model.window) if val_clips is None else val_clips
+        train_clips = load_clips(reader, "train", cfg.model.window, offsets) if train_clips is None else train_clips
+        val_clips = load_clips(reader, "val", cfg.model.window, offsets) if val_clips is None else val_clips
         log(f"loaded {len(train_clips)} train / {len(val_clips)} val clips in {time.perf_counter() - t0:.0f} s")
     sampler = WindowSampler(train_clips, cfg)
     torch.manual_seed(cfg.seed)
@@ -349,11 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-shift", type=int, default=SyncTrainConfig.max_shift,
                    help="largest shift of the hard-negative audio windows (frames)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/ckpt-last.pt")
+    p.add_argument("--offsets", action="store_true",
+                   help="re-align the clips' audio by the cache's offsets.json (train and val)")
     args = p.parse_args(argv)
     cfg = SyncTrainConfig(steps=args.steps, batch=args.batch, threads=args.threads, seed=args.seed,
                           val_every=args.val_every, max_shift=args.max_shift,
                           model=SyncExpertConfig(window=args.window))
-    return exit_code_of(train, args.data, args.out, cfg, resume=args.resume)
+    offsets = None
+    if args.offsets:
+        from sdmtalk.data.offsets import OffsetTable
+
+        offsets = OffsetTable(args.data)
+        if not offsets.available:
+            print(f"sdmtalk: error: {args.data} has no offsets.json: run python -m sdmtalk.data.offsets "
+                  f"--cache {args.data}", file=sys.stderr)
+            return 2
+    return exit_code_of(train, args.data, args.out, cfg, resume=args.resume, offsets=offsets)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ from sdmtalk.data.phonemes import PhonemeTable
 from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.metrics import (
     amplitude_ratio,
+    beat_align,
     head_motion_stats,
     head_pose,
+    head_speed,
+    kinematic_beats,
     lip_gap_correlation,
     lmd,
     pose_diversity,
@@ -102,11 +105,40 @@ def score_clip(model, controls_kw, data, seeds):
         # does the mouth rest in silence? lip-gap std over the clip's non-speech frames
         "sil_std": silent_std(lip_gap(g), data["speech"], valid),
         "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
+        # head motion and prosody: beat alignment with the audio's onsets, and head speed in
+        # pauses over head speed in speech (real heads slow down in pauses)
+        "bas": _mean([beat_align(kinematic_beats(head_speed(x)), data["onsets"]) for x in gens]),
+        "real_bas": beat_align(kinematic_beats(head_speed(real_a, valid)), data["onsets"]),
+        "pause_speed": _mean([pause_speed_ratio(head_speed(x), data["speech"]) for x in gens]),
+        "real_pause_speed": pause_speed_ratio(head_speed(real_a, valid), data["speech"]),
     }
     if len(seeds) > 1:
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def mel_onsets(mel: np.ndarray, num_frames: int) -> np.ndarray:
+    """Audio beats from the cached log-mel (4 rows per video frame): spectral-flux onsets as
+    `sdmtalk evaluate` takes them from the waveform -> video frame indices (K,)."""
+    import librosa
+
+    env = librosa.onset.onset_strength(S=np.asarray(mel, np.float32).T, sr=16000, hop_length=160)
+    rows = librosa.onset.onset_detect(onset_envelope=env, sr=16000, hop_length=160, units="frames")
+    frames = np.unique(rows // 4)
+    return frames[frames < num_frames]
+
+
+def pause_speed_ratio(speed: np.ndarray, speech: np.ndarray) -> float:
+    """Mean head speed over frames without speech / over frames with speech (NaN when
+    either has under 10 frames)."""
+    n = min(len(speed), len(speech))
+    speed, talk = speed[:n], speech[:n] > 0.5
+    ok = np.isfinite(speed)
+    quiet, loud = ok & ~talk, ok & talk
+    if quiet.sum() < 10 or loud.sum() < 10:
+        return float("nan")
+    return float(speed[quiet].mean() / max(speed[loud].mean(), 1e-9))
 
 
 def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
@@ -146,8 +178,10 @@ def main() -> None:
               + (", ".join(f"{c} {o:+d}" for c, o in moved) or "none"))
     else:
         print("clips as recorded (" + ("--no-offsets" if offsets.available else "no offsets.json") + ")")
+    for data in clips:
+        data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
     cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "sil_std", "roll_std",
-            "pos_std", "pos_speed", "div_roll", "div_pos", "sec_per_audio_sec"]
+            "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "sec_per_audio_sec"]
     records = reader.clips(args.split)
     group_lines = []
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
@@ -177,7 +211,9 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
     real = [_mean([r[c] for r in real_rows])
             for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
-    print("| real clips | | | | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | | |")
+    bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_pause_speed")]
+    print("| real clips | | | | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
+          + " | ".join(f"{v:.3f}" for v in bas) + " | | |")
     print("\nlip-gap r per dev group (mean over clips):")
     print("\n".join(group_lines))
 

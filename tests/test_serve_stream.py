@@ -103,6 +103,22 @@ def test_bad_inputs_answer_with_the_cli_line(tmp_path, media, capsys, monkeypatc
             assert json.loads(ws.receive_text())["error"].startswith("no stream nosuchid")
 
 
+def test_a_client_that_sends_nothing_is_closed_and_its_slot_freed(tmp_path, media, monkeypatch):
+    import sdmtalk.serve.streams as streams
+
+    monkeypatch.setattr(streams, "IDLE_TIMEOUT_S", 0.5)
+    folder, _ = media
+    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+        answer = open_stream(client, folder / "face.png")
+        with client.websocket_connect(answer.json()["websocket"]) as ws:
+            assert json.loads(ws.receive_text())["event"] == "ready"
+            assert json.loads(ws.receive_text())["error"].startswith("no audio for 0.5 s")
+        deadline = time.monotonic() + 10  # the slot is released just after the close
+        while (code := open_stream(client, folder / "face.png").status_code) == 429 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert code == 201
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_motion_sdm import SRC, features_of, synth_clip, synth_stats, train
 
 from sdmtalk.motion.sdm import SDMConfig, build_model
 from sdmtalk.motion.types import MotionControls, lip_gap
 from sdmtalk.stream import MotionStream, StreamConfig
 from sdmtalk.stream.motion import _rows
-from test_motion_sdm import SRC, features_of, synth_clip, synth_stats, train
 
 torch.set_num_threads(1)
 

@@ -79,7 +79,7 @@ def test_a_face_stream_gives_every_frame_in_order_and_stops_at_once(media):
     assert [i for i, _ in frames] == list(range(50)) and frames[0][1] == (256, 256, 3)
     assert set(stream.stage_seconds) == {"features", "motion", "render", "callback"}
     stream = pipe.open_stream(folder / "face.png", on_frame, MotionControls(seed=1))
-    for i in range(0, 10 * SAMPLE_RATE, 640):
+    for _ in range(0, 10 * SAMPLE_RATE, 640):
         stream.push(np.zeros(640, np.float32))
     t0 = time.monotonic()
     stream.abort()

@@ -8,6 +8,7 @@ end {"event": "end", "frames", "dropped"}; an error is {"error": "<the CLI's lin
 a close. Client -> server: binary float32 little-endian mono 16 kHz samples, any length
 (40 ms = 640 samples is typical); the text {"event": "end"} after the last.
 
+A client that sends nothing for IDLE_TIMEOUT_S is closed with an error (its slot is freed).
 A client that reads slowly never holds the stream back: frames wait in a short per-client
 buffer whose oldest frame is dropped (and counted) when it is full; one that disconnects
 ends its stream at once. Either way the server's threads go on.
@@ -43,6 +44,7 @@ from sdmtalk.serve.intake import LimitError, Params, display_name, save_upload, 
 _LOG = logging.getLogger(__name__)
 SEND_BUFFER_FRAMES = 25  # frames waiting for a slow client before the oldest is dropped (1 s)
 PENDING_TTL_S = 120.0  # a stream not connected within this is forgotten
+IDLE_TIMEOUT_S = 30.0  # a live stream that sends no audio for this long is closed (frees its slot)
 JPEG_QUALITY = 85
 
 
@@ -244,9 +246,11 @@ async def serve_stream(ws, manager: StreamManager, sid: str) -> None:
     finally:
         if sender is not None and not sender.done():
             sender.cancel()
-        if stream is not None:
-            await loop.run_in_executor(None, stream.abort)
-        manager.release(request)
+        try:
+            if stream is not None:
+                await loop.run_in_executor(None, stream.abort)
+        finally:  # even when the server shuts down and cancels this handler
+            manager.release(request)
 
 
 def _open(manager: StreamManager, request: StreamRequest, outbox: FrameOutbox):
@@ -260,7 +264,11 @@ async def _receive_audio(ws, stream, max_seconds: float) -> None:
 
     received = 0
     while True:
-        message = await ws.receive()
+        try:
+            message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise InputError(f"no audio for {IDLE_TIMEOUT_S:g} s: the stream was closed "
+                             "(send samples as they are recorded, then {\"event\": \"end\"})") from None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         if message.get("bytes") is not None:

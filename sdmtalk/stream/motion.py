@@ -269,6 +269,8 @@ class MotionStream:
         self._mel_sum = rows.sum(0) + (0 if self._mel_sum is None else self._mel_sum)
         self._mel_rows += len(rows)
         self.done += commit
+        for index in [i for i in self._z if i < self.done // self.cfg.segment]:  # flat memory
+            del self._z[index]
 
 
 def _smoothed_pose(model, final: torch.Tensor, smooth: float) -> np.ndarray:

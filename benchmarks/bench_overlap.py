@@ -1,0 +1,81 @@
+"""Whole `sdmtalk generate` runs on N s of speech (default 60) at 256 px: wall time of the
+process (imports, model loading, encoding included) and the pipeline's stages.
+
+    python benchmarks/bench_overlap.py [--seconds 60] [--old-tree DIR]
+
+--old-tree: a checkout of an older sdmtalk (git worktree add DIR REV) run the same way
+first, for a before/after pair on the same machine state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+from PIL import Image
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_generate import speech_of_length  # noqa: E402
+
+from sdmtalk import SAMPLE_RATE  # noqa: E402
+
+STAGES = """
+import sys, time
+from sdmtalk.pipeline import TalkingFacePipeline
+pipe = TalkingFacePipeline(quiet=True)
+res = pipe.generate(sys.argv[1], sys.argv[2], sys.argv[3])[0]
+print("stages " + "  ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
+      + f"  (render thread busy {getattr(res, 'render_seconds', float('nan')):.2f}s)")
+"""
+
+
+def whole_run(folder: Path, tree: Path | None, tag: str) -> float:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    out = folder / f"{tag}.mp4"
+    cmd = [sys.executable, "-m", "sdmtalk", "generate", "--image", str(folder / "face.png"),
+           "--audio", str(folder / "speech.wav"), "-o", str(out), "-q"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    took = time.perf_counter() - t0
+    out.unlink()
+    return took
+
+
+def stage_run(folder: Path, tree: Path | None) -> str:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    done = subprocess.run([sys.executable, "-c", STAGES, str(folder / "face.png"), str(folder / "speech.wav"),
+                           str(folder / "stages.mp4")], check=True, env=env, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--old-tree", type=Path, default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        Image.fromarray(data.astronaut()).save(folder / "face.png")
+        sf.write(folder / "speech.wav", speech_of_length(args.seconds), SAMPLE_RATE)
+        runs = [("old", args.old_tree)] if args.old_tree else []
+        runs.append(("new", None))
+        print(f"{args.seconds:.0f} s of speech, 256 px, default threads, load before: {os.getloadavg()[0]:.2f}")
+        for tag, tree in runs:
+            took = whole_run(folder, tree, tag)
+            print(f"{tag}: whole process {took:.2f} s = {args.seconds / took:.1f}x faster than real time; "
+                  f"{stage_run(folder, tree)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -96,6 +96,7 @@ class MotionStream:
         self._ks: deque[int] = deque(maxlen=50)
         self._mel_sum, self._mel_rows = None, 0
         self._origin: np.ndarray | None = None  # model pose of frame 0 (pose_ref "clip")
+        self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
 
     @property
     def last_k(self) -> int | None:
@@ -120,6 +121,7 @@ class MotionStream:
         known = None if c == 0 else self._final[:, -c:]
         coarse_w = coarse_new if c == 0 else torch.cat([self._coarse[:, -c:], coarse_new], 1)
         final_w = self._diffuse(coarse_w, content[:, held - c:], known)
+        self._crossfade_pose(final_w, c, commit)
         motion = self._finish(final_w, c, commit)
         self._commit(new, coarse_new[:, :commit], final_w[:, c:c + commit], state, commit)
         return motion
@@ -244,6 +246,18 @@ class MotionStream:
             return sample_ddpm(denoise, x, k, schedule, g)
         steps = sorted({int(round(v)) for v in np.linspace(k, 1, int(ddim_steps))}, reverse=True)
         return sample_ddim(denoise, x, steps, schedule, eta=1.0, generator=g)
+
+    def _crossfade_pose(self, final, c: int, commit: int) -> None:
+        """Head pose of the new span: faded in from the previous step's sample of the same
+        frames (its look-ahead), as offline cross-fades its windows. The deep pose process
+        of each span draws a fresh sample; held frames alone left steps at span edges twice
+        the typical step (bench_stream seams)."""
+        prev, self._lookahead_pose = self._lookahead_pose, final[:, c + commit:, :POSE_DIM].clone()
+        if prev is None or self.controls.ablation == "no_pose":
+            return
+        m = min(prev.shape[1], commit)
+        w = torch.arange(m, 0, -1, dtype=final.dtype)[None, :, None] / (m + 1)  # 0.8 ... 0.2 for m = 4
+        final[:, c:c + m, :POSE_DIM] = w * prev[:, :m] + (1 - w) * final[:, c:c + m, :POSE_DIM]
 
     # ---- finish and commit ------------------------------------------------------------
     def _finish(self, final, c: int, commit: int) -> Motion:

@@ -242,7 +242,7 @@ def test_lip_frontend_options_train_and_need_no_window_length():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     cfg = dataclasses.replace(SDMConfig.tiny(), content_norm="frame", mel_cmn=True, shape_head=16,
-                              w_amp=0.5)
+                              w_amp=0.5, content_skip=True)
     model = build_model(cfg, synth_stats(rng))
     assert float(model.shape_head(torch.randn(1, 10, cfg.content_dim)).abs().max()) == 0.0
     losses = model.training_losses(synth_batch(2, 32, rng), 0)

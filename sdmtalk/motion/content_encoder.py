@@ -17,7 +17,7 @@ class ContentEncoder(nn.Module):
     """
 
     def __init__(self, n_mels: int = 80, dim: int = 128, kernel: int = 5, dropout: float = 0.1,
-                 norm: str = "window"):
+                 norm: str = "window", skip: bool = False):
         super().__init__()
         if MEL_PER_FRAME != 4:
             raise ValueError("ContentEncoder assumes 4 mel frames per video frame (two stride-2 layers)")
@@ -37,6 +37,11 @@ class ContentEncoder(nn.Module):
         self.norms = nn.ModuleList([nn.GroupNorm(1, dim) if norm == "window" else nn.LayerNorm(dim)
                                     for _ in self.layers])
         self.drop = nn.Dropout(dropout)
+        # skip: a linear map of each frame's input (its 4 mel rows averaged) added to c_i. The
+        # per-frame norms remove how loud a frame is (its overall level); a linear model
+        # over the same input kept it and tracked the slow part of the lip motion (2 s
+        # averages: r 0.45 against 0.23 for the encoder without it)
+        self.skip = nn.Linear(n_mels, dim) if skip else None
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.shape[1] % MEL_PER_FRAME:
@@ -47,4 +52,7 @@ class ContentEncoder(nn.Module):
             h = norm(h) if self.norm_kind == "window" else norm(h.transpose(1, 2)).transpose(1, 2)
             y = self.drop(nn.functional.gelu(h))
             x = y + x if i == len(self.layers) - 1 else y  # last layer residual: keeps detail
-        return x.transpose(1, 2)
+        out = x.transpose(1, 2)
+        if self.skip is not None:
+            out = out + self.skip(mel.unflatten(1, (-1, MEL_PER_FRAME)).mean(2))
+        return out

@@ -113,6 +113,7 @@ class SDMConfig:
     #   an arbitrary frame, which speech cannot predict: the model learned a random level per
     #   window (dev, 2 s moving average of the lip gap: r 0.19 coarse, 0.04 after diffusion,
     #   against 0.45 for the clip-centred ridge baseline)
+    content_skip: bool = False  # f_con adds a linear map of each frame's input (level kept)
     pose_ref: str = "first"  # what the head pose is relative to in training: "first" (each
     #   window's first frame) or "clip" (the clip's mean pose: G_c and its pose-mode latent
     #   then learn where a head is, not only how it moves within 2 s; generate re-references
@@ -130,7 +131,7 @@ class SDMConfig:
     def base(cls) -> SDMConfig:
         """The shipped model: the lip-sync front-end of issue 10 on top of the first model."""
         return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0, phoneme_dim=191,
-                   delta_ref="clip")
+                   delta_ref="clip", content_skip=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> SDMConfig:
@@ -153,7 +154,7 @@ class SDMModel(nn.Module):
         self.cfg = cfg
         c = cfg
         self.content = ContentEncoder(c.n_mels + c.phoneme_dim, c.content_dim, c.content_kernel,
-                                      c.dropout, norm=c.content_norm)
+                                      c.dropout, norm=c.content_norm, skip=c.content_skip)
         self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
             if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)

@@ -26,36 +26,49 @@ from bench_generate import speech_of_length  # noqa: E402
 
 from sdmtalk import SAMPLE_RATE  # noqa: E402
 
+# An older tree: drop the editable install's finder (it would win over sys.path) and import
+# sdmtalk from the tree.
+PRELUDE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+                    and "__editable__" not in getattr(type(f), "__module__", "")]
+sys.path.insert(0, {tree!r})
+"""
 STAGES = """
 import sys, time
 from sdmtalk.pipeline import TalkingFacePipeline
 pipe = TalkingFacePipeline(quiet=True)
 res = pipe.generate(sys.argv[1], sys.argv[2], sys.argv[3])[0]
-print("stages " + "  ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
+import sdmtalk.pipeline as P
+print(P.__file__.split("/sdmtalk/")[0] + ": stages " + "  ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
       + f"  (render thread busy {getattr(res, 'render_seconds', float('nan')):.2f}s)")
 """
 
 
+def python(tree: Path | None) -> list[str]:
+    """The interpreter, importing sdmtalk from `tree` when given."""
+    return [sys.executable, "-c", (PRELUDE.format(tree=str(tree)) if tree else "") + "{code}"]
+
+
 def whole_run(folder: Path, tree: Path | None, tag: str) -> float:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
     out = folder / f"{tag}.mp4"
-    cmd = [sys.executable, "-m", "sdmtalk", "generate", "--image", str(folder / "face.png"),
-           "--audio", str(folder / "speech.wav"), "-o", str(out), "-q"]
+    code = ("import sys; from sdmtalk.cli import main; sys.exit(main(sys.argv[1:]))")
+    cmd = python(tree)
+    cmd[-1] = cmd[-1].replace("{code}", code)
+    cmd += ["generate", "--image", str(folder / "face.png"), "--audio", str(folder / "speech.wav"),
+            "-o", str(out), "-q"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True)
     took = time.perf_counter() - t0
     out.unlink()
     return took
 
 
 def stage_run(folder: Path, tree: Path | None) -> str:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
-    done = subprocess.run([sys.executable, "-c", STAGES, str(folder / "face.png"), str(folder / "speech.wav"),
-                           str(folder / "stages.mp4")], check=True, env=env, capture_output=True, text=True)
+    cmd = python(tree)
+    cmd[-1] = cmd[-1].replace("{code}", STAGES)
+    cmd += [str(folder / "face.png"), str(folder / "speech.wav"), str(folder / "stages.mp4")]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return done.stdout.strip()
 
 

@@ -97,13 +97,12 @@ class MotionStream:
         self._mel_sum, self._mel_rows = None, 0
         self._origin: np.ndarray | None = None  # model pose of frame 0 (pose_ref "clip")
         self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
+        self._k_used: int | None = None
 
     @property
     def last_k(self) -> int | None:
         """The shallow diffusion depth of the last step (None: no diffusion)."""
         return self._k_used
-
-    _k_used: int | None = None
 
     # ---- one step ---------------------------------------------------------------------
     @torch.no_grad()

@@ -182,6 +182,7 @@ def main() -> None:
     ap.add_argument("--lip-steps", type=int, default=StreamConfig.lip_steps, help="0: offline's k DDPM steps")
     ap.add_argument("--pose-steps", type=int, default=StreamConfig.pose_steps, help="0: offline's pose_k DDPM steps")
     ap.add_argument("--phoneme-context", type=float, default=StreamConfig.phoneme_context_s)
+    ap.add_argument("--context", type=int, default=StreamConfig.context, help="held frames in the diffusion")
     ap.add_argument("--skip-realtime", action="store_true")
     ap.add_argument("--skip-seams", action="store_true")
     ap.add_argument("--cache", help="prepared cache: also measure lip sync on its val split")
@@ -189,7 +190,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     args = ap.parse_args()
     args.stream_kw = {"span": args.span, "lookahead": args.lookahead, "lip_steps": args.lip_steps or None,
-                      "pose_steps": args.pose_steps or None, "phoneme_context_s": args.phoneme_context}
+                      "pose_steps": args.pose_steps or None, "phoneme_context_s": args.phoneme_context,
+                      "context": args.context}
     torch.set_num_threads(1)
     if not args.skip_realtime:
         import tempfile

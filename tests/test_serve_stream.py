@@ -167,7 +167,7 @@ def test_slow_and_vanishing_clients_never_stall_the_server(live_server, media):
     """Client A sends 20 s of speech, never reads (its tiny receive buffer fills at once) and
     then drops the connection without a close frame. Meanwhile the server answers at once,
     and afterwards client B streams normally: A's slot and threads were released."""
-    import websocket  # websocket-client, installed with the serve extra (selenium)
+    websocket = pytest.importorskip("websocket", reason="websocket-client (with the serve extra's selenium) is missing")
 
     url, app = live_server
     folder, speech = media

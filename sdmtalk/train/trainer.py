@@ -102,10 +102,8 @@ def fit(model, train_set, val_set, cfg, out_dir, config_dict: dict, resume: bool
 
 def offset_table(cache_dir):
     """The cache's audio-video offset table (data.offsets) when prepare wrote one, else None."""
-    try:
-        from sdmtalk.data.offsets import OffsetTable
-    except ImportError:  # the offsets stage is not part of this build
-        return None
+    from sdmtalk.data.offsets import OffsetTable
+
     table = OffsetTable(cache_dir)
     return table if table.available else None
 

@@ -95,6 +95,7 @@ def score_clip(model, controls_kw, data, seeds):
         "lmd_mouth_shape": lmd(g, real_a, MOUTH, valid, centre=True),
         "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
         "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
+        **fast_and_slow_lip_r(lip_gap(g), lip_gap(real_a), valid),
         "roll_std": head_motion_stats(head_pose(g))["roll_std"],
         "real_roll_std": head_motion_stats(head_pose(real_a), valid)["roll_std"],
         "pos_std": head_motion_stats(head_pose(g))["pos_std"],
@@ -116,6 +117,18 @@ def score_clip(model, controls_kw, data, seeds):
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def fast_and_slow_lip_r(gen: np.ndarray, real: np.ndarray, valid: np.ndarray) -> dict:
+    """Lip-gap r of the fast part (each series minus its 2 s moving average: syllables) and
+    of the slow part (the moving average: how open the mouth is over a phrase)."""
+    from scipy.ndimage import uniform_filter1d
+
+    n = min(len(gen), len(real))
+    real = np.where(np.isfinite(real[:n]), real[:n], np.nanmean(real[:n]))
+    slow = [uniform_filter1d(np.asarray(x[:n], float), 2 * int(FPS), mode="nearest") for x in (gen, real)]
+    return {"lip_r_fast": lip_gap_correlation(gen[:n] - slow[0], real - slow[1], valid[:n]),
+            "lip_r_slow": lip_gap_correlation(slow[0], slow[1], valid[:n])}
 
 
 def mel_onsets(mel: np.ndarray, num_frames: int) -> np.ndarray:
@@ -180,7 +193,7 @@ def main() -> None:
         print("clips as recorded (" + ("--no-offsets" if offsets.available else "no offsets.json") + ")")
     for data in clips:
         data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
-    cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_amp", "sil_std", "roll_std",
+    cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_r_fast", "lip_r_slow", "lip_amp", "sil_std", "roll_std",
             "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "sec_per_audio_sec"]
     records = reader.clips(args.split)
     group_lines = []
@@ -212,7 +225,7 @@ def main() -> None:
     real = [_mean([r[c] for r in real_rows])
             for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
     bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_pause_speed")]
-    print("| real clips | | | | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
+    print("| real clips | | | | 1 | 1 | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
           + " | ".join(f"{v:.3f}" for v in bas) + " | | |")
     print("\nlip-gap r per dev group (mean over clips):")
     print("\n".join(group_lines))

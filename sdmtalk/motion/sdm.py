@@ -82,6 +82,8 @@ class SDMConfig:
     pose_smooth: float = 1.0  # Gaussian sigma (frames) on the generated head pose: removes
     #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
     #   real clips 0.0044) and leaves the amplitude (std -2 %)
+    k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
+    #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
     k_tau: float = 0.1  # per-dim KL at which the noised coarse and true motion "meet"
     kpred_min_steps: int = 300
@@ -131,7 +133,7 @@ class SDMConfig:
     def base(cls) -> SDMConfig:
         """The shipped model: the lip-sync front-end of issue 10 on top of the first model."""
         return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0, phoneme_dim=191,
-                   delta_ref="clip", content_skip=True)
+                   delta_ref="clip", content_skip=True, k_auto_max=5)
 
     @classmethod
     def from_dict(cls, data: dict) -> SDMConfig:
@@ -168,6 +170,8 @@ class SDMModel(nn.Module):
         self.schedule = make_schedule(c.diffusion_steps, c.schedule)
         if not 1 <= c.k_max <= c.diffusion_steps:
             raise ValueError(f"k_max must be in [1, {c.diffusion_steps}], got {c.k_max}")
+        if not 0 <= c.k_auto_max <= c.k_max:
+            raise ValueError(f"k_auto_max must be in [0, k_max = {c.k_max}], got {c.k_auto_max}")
         if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
             raise ValueError(f"delta_ref and pose_ref must be 'first' or 'clip', got "
                              f"{c.delta_ref!r} and {c.pose_ref!r}")
@@ -562,15 +566,15 @@ class SDMModel(nn.Module):
                            callback=None if tick is None else lambda t, x: tick())
 
     def _choose_k(self, steps, coarse, content) -> int:
-        """"auto": the step predictor's k clamped to [1, k_max], or the global fallback k
-        while the predictor is untrained; an int: that k."""
+        """"auto": the step predictor's k clamped to [1, k_auto_max or k_max], or the global
+        fallback k while the predictor is untrained; an int: that k."""
         if steps != "auto":
             return int(steps)
         pred = None
         if int(self.kpred_steps) >= self.cfg.kpred_min_steps:
             mask = coarse.new_ones(coarse.shape[:2])
             pred = float(self.k_predictor(content, coarse, mask)[0]) * self.cfg.diffusion_steps
-        return resolve_k(pred, self.cfg.k_max, self._fallback_k())[0]
+        return resolve_k(pred, self.cfg.k_auto_max or self.cfg.k_max, self._fallback_k())[0]
 
 
 def _step_counter(progress, total: int):

@@ -135,28 +135,20 @@ class MotionStream:
         if self.cfg.phoneme_dim and post is None:
             raise ValueError(f"this model needs phoneme posteriors (T, {self.cfg.phoneme_dim}): "
                              "AudioWindow(phonemes=True)")
-        if self.cfg.mel_cmn:
-            mel, post = self._with_running_mean(mel, post, np.asarray(new.mel))
-        mel_in, pros_in = m._speech(mel, pros, post)
-        mel_in = mel_in[:, :4 * feats.num_frames]
+        clip_mean = self._running_mel_mean(np.asarray(new.mel)) if self.cfg.mel_cmn else None
+        mel_in, pros_in = m._speech(mel, pros, post, clip_mean)
         content = m.content(mel_in)
         shape = None if m.shape_head is None else m.shape_head(content)
         return content, m.rhythm(pros_in)[1], shape
 
-    def _with_running_mean(self, mel, post, new_mel):
-        """mel_cmn: SDMModel._speech subtracts its input's own mean log-mel (the clip's, offline).
-        A stream has no clip: one appended frame sets the input's mean to the running mean
-        of all speech so far (weighted towards the training-set mean at the start)."""
+    def _running_mel_mean(self, new_mel) -> torch.Tensor:
+        """mel_cmn: offline, SDMModel._speech subtracts the clip's mean log-mel. A stream has
+        no clip: the running mean of all speech so far (weighted towards the training-set
+        mean at the start) stands in for it -> (1, 80)."""
         prior = self.model.mel_mean.double() * (MEL_PER_FRAME * self.config.cmn_prior_frames)
         total = prior + (0 if self._mel_sum is None else self._mel_sum) + torch.as_tensor(new_mel).double().sum(0)
         rows = MEL_PER_FRAME * self.config.cmn_prior_frames + self._mel_rows + len(new_mel)
-        target = total / rows
-        n = mel.shape[1] + MEL_PER_FRAME
-        pad = ((n * target - mel[0].double().sum(0)) / MEL_PER_FRAME).float()
-        mel = torch.cat([mel, pad.expand(1, MEL_PER_FRAME, -1)], 1)
-        if post is not None:
-            post = torch.cat([post, post.new_zeros(1, 1, post.shape[-1])], 1)
-        return mel, post
+        return (total / rows).float()[None]
 
     # ---- G_c (eq. 2) --------------------------------------------------------------------
     def _coarse_motion(self, content, f_tilde, shape, commit: int):

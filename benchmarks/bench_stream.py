@@ -183,6 +183,8 @@ def main() -> None:
     ap.add_argument("--pose-steps", type=int, default=StreamConfig.pose_steps, help="0: offline's pose_k DDPM steps")
     ap.add_argument("--phoneme-context", type=float, default=StreamConfig.phoneme_context_s)
     ap.add_argument("--context", type=int, default=StreamConfig.context, help="held frames in the diffusion")
+    ap.add_argument("--cmn-prior", type=int, default=StreamConfig.cmn_prior_frames,
+                    help="frames of weight of the training-set mean log-mel in the running mean")
     ap.add_argument("--skip-realtime", action="store_true")
     ap.add_argument("--skip-seams", action="store_true")
     ap.add_argument("--cache", help="prepared cache: also measure lip sync on its val split")
@@ -191,7 +193,7 @@ def main() -> None:
     args = ap.parse_args()
     args.stream_kw = {"span": args.span, "lookahead": args.lookahead, "lip_steps": args.lip_steps or None,
                       "pose_steps": args.pose_steps or None, "phoneme_context_s": args.phoneme_context,
-                      "context": args.context}
+                      "context": args.context, "cmn_prior_frames": args.cmn_prior}
     torch.set_num_threads(1)
     if not args.skip_realtime:
         import tempfile

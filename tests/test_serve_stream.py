@@ -14,14 +14,8 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-from skimage import data
 
 from sdmtalk import SAMPLE_RATE
-from sdmtalk.audio import synthesize_speech
-from sdmtalk.motion.sdm import SDMConfig, build_model
-from sdmtalk.train.checkpoint import export_weights
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -32,19 +26,8 @@ from sdmtalk.serve.config import ServeConfig  # noqa: E402
 CHUNK = 640  # 40 ms
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    d = tmp_path_factory.mktemp("media")
-    Image.fromarray(data.astronaut()).save(d / "face.png")
-    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(d / "wall.png")
-    torch.manual_seed(0)
-    export_weights(build_model(SDMConfig.tiny()).eval(), d / "tiny.safetensors")
-    speech = synthesize_speech("Hello there, how are you today")
-    return d, speech
-
-
-def config_for(tmp_path, media, **kw) -> ServeConfig:
-    return ServeConfig(**{"workers": 1, "queue": 2, "motion": "energy", "weights": str(media[0] / "tiny.safetensors"),
+def config_for(tmp_path, stream_media, **kw) -> ServeConfig:
+    return ServeConfig(**{"workers": 1, "queue": 2, "motion": "energy", "weights": str(stream_media[0] / "tiny.safetensors"),
                           "work_dir": tmp_path / "work", **kw})
 
 
@@ -68,10 +51,10 @@ def run_stream(ws, wav):
         jpegs.append(message["bytes"][4:])
 
 
-def test_a_stream_gives_every_frame_in_order(tmp_path, media):
-    folder, speech = media
+def test_a_stream_gives_every_frame_in_order(tmp_path, stream_media):
+    folder, speech = stream_media
     wav = speech[: 2 * SAMPLE_RATE]
-    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+    with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
         answer = open_stream(client, folder / "face.png", seed=3, lip_scale=1.2)
         assert answer.status_code == 201, answer.text
         with client.websocket_connect(answer.json()["websocket"]) as ws:
@@ -84,11 +67,11 @@ def test_a_stream_gives_every_frame_in_order(tmp_path, media):
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("stream-*"))
 
 
-def test_bad_inputs_answer_with_the_cli_line(tmp_path, media, capsys, monkeypatch):
+def test_bad_inputs_answer_with_the_cli_line(tmp_path, stream_media, capsys, monkeypatch):
     from test_serve_api import cli_error
 
-    folder, _ = media
-    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+    folder, _ = stream_media
+    with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
         answer = open_stream(client, folder / "face.png", lip_scale=5)
         assert answer.status_code == 422
         expected = cli_error(capsys, monkeypatch, folder, "face.png", str(folder / "tiny.safetensors"), "--lip-scale", "5")
@@ -103,12 +86,12 @@ def test_bad_inputs_answer_with_the_cli_line(tmp_path, media, capsys, monkeypatc
             assert json.loads(ws.receive_text())["error"].startswith("no stream nosuchid")
 
 
-def test_a_client_that_sends_nothing_is_closed_and_its_slot_freed(tmp_path, media, monkeypatch):
+def test_a_client_that_sends_nothing_is_closed_and_its_slot_freed(tmp_path, stream_media, monkeypatch):
     import sdmtalk.serve.streams as streams
 
     monkeypatch.setattr(streams, "IDLE_TIMEOUT_S", 0.5)
-    folder, _ = media
-    with TestClient(create_app(config_for(tmp_path, media), page=False)) as client:
+    folder, _ = stream_media
+    with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
         answer = open_stream(client, folder / "face.png")
         with client.websocket_connect(answer.json()["websocket"]) as ws:
             assert json.loads(ws.receive_text())["event"] == "ready"
@@ -126,12 +109,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_server(tmp_path, media):
+def live_server(tmp_path, stream_media):
     """A real uvicorn server on a free port (TCP: a slow reader really fills its buffers)."""
     import uvicorn
 
     port = _free_port()
-    app = create_app(config_for(tmp_path, media, max_streams=1), page=False)
+    app = create_app(config_for(tmp_path, stream_media, max_streams=1), page=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -163,14 +146,14 @@ def _health_seconds(url) -> float:
     return time.monotonic() - t0
 
 
-def test_slow_and_vanishing_clients_never_stall_the_server(live_server, media):
+def test_slow_and_vanishing_clients_never_stall_the_server(live_server, stream_media):
     """Client A sends 20 s of speech, never reads (its tiny receive buffer fills at once) and
     then drops the connection without a close frame. Meanwhile the server answers at once,
     and afterwards client B streams normally: A's slot and threads were released."""
     websocket = pytest.importorskip("websocket", reason="websocket-client (with the serve extra's selenium) is missing")
 
     url, app = live_server
-    folder, speech = media
+    folder, speech = stream_media
     wav = np.tile(speech, 20 * SAMPLE_RATE // len(speech) + 1)[: 20 * SAMPLE_RATE]
     ws_url = url.replace("http", "ws")
     slow = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=30,

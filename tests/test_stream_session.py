@@ -8,38 +8,21 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from PIL import Image
-from skimage import data
 
 from sdmtalk import SAMPLE_RATE
-from sdmtalk.audio import compute_features, synthesize_speech
+from sdmtalk.audio import compute_features
 from sdmtalk.audio import phonemes as P
 from sdmtalk.errors import InputError
-from sdmtalk.motion.sdm import SDMConfig, build_model
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline, validate_request
 from sdmtalk.stream import AudioWindow
-from sdmtalk.train.checkpoint import export_weights
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    d = tmp_path_factory.mktemp("media")
-    Image.fromarray(data.astronaut()).save(d / "face.png")
-    Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)).save(d / "wall.png")
-    torch.manual_seed(0)
-    export_weights(build_model(SDMConfig.tiny()).eval(), d / "tiny.safetensors")
-    speech = synthesize_speech("Hello there, how are you today")
-    sf.write(d / "speech.wav", speech, SAMPLE_RATE)
-    return d, speech
-
-
-def test_window_features_equal_the_offline_ones(media):
-    _, speech = media
+def test_window_features_equal_the_offline_ones(stream_media):
+    _, speech = stream_media
     offline = compute_features(speech)
     window = AudioWindow(feature_context_s=2.0)
     for i in range(0, len(speech), 640):
@@ -53,8 +36,8 @@ def test_window_features_equal_the_offline_ones(media):
     assert window.frames == offline.num_frames
 
 
-def test_phoneme_chunks_on_two_threads_give_the_same_numbers(media, monkeypatch):
-    _, speech = media
+def test_phoneme_chunks_on_two_threads_give_the_same_numbers(stream_media, monkeypatch):
+    _, speech = stream_media
     monkeypatch.setattr(P, "CHUNK_FRAMES", 20)  # many chunks of a short clip
     n = len(speech) // 640
     one = P.phoneme_posteriors(speech, n, workers=1)
@@ -62,8 +45,8 @@ def test_phoneme_chunks_on_two_threads_give_the_same_numbers(media, monkeypatch)
     np.testing.assert_array_equal(one, two)
 
 
-def test_a_face_stream_gives_every_frame_in_order_and_stops_at_once(media):
-    folder, speech = media
+def test_a_face_stream_gives_every_frame_in_order_and_stops_at_once(stream_media):
+    folder, speech = stream_media
     pipe = TalkingFacePipeline(weights=folder / "tiny.safetensors", quiet=True)
     frames, lock = [], threading.Lock()
 
@@ -86,8 +69,8 @@ def test_a_face_stream_gives_every_frame_in_order_and_stops_at_once(media):
     assert time.monotonic() - t0 < 5 and not stream.running
 
 
-def test_stream_errors_are_the_generate_lines(media, tmp_path):
-    folder, _ = media
+def test_stream_errors_are_the_generate_lines(stream_media, tmp_path):
+    folder, _ = stream_media
     pipe = TalkingFacePipeline(weights=folder / "tiny.safetensors", quiet=True)
 
     def line(fn):

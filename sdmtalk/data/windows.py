@@ -5,8 +5,9 @@ first frame (pose_reference "first": pose 0 there, as at inference where the pho
 0) or to the clip's mean head pose ("clip"); the landmark motion (delta) is relative to the
 window's first frame (reference "first") or to the clip's mean canonical shape ("clip").
 The state of one arbitrary frame (an open mouth, a turned head) is not predictable from
-speech, the clip's mean is: see SDMConfig.delta_ref and pose_ref. Items are a pure function of (seed, index): any index order, any number of
-DataLoader workers, any rank gives the same window for the same index.
+speech, the clip's mean is: see SDMConfig.delta_ref and pose_ref. Items are a pure
+function of (seed, index): any index order, any number of DataLoader workers, any rank
+gives the same window for the same index.
 """
 
 from __future__ import annotations

@@ -64,24 +64,21 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
     try:
         reader = CacheReader(cache_dir)
         phonemes = phoneme_table(cache_dir, config.model)
-        ref = getattr(config.model, "delta_ref", "first")
-        pose_ref = getattr(config.model, "pose_ref", "first")
-        offsets = offset_table(cache_dir)
+        # what training windows and the stats are relative to, and their audio re-alignment
+        refs = {"reference": config.model.delta_ref, "pose_reference": config.model.pose_ref,
+                "offsets": offset_table(cache_dir)}
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
-                                  speaker_power=tc.speaker_power, phonemes=phonemes,
-                                  reference=ref, offsets=offsets, pose_reference=pose_ref)
+                                  speaker_power=tc.speaker_power, phonemes=phonemes, **refs)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "
                              "lower train.window")
         val_set = (MotionWindows(reader, "val", window=tc.window, seed=tc.seed, speaker_power=0.0,
-                                 phonemes=phonemes, reference=ref, offsets=offsets,
-                                 pose_reference=pose_ref)
+                                 phonemes=phonemes, **refs)
                    if reader.clips("val") else None)
         seed_everything(tc.seed)  # the same initial weights on every rank and every run
         stats = compute_motion_stats(reader, "train", window=tc.window,
-                                     num_windows=tc.stats_windows, seed=tc.seed, reference=ref,
-                                     offsets=offsets, pose_reference=pose_ref)
+                                     num_windows=tc.stats_windows, seed=tc.seed, **refs)
         model = build_model(config.model, stats)
         return fit(model, train_set, val_set, tc, out_dir, config.to_dict(),
                    resume=resume, quiet=quiet, ctx=ctx)

@@ -246,12 +246,25 @@ def load_config(name_or_path: str | Path = "base", overrides: list[str] | None =
         config = ExperimentConfig.preset(preset)
     config = override(config, data, source)
     config.train.check(source)
+    check_model_config(config.model, source)
     extra: dict = {}
     for text in overrides or []:
         extra = _merge(extra, parse_override(text))
     config = override(config, extra, "command-line override")
     config.train.check("command-line override")
+    check_model_config(config.model, "command-line override")
     return config
+
+
+def check_model_config(model: SDMConfig, source: str) -> None:
+    """InputError for a model config the model refuses (its constructor holds the checks:
+    sizes, choices such as content_norm or delta_ref, k ranges), before any data is read."""
+    from sdmtalk.motion.sdm import build_model
+
+    try:
+        build_model(model)
+    except ValueError as err:
+        raise InputError(f"{source}: model config: {err}") from None
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:

@@ -67,6 +67,9 @@ def test_json_file_defaults_to_base_and_cli_overrides_win(tmp_path):
     ('[train\n', "not valid TOML"),
     ('[train]\nlog_every = 0\n', "'train.log_every' must be >= 1"),
     ('[train]\nbetas = [0.4, 1.5]\n', "'train.betas' must lie in"),
+    ('[model]\ndelta_ref = "photo"\n', "model config: delta_ref and pose_ref must be"),
+    ('[model]\ncontent_norm = "batch"\n', "model config: norm must be"),
+    ('[model]\nk_auto_max = 99\n', "model config: k_auto_max must be in"),
 ])
 def test_bad_files_name_the_key_and_the_file(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -60,6 +60,19 @@ def test_report_files_written_and_parseable(report_dir):
     assert report["clips"][0]["methods"]["static"]["seeds"][0]["frames_scored"] == FRAMES - 1
 
 
+def test_real_offset_measured_once_per_clip_and_aligned_columns_reported(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    for clip in report["clips"]:  # a still mouth (landmark noise only): the rule applies nothing
+        assert clip["real_offset_applied"] == 0 and clip["real_offset"].keys() == {"offset", "z", "windows", "confidence"}
+        assert {"lip_gap_corr_aligned", "lip_amp_ratio_aligned"} <= clip["methods"]["static"]["seeds"][0].keys()
+    assert "lip_gap_corr_aligned" in report["aggregate"]["static"]
+    assert report["aggregate"]["real"]["clips_realigned"] == 0
+    assert report["groups"]["other"]["clips"] == 2
+    assert report["settings"]["offset_rule"]["min_z"] == 3.0
+    md = (report_dir / "report.md").read_text()
+    assert "lip-gap r aligned‡" in md and "0 of 2 clip(s) re-aligned" in md
+
+
 def test_unreadable_clip_listed_not_fatal(report_dir):
     report = json.loads((report_dir / "report.json").read_text())
     assert [f["clip"] for f in report["failed"]] == ["broken"]

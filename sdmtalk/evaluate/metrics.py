@@ -316,6 +316,26 @@ def amplitude_ratio(gen_gap: np.ndarray, real_gap: np.ndarray, valid=None) -> fl
     return float(np.std(np.asarray(gen_gap)[: len(keep)][keep]) / real_std) if real_std > 1e-9 else float("nan")
 
 
+def realign(gen: np.ndarray, real: np.ndarray, offset: int, gen_valid=None, real_valid=None):
+    """Pair generated frame t with real frame t + offset, `offset` being the real clip's own
+    AV offset in the sync expert's sign (+ = the real mouth lags its audio; the pairing of
+    data.offsets.shift_audio): the generated mouth follows the audio, so this re-aligns the
+    real one to it. Frames that fall off either end are dropped.
+    -> (gen (N,), real (N,), keep (N,) bool: valid in both)."""
+    n, d = min(len(gen), len(real)), int(offset)
+    lo = max(0, -d)
+    t = np.arange(lo, max(lo, n - max(d, 0)))
+    keep = _mask(gen_valid, n)[t] & _mask(real_valid, n)[t + d]
+    return np.asarray(gen)[t], np.asarray(real)[t + d], keep
+
+
+def aligned_lip_sync(gen_gap, real_gap, offset: int, gen_valid=None, real_valid=None) -> dict:
+    """lip_gap_corr / lip_amp_ratio against the real lip gap re-aligned by `offset` (realign)."""
+    g, r, keep = realign(gen_gap, real_gap, offset, gen_valid, real_valid)
+    return {"lip_gap_corr_aligned": lip_gap_correlation(g, r, keep),
+            "lip_amp_ratio_aligned": amplitude_ratio(g, r, keep)}
+
+
 # --- head motion -----------------------------------------------------------------------------
 
 
@@ -442,21 +462,46 @@ def clip_log_mel(wav: np.ndarray, num_frames: int) -> np.ndarray:
     return log_mel(wav)[: 4 * num_frames]
 
 
+def _canonical(landmarks: np.ndarray, valid=None):
+    """Detected landmarks (T, 68, 2) -> (canonical (T, 68, 2), keep (T,)) for the sync
+    expert, or None with fewer than 3 usable frames."""
+    from sdmtalk.face.align import to_canonical
+
+    lm = np.asarray(landmarks, np.float64)
+    keep = _mask(valid, len(lm)) & np.isfinite(lm).all(axis=(1, 2))
+    if keep.sum() < 3:
+        return None
+    lm = np.where(keep[:, None, None], lm, lm[np.argmax(keep)])  # lost frames: any finite stand-in
+    return to_canonical(lm)[0], keep
+
+
 def expert_sync(mel: np.ndarray, landmarks: np.ndarray, valid=None, expert=None) -> dict:
     """Sync expert scores of one video: log-mel (4T, 80) of its audio and landmarks
     (T, 68, 2) detected on its frames (any pixel frame; each frame is aligned to the
     canonical template here) -> sync_conf (s(0) - median_d s(d)), sync_offset (argmax_d
     s(d), frames, + = mouth lags audio), sync_offset_conf (s(best) - median_d s(d)).
     Definitions in docs/METRICS.md; our measure, not SyncNet's LSE-C / LSE-D."""
-    from sdmtalk.face.align import to_canonical
     from sdmtalk.sync.score import sync_scores
 
-    lm = np.asarray(landmarks, np.float64)
-    keep = _mask(valid, len(lm)) & np.isfinite(lm).all(axis=(1, 2))
-    nan = float("nan")
-    if keep.sum() < 3:
+    prep = _canonical(landmarks, valid)
+    if prep is None:
+        nan = float("nan")
         return {"sync_conf": nan, "sync_offset": nan, "sync_offset_conf": nan}
-    lm = np.where(keep[:, None, None], lm, lm[np.argmax(keep)])  # lost frames: any finite stand-in
-    canonical, _ = to_canonical(lm)
-    s = sync_scores(mel, canonical, keep, model=expert)
+    s = sync_scores(mel, prep[0], prep[1], model=expert)
     return {k: s[k] for k in ("sync_conf", "sync_offset", "sync_offset_conf")}
+
+
+def own_offset(mel: np.ndarray, landmarks: np.ndarray, valid=None, expert=None, rule=None) -> dict:
+    """A real clip's own AV offset, measured as for the cache's offsets table
+    (data.offsets.clip_offset with the shipped expert unless `expert`) -> {"offset", "z",
+    "windows", "confidence", "applied"}: applied is the OffsetRule's verdict (0 when the
+    estimate is not confident), the sign the expert's (+ = the mouth lags the audio)."""
+    from sdmtalk.data.offsets import OffsetRule, clip_offset
+    from sdmtalk.sync.score import default_expert
+
+    prep = _canonical(landmarks, valid)
+    if prep is None:
+        m = {"offset": None, "confidence": float("nan"), "z": float("nan"), "windows": 0}
+    else:
+        m = clip_offset(expert or default_expert(), mel, prep[0], valid=prep[1])
+    return {**m, "applied": (rule or OffsetRule()).applied(m["offset"], m["z"], m["windows"])}

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk.data.offsets import OffsetRule
 from sdmtalk.errors import InputError
 from sdmtalk.evaluate import metrics as M
 from sdmtalk.evaluate.methods import DEFAULT_METHODS, Method, MethodRunner, parse_methods, seeds_for
@@ -191,12 +192,15 @@ def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray, mel=N
     }
 
 
-def paired_metrics(real: RealClip, gen_crops: np.ndarray, gen: Track) -> dict:
+def paired_metrics(real: RealClip, gen_crops: np.ndarray, gen: Track, own_offset: int = 0) -> dict:
     """Generated vs real frames. The source frame (index 0) is the input, not a generated
-    frame, so it is left out; frames where either video lost the face are left out too."""
+    frame, so it is left out; frames where either video lost the face are left out too.
+    own_offset: the real clip's applied AV offset (metrics.own_offset) for the *_aligned
+    lip columns, which pair generated frame t with real frame t + own_offset."""
     t = min(len(gen_crops), len(real.crops))
-    keep = real.valid[:t] & gen.valid[:t]
-    keep[0] = False
+    gen_keep = gen.valid[:t].copy()
+    gen_keep[0] = False
+    keep = real.valid[:t] & gen_keep
     g, r = gen.landmarks[:t], real.landmarks[:t]
     gen_gap, real_gap = gen.lip_gap[:t], M.inner_lip_gap(r)
     return {
@@ -207,6 +211,7 @@ def paired_metrics(real: RealClip, gen_crops: np.ndarray, gen: Track) -> dict:
         "psnr": M.psnr(gen_crops[:t], real.crops[:t], keep),
         "lip_gap_corr": M.lip_gap_correlation(gen_gap, real_gap, keep),
         "lip_amp_ratio": M.amplitude_ratio(gen_gap, real_gap, keep),
+        **M.aligned_lip_sync(gen_gap, real_gap, own_offset, gen_keep, real.valid[:t]),
         "frames_scored": int(keep.sum()),
         "frames_face_lost": int((~gen.valid[:t]).sum()),
     }
@@ -270,6 +275,7 @@ class Evaluator:
         n = len(real.crops)
         loud, onsets = M.frame_loudness(real.wav, n), M.audio_onsets(real.wav, n)
         mel = M.clip_log_mel(real.wav, n)
+        own = M.own_offset(mel, real.landmarks, real.valid)  # once per clip, shared by every method
         real_track = Track(real.landmarks, real.valid)
         fid_idx = spread_indices(real.valid, self.fid_frames)
         self.fid_real.append(M.inception_features(real.crops[fid_idx]))
@@ -277,20 +283,23 @@ class Evaluator:
         source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
         entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
                  "frames": n, "real_face_lost": int((~real.valid).sum()),
-                 "real": motion_metrics(real_track, loud, onsets, mel), "methods": {}}
+                 "real": motion_metrics(real_track, loud, onsets, mel),
+                 "real_offset": {k: own[k] for k in ("offset", "z", "windows", "confidence")},
+                 "real_offset_applied": own["applied"], "methods": {}}
         curves = {"clip": clip.name, "real": _curves(real_track), "methods": {}} if keep_curves else None
         panels = [real.crops] if self.video_dir else None
         for method in self.methods:
             if bar is not None:
                 bar.set_postfix_str(f"{clip.name}: {method.name}")
             entry["methods"][method.name] = self._method(method, real, loud, onsets, fid_idx,
-                                                         source_emb, curves, panels, mel)
+                                                         source_emb, curves, panels, mel, own["applied"])
         if panels is not None:
             self._write_video(clip, real, panels)
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         return entry, curves
 
-    def _method(self, method, real, loud, onsets, fid_idx, source_emb, curves, panels, mel=None) -> dict:
+    def _method(self, method, real, loud, onsets, fid_idx, source_emb, curves, panels, mel=None,
+                own_offset: int = 0) -> dict:
         per_seed, poses, valids = [], [], []
         for seed in seeds_for(method, self.seeds):
             result = self.runner.generate(method, real.source, real.wav, seed, face=real.face)
@@ -298,7 +307,7 @@ class Evaluator:
             del result
             lm, valid = self.tracker.track(crops)[:2]
             gen = Track(np.asarray(lm, np.float64), np.asarray(valid, bool))
-            scores = {**paired_metrics(real, crops, gen), **motion_metrics(gen, loud, onsets, mel)}
+            scores = {**paired_metrics(real, crops, gen, own_offset), **motion_metrics(gen, loud, onsets, mel)}
             if seed == 0:  # identity and FID on the first seed only (they cost ~0.1 s a frame)
                 idx = spread_indices(gen.valid, self.csim_frames)
                 scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
@@ -364,7 +373,8 @@ def aggregate(entries: list[dict], methods: list[Method], fid: dict) -> dict:
         agg["clips"] = len(rows)
         agg["frames_scored"] = int(sum(r.get("frames_scored", 0) for r in rows))
         out[m.name] = agg
-    out["real"] = {**real, "clips": len(entries)}
+    out["real"] = {**real, "clips": len(entries),
+                   "clips_realigned": sum(1 for e in entries if e.get("real_offset_applied"))}
     return out
 
 
@@ -394,7 +404,7 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
         raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}, "
                          f"--csim-frames {csim_frames}, --fid-frames {fid_frames}): use seeds >= 1, "
                          f"max-seconds > 0, 64 <= size <= {WORK}, csim-frames >= 1, fid-frames >= 2")
-    from sdmtalk.evaluate.report import write_report
+    from sdmtalk.evaluate.report import group_summary, write_report
 
     out_dir = Path(out_dir)
     method_list = parse_methods(methods)
@@ -422,9 +432,10 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
                      "method_labels": {m.name: m.label for m in method_list}, "seeds": seeds,
                      "size": size, "work_canvas": WORK, "iod_px": IOD_FRAC * size, "max_seconds": max_seconds,
                      "csim_frames": csim_frames, "fid_frames_per_clip": fid_frames, "split": split,
-                     "weights": str(weights) if weights else None},
+                     "weights": str(weights) if weights else None, "offset_rule": asdict(OffsetRule())},
         "aggregate": aggregate(entries, method_list, ev.fid()),
         "clips": entries,
+        "groups": group_summary(entries, [m.name for m in method_list]),
         "failed": failed,
         "curves": curves,
         "timing": {"total_s": round(total, 1), "clips_scored": len(entries),

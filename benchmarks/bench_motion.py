@@ -86,7 +86,7 @@ def score_clip(model, controls_kw, data, seeds):
         t0 = time.perf_counter()
         motion = model.generate(feats, source_canonical, MotionControls(seed=seed, **controls_kw))
         seconds += time.perf_counter() - t0
-        ks += list(getattr(model, "last_k", []))
+        ks += list(getattr(model, "last_k_windows", []) or getattr(model, "last_k", []))
         gens.append(aligned(apply_motion(real[0], motion), sims[0]))
     real_a = aligned(real, sims[0])
     g = gens[0]
@@ -108,15 +108,56 @@ def score_clip(model, controls_kw, data, seeds):
         "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
         # head motion and prosody: beat alignment with the audio's onsets, and head speed in
         # pauses over head speed in speech (real heads slow down in pauses)
-        "bas": _mean([beat_align(kinematic_beats(head_speed(x)), data["onsets"]) for x in gens]),
+        "bas_seeds": [beat_align(kinematic_beats(head_speed(x)), data["onsets"]) for x in gens],
         "real_bas": beat_align(kinematic_beats(head_speed(real_a, valid)), data["onsets"]),
         "pause_speed": _mean([pause_speed_ratio(head_speed(x), data["speech"]) for x in gens]),
         "real_pause_speed": pause_speed_ratio(head_speed(real_a, valid), data["speech"]),
     }
+    row["bas"] = _mean(row["bas_seeds"])
     if len(seeds) > 1:
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def apply_overrides(cfg, overrides: list[str]) -> None:
+    """KEY=VALUE strings onto a loaded model's config (inference settings: pose_k,
+    k_tau_infer, k_auto_max...), each value cast to the field's type."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            raise SystemExit(f"--set {item}: the model config has no {key!r}")
+        kind = type(getattr(cfg, key))
+        setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+
+
+def bas_interval_lines(seed_bas: dict) -> list[str]:
+    """Beat alignment over seeds (each seed's mean over clips): mean and 95 % interval, and
+    for every other method the paired difference from "sdm" (same seeds, same clips)."""
+    def interval(x):
+        half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+        return f"{x.mean():.4f} ({x.mean() - half:.4f} to {x.mean() + half:.4f})"
+
+    lines = ["beat alignment over seeds, mean (95 % interval):"]
+    for name, x in seed_bas.items():
+        line = f"  {name}: {interval(x)}"
+        ref = seed_bas.get("sdm")
+        if ref is not None and name != "sdm" and len(ref) == len(x) > 1:
+            line += f"; minus sdm, paired: {interval(x - ref)}"
+        lines.append(line)
+    return lines
+
+
+def window_k_text(model, ks: list[int]) -> str:
+    """Each diffusion window's own k (before the clip takes the median): median, 10-90 %
+    range and the share of windows pinned at the "auto" clamp."""
+    if not ks:
+        return "-"
+    cfg = getattr(model, "cfg", None)
+    clamp = (getattr(cfg, "k_auto_max", 0) or getattr(cfg, "k_max", 0)) if cfg else 0
+    lo, mid, hi = np.percentile(ks, [10, 50, 90])
+    pinned = f", {100 * np.mean(np.asarray(ks) >= clamp):.0f} % at {clamp}" if clamp else ""
+    return f"{mid:.0f} ({lo:.0f}-{hi:.0f}){pinned}"
 
 
 def fast_and_slow_lip_r(gen: np.ndarray, real: np.ndarray, valid: np.ndarray) -> dict:
@@ -175,6 +216,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated; sdm-k<N> = SDM at a fixed diffusion depth N")
     ap.add_argument("--no-offsets", action="store_true", help="ignore the cache's offsets.json")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an inference setting of the SDM config, e.g. --set k_tau_infer=0.3")
     ap.add_argument("--linear-weights", default=None,
                     help="weights of the linear method (default: the shipped linear_baseline)")
     args = ap.parse_args()
@@ -198,9 +241,9 @@ def main() -> None:
     records = reader.clips(args.split)
     group_lines = []
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
-    print("| method | " + " | ".join(cols) + " | k used |")
+    print("| method | " + " | ".join(cols) + " | window k: median (10-90 %), share at the clamp |")
     print("|---" * (len(cols) + 2) + "|")
-    real_rows = []
+    real_rows, seed_bas = [], {}
     for name in args.methods.split(","):
         motion, kw = method_spec(name)
         if motion == "linear" and args.linear_weights:
@@ -209,6 +252,8 @@ def main() -> None:
             model = LinearBaseline.load(args.linear_weights)
         else:
             model = load_motion_model(motion, args.weights)
+            if motion == "sdm":
+                apply_overrides(model.cfg, args.overrides)
         seeds = [0] if motion in ("static", "linear") else list(range(args.seeds))
         rows, ks = [], []
         for data in clips:
@@ -216,17 +261,19 @@ def main() -> None:
             rows.append(row)
             ks += k
         real_rows = rows
+        seed_bas[name] = np.array([_mean([r["bas_seeds"][i] for r in rows]) for i in range(len(seeds))])
         group_lines.append(f"{name}: " + "  ".join(
             f"{g} r {_mean([r['lip_r'] for r, rec in zip(rows, records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
             for g in sorted({clip_group(rec.speaker) for rec in records})))
         means = [_mean([r.get(c, np.nan) for r in rows]) for c in cols]
-        k_txt = f"{np.mean(ks):.0f} ({min(ks)}-{max(ks)})" if ks else "-"
+        k_txt = window_k_text(model, ks)
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
     real = [_mean([r[c] for r in real_rows])
             for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
     bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_pause_speed")]
     print("| real clips | | | | 1 | 1 | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
           + " | ".join(f"{v:.3f}" for v in bas) + " | | |")
+    print("\n" + "\n".join(bas_interval_lines(seed_bas)))
     print("\nlip-gap r per dev group (mean over clips):")
     print("\n".join(group_lines))
 

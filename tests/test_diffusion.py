@@ -7,7 +7,7 @@ import torch
 
 from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
-from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
+from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
@@ -75,6 +75,24 @@ def test_meet_step_targets_monotone_and_clamped():
     coarse2 = coarse.clone()
     coarse2[:, 5:] = 100.0
     assert torch.equal(meet_step_targets(s, coarse2, target, mask, 0.1, 60), k)
+
+
+def test_rescale_meet_step_converts_one_tau_into_another():
+    """A step found at the training tau, converted to another tau, brackets the meet-step
+    target at that tau (the integer step k means a meeting point in (k - 1, k]), and the
+    order of windows is kept."""
+    s = make_schedule(100)
+    gaps = torch.tensor([0.1, 0.5, 2.0])
+    coarse, target = gaps[:, None, None].expand(-1, 10, 4), torch.zeros(3, 10, 4)
+    mask = torch.ones(3, 10)
+    at_3 = meet_step_targets(s, coarse, target, mask, tau=3.0, k_max=100)
+    for ratio, tau in ((1.0, 3.0), (0.1, 0.3), (0.01, 0.03)):
+        exact = meet_step_targets(s, coarse, target, mask, tau=tau, k_max=100)
+        converted = [rescale_meet_step(s, float(k), ratio) for k in at_3]
+        for k, e in zip(at_3, exact, strict=True):
+            assert rescale_meet_step(s, float(k) - 1, ratio) - 1 <= float(e) <= rescale_meet_step(s, float(k), ratio) + 1
+        assert converted == sorted(converted)
+    assert rescale_meet_step(s, 10.0, 0.1) > 10.0 > rescale_meet_step(s, 10.0, 10.0) >= 1.0
 
 
 def test_resolve_k_clamps_and_falls_back():

@@ -323,3 +323,36 @@ def test_clip_references_rest_face_and_photo_pose():
     assert np.abs((other.delta - motion.delta)[:, :48] - 0.01).max() < 1e-4  # the rest face
     with pytest.raises(ValueError, match="pose_ref"):
         build_model(dataclasses.replace(cfg, pose_ref="photo"))
+
+
+def test_pose_mode_latent_reads_pose_only_and_keeps_its_free_bits(trained, clip):
+    """posterior_input="pose": q(z) reads the 4 head-pose dims (so z cannot carry the
+    lips); kl_free_bits: a z dim whose KL is below the floor costs the floor (the latent is
+    not pushed to collapse); k_tau_infer: a stricter meeting KL starts the reverse process
+    no earlier."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = dataclasses.replace(SDMConfig.tiny(), posterior_input="pose", kl_free_bits=0.5)
+    model = build_model(cfg, synth_stats(rng))
+    first = model.pose_mode.posterior.conv[0]
+    assert first.in_channels == 4 + cfg.content_dim
+    losses = model.training_losses(synth_batch(2, 32, rng), 10_000)
+    assert set(losses) == LOSS_TERMS and all(torch.isfinite(v) for v in losses.values())
+    segments = 2  # 32 frames, tiny segment 16
+    zero = [torch.zeros(2, cfg.z_dim) for _ in range(segments)]
+    assert float(model._kl_loss(torch.zeros(2), zero)) == pytest.approx(0.5 * cfg.z_dim * segments)
+    above = [torch.full((2, cfg.z_dim), 2.0) for _ in range(segments)]
+    assert float(model._kl_loss(torch.zeros(2), above)) == pytest.approx(2.0 * cfg.z_dim * segments)
+    with pytest.raises(ValueError, match="posterior_input"):
+        build_model(dataclasses.replace(cfg, posterior_input="lips"))
+    f = features_of(clip)
+    trained.generate(f, SRC, MotionControls(seed=0))
+    as_trained = trained.last_k[0]
+    try:
+        trained.cfg.k_tau_infer = trained.cfg.k_tau / 100
+        trained.generate(f, SRC, MotionControls(seed=0))
+        assert trained.last_k[0] >= as_trained
+    finally:
+        trained.cfg.k_tau_infer = 0.0

@@ -104,3 +104,21 @@ def test_bad_controls_and_config(trained):
         StreamConfig(span=0)
     with pytest.raises(ValueError, match="68, 2"):
         MotionStream(trained, SRC[:10], MotionControls())
+
+
+def test_rhythm_condition_reaches_the_denoiser_offline_and_streamed():
+    """rhythm_to_denoiser: f_denoi reads the rhythmic embedding; no_rhythm zeroes it (the
+    same seed then gives another head), and a stream runs the same model."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = dataclasses.replace(SDMConfig.tiny(), rhythm_to_denoiser=True)
+    model = build_model(cfg, synth_stats(rng))
+    assert model.denoiser.inp.in_channels == 2 * 140 + cfg.content_dim + cfg.rhythm_dim
+    train(model, 60, rng)
+    model.eval()
+    feats = features_of(synth_clip(80, np.random.default_rng(7)))
+    full = model.generate(feats, SRC, MotionControls(seed=2, diffusion_steps=10))
+    cut = model.generate(feats, SRC, MotionControls(seed=2, diffusion_steps=10, ablation="no_rhythm"))
+    assert np.abs(full.pose - cut.pose).max() > 1e-4
+    pose, delta = stream_motion(model, feats, MotionControls(seed=2), StreamConfig())
+    assert pose.shape == (80, 4) and np.isfinite(pose).all() and np.isfinite(delta).all()

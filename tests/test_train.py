@@ -45,10 +45,11 @@ class Regression(nn.Module):
     """A real small model with the trainer's interface. ``noise`` and dropout make its
     training draw random numbers, so resume must restore the RNG to be exact."""
 
-    def __init__(self, noise: float = 0.05, dropout: float = 0.1, fail_at_step: int | None = None):
+    def __init__(self, noise: float = 0.05, dropout: float = 0.1, fail_at_step: int | None = None,
+                 nan_steps=()):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Dropout(dropout), nn.Linear(32, 2))
-        self.noise, self.fail_at_step = noise, fail_at_step
+        self.noise, self.fail_at_step, self.nan_steps = noise, fail_at_step, set(nan_steps)
 
     def training_losses(self, batch, step):
         if self.training and step == self.fail_at_step:
@@ -57,6 +58,8 @@ class Regression(nn.Module):
         if self.training and self.noise:
             x = x + self.noise * torch.randn_like(x)
         mse = ((self.net(x) - batch["y"]) ** 2).mean()
+        if self.training and step in self.nan_steps:  # a batch that blows up
+            mse = mse * float("nan")
         return {"total": mse, "mse": mse, "step_seen": torch.tensor(float(step))}
 
     def validation_metrics(self, batch):
@@ -69,9 +72,9 @@ def make_cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def run(out, cfg, resume=False, seed=0, fail_at_step=None):
+def run(out, cfg, resume=False, seed=0, fail_at_step=None, nan_steps=()):
     seed_everything(seed)
-    model = Regression(fail_at_step=fail_at_step)
+    model = Regression(fail_at_step=fail_at_step, nan_steps=nan_steps)
     config_dict = {"model": {"kind": "regression"}, "train": to_dict(cfg)}
     return fit(model, Pairs(64, 1), Pairs(24, 2), cfg, out, config_dict, resume=resume,
                quiet=True), model
@@ -88,6 +91,16 @@ def test_fit_learns_and_writes_run_folder(tmp_path):
     assert res.steps == 60 and res.best_val_loss == pytest.approx(min(val), rel=1e-5)
     assert res.best_step == [20, 40, 60][val.index(min(val))]
     assert load_checkpoint(res.best_checkpoint)["step"] == res.best_step
+
+
+def test_a_rare_non_finite_step_is_skipped_and_a_frequent_one_stops_the_run(tmp_path):
+    cfg = make_cfg(steps=40, val_every=20, ckpt_every=20, log_every=20)
+    res, model = run(tmp_path / "rare", cfg, nan_steps={7})
+    assert res.steps == 40 and all(torch.isfinite(p).all() for p in model.parameters())
+    rows = [r for r in csv.DictReader(open(tmp_path / "rare" / "metrics.csv")) if r["split"] == "train"]
+    assert [float(r["skipped_steps"]) for r in rows] == [1.0, 0.0]
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        run(tmp_path / "often", cfg, nan_steps=set(range(3, 40, 3)))
 
 
 def test_resume_gives_same_weights_as_straight_run(tmp_path):

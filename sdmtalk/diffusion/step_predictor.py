@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from sdmtalk.diffusion.schedule import NoiseSchedule
@@ -44,6 +45,22 @@ def meet_step_targets(schedule: NoiseSchedule, coarse: torch.Tensor, target: tor
     below = meet_kl(schedule, sq_gap) <= tau  # monotone in t: abar falls as t grows
     first = torch.where(below.any(1), below.float().argmax(1), torch.full_like(sq_gap, schedule.num_steps).long())
     return first.clamp(1, k_max)
+
+
+def rescale_meet_step(schedule: NoiseSchedule, k: float, tau_ratio: float) -> float:
+    """The meeting step at tau' = tau_ratio * tau of a window whose step at tau is k.
+
+    At the meeting step abar_k / (1 - abar_k) * gap / 2 = tau, so the window's gap is
+    2 tau (1 - abar_k) / abar_k, and its step at tau' is where the ratio abar / (1 - abar)
+    falls to ratio(k) * tau_ratio (interpolated between integer steps). A stricter tau'
+    (< tau) gives a later step; the result keeps the order of windows exactly.
+    """
+    abar = schedule.alphas_cumprod.double().cpu().numpy()
+    log_ratio = np.log(abar / np.maximum(1 - abar, 1e-12))  # falls as t grows; [0] = t 0
+    steps = np.arange(len(log_ratio), dtype=np.float64)
+    k = min(max(float(k), 1.0), steps[-1])
+    goal = float(np.interp(k, steps, log_ratio)) + math.log(tau_ratio)
+    return float(np.interp(-goal, -log_ratio[1:], steps[1:]))  # np.interp wants x ascending
 
 
 def resolve_k(predicted: float | None, k_max: int, fallback: int) -> tuple[int, bool]:

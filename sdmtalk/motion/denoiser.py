@@ -78,5 +78,6 @@ class StepPredictorNet(nn.Module):
         h = self.frame(torch.cat([content, coarse], -1))
         m = mask.to(h.dtype)[..., None]
         mean = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-        std = (((h - mean[:, None]) ** 2 * m).sum(1) / m.sum(1).clamp_min(1.0)).sqrt()
+        # + eps: sqrt has an infinite gradient at 0 (a window with one valid frame)
+        std = (((h - mean[:, None]) ** 2 * m).sum(1) / m.sum(1).clamp_min(1.0) + 1e-8).sqrt()
         return torch.sigmoid(self.head(torch.cat([mean, std], -1)))[:, 0]

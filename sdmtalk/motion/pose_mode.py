@@ -36,9 +36,10 @@ class SegmentGaussian(nn.Module):
         return mu, logvar.clamp(-8.0, 4.0)
 
 
-def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
-    """KL(q || p) of diagonal Gaussians, summed over z: (B, Z) -> (B,)."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
+def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p, per_dim: bool = False) -> torch.Tensor:
+    """KL(q || p) of diagonal Gaussians: (B, Z) -> (B,) summed over z, or (B, Z) per_dim."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)
+    return kl if per_dim else kl.sum(-1)
 
 
 class PoseModeGenerator(nn.Module):
@@ -91,10 +92,11 @@ class PoseModeGenerator(nn.Module):
 class PoseModeBranch(nn.Module):
     """G_c plus its segment latent: posterior, prior and generator in one module."""
 
-    def __init__(self, motion_dim: int, latent: int, content_dim: int, z_dim: int,
+    def __init__(self, seen_dim: int, latent: int, content_dim: int, z_dim: int,
                  hidden: int, enc_hidden: int, dropout: float = 0.1):
+        """seen_dim: how many dims of the true motion the posterior reads."""
         super().__init__()
-        self.posterior = SegmentGaussian(motion_dim + content_dim, enc_hidden, z_dim)
+        self.posterior = SegmentGaussian(seen_dim + content_dim, enc_hidden, z_dim)
         self.prior = SegmentGaussian(content_dim, enc_hidden, z_dim)
         self.generator = PoseModeGenerator(latent, content_dim, z_dim, hidden, dropout)
         self.z_dim = z_dim

@@ -46,7 +46,8 @@ def independence_loss(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> t
     b = b.reshape(-1, b.shape[-1])[keep]
     if a.shape[0] < 2:
         return a.sum() * 0.0
-    a = (a - a.mean(0)) / (a.std(0) + 1e-4)
-    b = (b - b.mean(0)) / (b.std(0) + 1e-4)
+    # (var + eps).sqrt(), not std() + eps: std's gradient is NaN on a constant column
+    a = (a - a.mean(0)) / (a.var(0) + 1e-8).sqrt()
+    b = (b - b.mean(0)) / (b.var(0) + 1e-8).sqrt()
     corr = a.T @ b / a.shape[0]
     return (corr ** 2).mean()

@@ -24,7 +24,7 @@ from torch import nn
 from sdmtalk import MEL_PER_FRAME
 from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
-from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
+from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
@@ -95,6 +95,19 @@ class SDMConfig:
     #   weights the 4 pose dims are 3% of the 140 and the CVAE latent stopped carrying pose
     #   (generated head angle std 0.004 rad against 0.12 on dev)
     w_kl: float = 0.02  # beta of the pose-mode KL (per window, summed over z)
+    kl_free_bits: float = 0.0  # per z dim and segment: KL below this costs nothing (free
+    #   bits, Kingma et al. 2016). Without it the pose-mode latent collapsed (train KL 0.13
+    #   nats per window, coarse head amplitude 0.12 of the true one): G_c regressed the mean
+    #   pose and seeds could differ only through a separate deep diffusion of the head
+    posterior_input: str = "motion"  # what q(z | ., content) reads of the true segment:
+    #   "motion" (all 140 dims) or "pose" (the 4 head-pose dims: z can then only carry the
+    #   head's pose mode, never the lips, which must come from speech alone)
+    rhythm_to_denoiser: bool = False  # f_denoi also reads the rhythmic embedding M~ (prosody):
+    #   head motion has no sign that prosody predicts (a nod goes up or down), so the additive
+    #   F~ of eq. 1, trained by regression, stays near zero; as a condition of the stochastic
+    #   denoiser M~ can set when and how fast the head moves. no_rhythm zeroes it
+    k_tau_infer: float = 0.0  # meeting KL at inference (0 = k_tau): the predicted step is
+    #   converted exactly, since the meet KL scales with abar/(1-abar) (step_predictor.py)
     kl_warmup: int = 500  # steps over which beta ramps from 0
     w_kpred: float = 0.1
     infer_window: int = 100  # frames per diffusion window at inference (4 s)
@@ -160,11 +173,15 @@ class SDMModel(nn.Module):
         self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
             if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
-        self.pose_mode = PoseModeBranch(MOTION_DIM, c.latent_dim, c.content_dim, c.z_dim,
+        if c.posterior_input not in ("motion", "pose"):
+            raise ValueError(f"posterior_input must be 'motion' or 'pose', got {c.posterior_input!r}")
+        seen = POSE_DIM if c.posterior_input == "pose" else MOTION_DIM
+        self.pose_mode = PoseModeBranch(seen, c.latent_dim, c.content_dim, c.z_dim,
                                         c.gru_hidden, c.posterior_hidden, c.dropout)
         self.rhythm = RhythmicBranch(c.prosody_dim, c.rhythm_hidden, c.rhythm_dim, MOTION_DIM,
                                      dropout=c.dropout)
-        self.denoiser = MotionDenoiser(MOTION_DIM, c.content_dim, c.denoiser_hidden,
+        self.denoiser = MotionDenoiser(MOTION_DIM, c.content_dim + (c.rhythm_dim if c.rhythm_to_denoiser else 0),
+                                       c.denoiser_hidden,
                                        c.denoiser_layers, dropout=c.dropout)
         self.k_predictor = StepPredictorNet(MOTION_DIM, c.content_dim)
         self.schedule = make_schedule(c.diffusion_steps, c.schedule)
@@ -179,6 +196,7 @@ class SDMModel(nn.Module):
         self.register_buffer("k_ema", torch.tensor(float(c.k_fallback)))
         self.register_buffer("kpred_steps", torch.tensor(0, dtype=torch.long))
         self.last_k: list[int] = []
+        self.last_k_windows: list[int] = []
 
     def _register_stats(self, stats: dict) -> None:
         sizes = {"motion": MOTION_DIM, "mel": self.cfg.n_mels, "prosody": self.cfg.prosody_dim}
@@ -274,13 +292,17 @@ class SDMModel(nn.Module):
         rhythm embedding (B, W, E), KL (B,)).
         """
         kl = x.new_zeros(x.shape[0])
+        seen = x[..., :POSE_DIM] if self.cfg.posterior_input == "pose" else x
+        kl_dims = []  # per segment: (B, Z) KL of each z dim
 
         def z_of_segment(s, e):
             nonlocal kl
             m = mask[:, s:e]
-            mu_q, lv_q = self.pose_mode.posterior(torch.cat([x[:, s:e], content[:, s:e]], -1), m)
+            mu_q, lv_q = self.pose_mode.posterior(torch.cat([seen[:, s:e], content[:, s:e]], -1), m)
             mu_p, lv_p = self.pose_mode.prior(content[:, s:e], m)
-            kl = kl + gaussian_kl(mu_q, lv_q, mu_p, lv_p) * (m.sum(1) > 0).to(x.dtype)
+            dims = gaussian_kl(mu_q, lv_q, mu_p, lv_p, per_dim=True) * (m.sum(1) > 0).to(x.dtype)[:, None]
+            kl = kl + dims.sum(-1)
+            kl_dims.append(dims)
             return mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
 
         true_lat = self.autoencoder.encode(x)
@@ -288,7 +310,14 @@ class SDMModel(nn.Module):
                              true_lat[:, :-1]], 1)  # M_{i-1}: the input of frame i
         lat, _ = self._pose_latents(content, z_of_segment, teacher=teacher)
         emb, f_tilde = self.rhythm(prosody)
-        return self._content_motion(lat, content) + f_tilde, lat, emb, kl
+        return self._content_motion(lat, content) + f_tilde, lat, emb, kl, kl_dims
+
+    def _kl_loss(self, kl: torch.Tensor, kl_dims: list[torch.Tensor]) -> torch.Tensor:
+        """The KL term of the loss: the mean KL per window, or with free bits the sum over
+        segments and z dims of max(free_bits, batch-mean KL of the dim)."""
+        if self.cfg.kl_free_bits <= 0:
+            return kl.mean()
+        return sum(d.mean(0).clamp_min(self.cfg.kl_free_bits).sum() for d in kl_dims)
 
     def _coarse_prior(self, content, f_tilde, generator=None, ablation=None, rhythm_scale=1.0,
                       state=None, shape=None):
@@ -336,18 +365,23 @@ class SDMModel(nn.Module):
                                     batch.get("mel_mean"))
         content = self.content(mel)
         reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
-        coarse, lat, emb, kl = self._coarse_posterior(x, content, prosody, mask)
+        coarse, lat, emb, kl, kl_dims = self._coarse_posterior(x, content, prosody, mask)
         ind = independence_loss(emb, lat, mask)  # eq. 5, as decorrelation
         rec = masked_mean((coarse - x).abs() * self._dim_weight(x), mask)  # eq. 10 on F*
         amp = mouth_amplitude_loss(coarse, x, mask) if c.w_amp > 0 else rec.new_zeros(())
-        diff = self._diffusion_loss(x, coarse.detach(), content, mask)  # eq. 9, x0 form
+        diff = self._diffusion_loss(x, coarse.detach(), self._condition(content, emb), mask)  # eq. 9
         kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
-        kl = kl.mean()
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
-                 + beta * kl + c.w_kpred * kpred + c.w_amp * amp)
+                 + beta * self._kl_loss(kl, kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
+        kl = kl.mean()  # logged: the raw KL per window
         return {"total": total, "reg": reg, "ind": ind, "rec": rec, "diff": diff, "kl": kl,
                 "kpred": kpred, "amp": amp}
+
+    def _condition(self, content: torch.Tensor, emb: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """What f_denoi is conditioned on: content (B, W, C), plus the rhythmic embedding
+        (B, W, E) times `scale` with rhythm_to_denoiser."""
+        return torch.cat([content, scale * emb], -1) if self.cfg.rhythm_to_denoiser else content
 
     def _diffusion_loss(self, x, coarse, content, mask):
         """|f_denoi(F^t, t | F*, c) - F^0|^2 for t ~ U[1, k_max] (U[1, T] for a share)."""
@@ -387,9 +421,11 @@ class SDMModel(nn.Module):
         mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"),
                                     batch.get("mel_mean"))
         content = self.content(mel)
-        coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
+        emb, f_tilde = self.rhythm(prosody)
+        coarse, _ = self._coarse_prior(content, f_tilde)
+        cond = self._condition(content, emb)
         k = resolve_k(None, self.cfg.k_max, self._fallback_k())[0] if k is None else k
-        final = sample_ddpm(lambda x_t, t: self._denoise(x_t, t, coarse, content),
+        final = sample_ddpm(lambda x_t, t: self._denoise(x_t, t, coarse, cond),
                             shallow_start(self.schedule, coarse, k), k, self.schedule)
         true_gap = _lip_gap(batch["source_canonical"][:, None] + batch["delta"])
         # "clip": source_canonical is the clip's mean shape, so the gaps are clip-centred and
@@ -462,7 +498,8 @@ class SDMModel(nn.Module):
         return torch.Generator().manual_seed(int(controls.seed) * 2 + stream)
 
     def _coarse_sequence(self, features, controls):
-        """-> (coarse (1, T, D), content (1, T, C)): f_con / f_rhy in chunks, G_c carried."""
+        """-> (coarse (1, T, D), the denoiser's condition (1, T, C or C + E)): f_con / f_rhy in
+        chunks, G_c carried."""
         dev = self.motion_mean.device
         mel = torch.as_tensor(np.asarray(features.mel), dtype=torch.float32, device=dev)[None]
         pros = torch.as_tensor(np.asarray(features.prosody), dtype=torch.float32, device=dev)[None]
@@ -474,7 +511,8 @@ class SDMModel(nn.Module):
             torch.as_tensor(np.asarray(features.phonemes), dtype=torch.float32, device=dev)[None, :T]
         mel, pros = self._speech(mel, pros, post)
         content = self._chunked(self.content, mel, 4, T)
-        f_tilde = self._chunked(lambda p: self.rhythm(p)[1], pros, 1, T)
+        rhythm = self._chunked(lambda p: torch.cat(self.rhythm(p), -1), pros, 1, T)
+        emb, f_tilde = rhythm[..., :self.cfg.rhythm_dim], rhythm[..., self.cfg.rhythm_dim:]
         shape = None if self.shape_head is None else self._chunked(self.shape_head, content, 1, T)
         parts, state = [], None
         g = self._generator(controls, 0)
@@ -486,7 +524,8 @@ class SDMModel(nn.Module):
                                                None if shape is None else shape[:, s:e])
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
-        return coarse, content
+        scale = 0.0 if controls.ablation == "no_rhythm" else controls.rhythm_scale
+        return coarse, self._condition(content, emb, scale)
 
     def _chunked(self, fn, x, rate: int, T: int, margin: int = 16):
         """fn over frames [s - margin, s + chunk + margin) of x (1, rate T, F), cropped: the same
@@ -503,7 +542,7 @@ class SDMModel(nn.Module):
         The lips come from the shallow start k; the head-pose dims from a deeper reverse
         process of their own (cfg.pose_k steps, stochastic pose modes)."""
         T = coarse.shape[1]
-        self.last_k = []
+        self.last_k, self.last_k_windows = [], []  # the k used; each window's own choice
         if controls.ablation == "no_diffusion" or controls.diffusion_steps == 0:
             if progress is not None:
                 progress(1, 1)
@@ -513,8 +552,9 @@ class SDMModel(nn.Module):
         if full:
             k = self.cfg.diffusion_steps
         else:  # one k for the clip (the median window's), so all windows step together
-            k = int(np.median([self._choose_k(controls.diffusion_steps, coarse[:, s:e], content[:, s:e])
-                               for s, e in spans]))
+            self.last_k_windows = [self._choose_k(controls.diffusion_steps, coarse[:, s:e], content[:, s:e])
+                                   for s, e in spans]
+            k = int(np.median(self.last_k_windows))
         self.last_k = [k] * len(spans)
         pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
         deep_steps = pose_k if not full and pose_k > k and controls.ablation != "no_pose" else 0
@@ -573,7 +613,10 @@ class SDMModel(nn.Module):
         pred = None
         if int(self.kpred_steps) >= self.cfg.kpred_min_steps:
             mask = coarse.new_ones(coarse.shape[:2])
+            content = content[..., :self.cfg.content_dim]  # not the rhythm part of a condition
             pred = float(self.k_predictor(content, coarse, mask)[0]) * self.cfg.diffusion_steps
+            if self.cfg.k_tau_infer > 0:
+                pred = float(rescale_meet_step(self.schedule, pred, self.cfg.k_tau_infer / self.cfg.k_tau))
         return resolve_k(pred, self.cfg.k_auto_max or self.cfg.k_max, self._fallback_k())[0]
 
 

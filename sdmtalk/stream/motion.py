@@ -113,13 +113,13 @@ class MotionStream:
             raise ValueError(f"commit must be in [1, {n}], got {commit}")
         feats = _concat(self._features, new)
         held = feats.num_frames - n  # cached frames before the new ones
-        content, f_tilde, shape = self._speech_paths(feats, new)
+        content, f_tilde, shape, cond = self._speech_paths(feats, new)
         c = min(self.config.context, 0 if self._final is None else self._final.shape[1])
         coarse_new, state = self._coarse_motion(content[:, held:], f_tilde[:, held:],
                                                 None if shape is None else shape[:, held:], commit)
         known = None if c == 0 else self._final[:, -c:]
         coarse_w = coarse_new if c == 0 else torch.cat([self._coarse[:, -c:], coarse_new], 1)
-        final_w = self._diffuse(coarse_w, content[:, held - c:], known)
+        final_w = self._diffuse(coarse_w, cond[:, held - c:], known)
         self._crossfade_pose(final_w, c, commit)
         motion = self._finish(final_w, c, commit)
         self._commit(new, coarse_new[:, :commit], final_w[:, c:c + commit], state, commit)
@@ -127,7 +127,9 @@ class MotionStream:
 
     # ---- speech -> f_con, shape path, f_rhy ----------------------------------------------
     def _speech_paths(self, feats: AudioFeatures, new: AudioFeatures):
-        """-> content (1, W, C), rhythmic motion F~ (1, W, D), shape offsets (1, W, 136) or None."""
+        """-> content (1, W, C), rhythmic motion F~ (1, W, D), shape offsets (1, W, 136) or
+        None, the denoiser's condition (content, plus the rhythmic embedding if the model
+        reads it: SDMModel._condition)."""
         m = self.model
         mel = torch.as_tensor(feats.mel, dtype=torch.float32)[None]
         pros = torch.as_tensor(feats.prosody, dtype=torch.float32)[None]
@@ -139,7 +141,9 @@ class MotionStream:
         mel_in, pros_in = m._speech(mel, pros, post, clip_mean)
         content = m.content(mel_in)
         shape = None if m.shape_head is None else m.shape_head(content)
-        return content, m.rhythm(pros_in)[1], shape
+        emb, f_tilde = m.rhythm(pros_in)
+        scale = 0.0 if self.controls.ablation == "no_rhythm" else self.controls.rhythm_scale
+        return content, f_tilde, shape, m._condition(content, emb, scale)
 
     def _running_mel_mean(self, new_mel) -> torch.Tensor:
         """mel_cmn: offline, SDMModel._speech subtracts the clip's mean log-mel. A stream has

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 FIXED_COLUMNS = ["step", "split"]
-NOT_LOSSES = ("lr", "grad_norm", "steps_per_s")  # logged beside the losses, not plotted
+NOT_LOSSES = ("lr", "grad_norm", "steps_per_s", "skipped_steps")  # logged beside the losses, not plotted
 
 
 class MetricsLog:

@@ -248,20 +248,24 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
                    disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         window_start = time.perf_counter()
+        skipped = 0  # steps whose gradient was not finite, in this log window
         while self.step < cfg.steps:
             losses = self.train_step(next(batches))
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+            if losses is None:
+                skipped += 1
+            else:
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
             self.step += 1
             self.samples_seen += cfg.batch_size * self.ctx.world_size
             bar.update(1)
             done = self.step == cfg.steps
             if self.step % cfg.log_every == 0 or done:
-                rate = count / max(time.perf_counter() - window_start, 1e-9)
-                self.log_train(sums, count, rate)
+                rate = (count + skipped) / max(time.perf_counter() - window_start, 1e-9)
+                self.log_train(sums, count, rate, skipped)
                 bar.set_postfix(loss=f"{self.last_train['total']:.4g}")
-                sums, count, window_start = {}, 0, time.perf_counter()
+                sums, count, skipped, window_start = {}, 0, 0, time.perf_counter()
             self.after_step(done, t0)
         bar.close()
 
@@ -296,21 +300,31 @@ class Trainer:
         losses["total"].backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not torch.isfinite(grad_norm):  # one bad batch must not poison the weights
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         self.optimizer.step()
         out = {k: v.detach().float() for k, v in losses.items()}
         out["grad_norm"] = grad_norm.detach().float()
         return out
 
     # ----- metrics, validation, checkpoints -----------------------------------------
-    def log_train(self, sums: dict, n: int, rate: float) -> None:
+    def log_train(self, sums: dict, n: int, rate: float, skipped: int = 0) -> None:
+        """Log the mean loss terms of the last n steps; a window where more than one step in
+        ten had a non-finite gradient (skipped, weights untouched) stops the run."""
         from sdmtalk.train.distributed import all_reduce_sum
 
+        if skipped * 10 > n + skipped or not sums:
+            raise FloatingPointError(f"{skipped} of the last {n + skipped} steps had a non-finite "
+                                     f"gradient by step {self.step}: lower train.lr or "
+                                     f"train.grad_clip and resume from {CKPT_LAST}")
         names = sorted(sums)
         vec = all_reduce_sum(self.ctx, torch.stack([torch.as_tensor(sums[k]).cpu() for k in names]))
         metrics = {k: float(v) / (n * self.ctx.world_size) for k, v in zip(names, vec, strict=True)}
-        if not math.isfinite(metrics["total"]):  # checked here, not each step: no GPU sync
+        if not math.isfinite(metrics["total"]):
             raise FloatingPointError(f"training loss became {metrics['total']} by step {self.step}: "
                                      f"lower train.lr or train.grad_clip and resume from {CKPT_LAST}")
+        metrics["skipped_steps"] = float(skipped)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["steps_per_s"] = rate
         self.last_train = metrics

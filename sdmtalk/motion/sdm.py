@@ -106,6 +106,11 @@ class SDMConfig:
     #   head motion has no sign that prosody predicts (a nod goes up or down), so the additive
     #   F~ of eq. 1, trained by regression, stays near zero; as a condition of the stochastic
     #   denoiser M~ can set when and how fast the head moves. no_rhythm zeroes it
+    kpred_target: str = "posterior"  # what the step predictor learns the meeting step of:
+    #   "posterior" (the training path's F*, all dims) or "prior_lips" (the inference path's
+    #   F*, z from the prior, landmark dims only: what the predictor sees at inference, and
+    #   the dims whose start k it sets). With "posterior" its k did not track the meeting
+    #   step of dev windows (Spearman 0.02, benchmarks/bench_depth.py)
     k_tau_infer: float = 0.0  # meeting KL at inference (0 = k_tau): the predicted step is
     #   converted exactly, since the meet KL scales with abar/(1-abar) (step_predictor.py)
     kl_warmup: int = 500  # steps over which beta ramps from 0
@@ -173,6 +178,8 @@ class SDMModel(nn.Module):
         self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
             if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
+        if c.kpred_target not in ("posterior", "prior_lips"):
+            raise ValueError(f"kpred_target must be 'posterior' or 'prior_lips', got {c.kpred_target!r}")
         if c.posterior_input not in ("motion", "pose"):
             raise ValueError(f"posterior_input must be 'motion' or 'pose', got {c.posterior_input!r}")
         seen = POSE_DIM if c.posterior_input == "pose" else MOTION_DIM
@@ -370,7 +377,7 @@ class SDMModel(nn.Module):
         rec = masked_mean((coarse - x).abs() * self._dim_weight(x), mask)  # eq. 10 on F*
         amp = mouth_amplitude_loss(coarse, x, mask) if c.w_amp > 0 else rec.new_zeros(())
         diff = self._diffusion_loss(x, coarse.detach(), self._condition(content, emb), mask)  # eq. 9
-        kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask)
+        kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask, prosody)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
                  + beta * self._kl_loss(kl, kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
@@ -399,10 +406,16 @@ class SDMModel(nn.Module):
         w[:POSE_DIM] = self.cfg.w_pose
         return w
 
-    def _step_predictor_loss(self, x, coarse, content, mask):
+    def _step_predictor_loss(self, x, coarse, content, mask, prosody):
         """L1 between the predicted and the target meeting step, both as k / T."""
         T = self.cfg.diffusion_steps
-        target = meet_step_targets(self.schedule, coarse, x, mask, self.cfg.k_tau, self.cfg.k_max)
+        if self.cfg.kpred_target == "prior_lips":  # as at inference: F* from the prior
+            with torch.no_grad():
+                coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
+            target = meet_step_targets(self.schedule, coarse[..., POSE_DIM:], x[..., POSE_DIM:], mask,
+                                       self.cfg.k_tau, self.cfg.k_max)
+        else:
+            target = meet_step_targets(self.schedule, coarse, x, mask, self.cfg.k_tau, self.cfg.k_max)
         pred = self.k_predictor(content, coarse, mask)
         if self.training:  # the global fallback k follows the mean target
             self.k_ema.mul_(0.99).add_(0.01 * target.float().mean())

@@ -347,9 +347,12 @@ def test_pose_mode_latent_reads_pose_only_and_keeps_its_free_bits(trained, clip)
     assert float(model._kl_loss(torch.zeros(2), above)) == pytest.approx(2.0 * cfg.z_dim * segments)
     with pytest.raises(ValueError, match="posterior_input"):
         build_model(dataclasses.replace(cfg, posterior_input="lips"))
-    prior = build_model(dataclasses.replace(cfg, kpred_target="prior_lips"), synth_stats(rng))
+    prior = build_model(dataclasses.replace(cfg, kpred_target="prior_lips", denoiser_coarse="prior"),
+                        synth_stats(rng))
     kpred = prior.training_losses(synth_batch(2, 32, rng), 0)["kpred"]
     assert torch.isfinite(kpred) and kpred.requires_grad
+    with pytest.raises(ValueError, match="denoiser_coarse"):
+        build_model(dataclasses.replace(cfg, denoiser_coarse="truth"))
     with pytest.raises(ValueError, match="kpred_target"):
         build_model(dataclasses.replace(cfg, kpred_target="lips"))
     f = features_of(clip)

@@ -111,6 +111,10 @@ class SDMConfig:
     #   F*, z from the prior, landmark dims only: what the predictor sees at inference, and
     #   the dims whose start k it sets). With "posterior" its k did not track the meeting
     #   step of dev windows (Spearman 0.02, benchmarks/bench_depth.py)
+    denoiser_coarse: str = "posterior"  # the F* f_denoi is conditioned on in training:
+    #   "posterior" (z from the true segment, as the paper trains) or "prior" (z from the
+    #   prior, what it sees at inference: with an informative pose-mode latent the two
+    #   differ, and the denoiser learnt to trust a coarse motion it never gets)
     k_tau_infer: float = 0.0  # meeting KL at inference (0 = k_tau): the predicted step is
     #   converted exactly, since the meet KL scales with abar/(1-abar) (step_predictor.py)
     kl_warmup: int = 500  # steps over which beta ramps from 0
@@ -178,6 +182,8 @@ class SDMModel(nn.Module):
         self.shape_head = ShapeHead(c.content_dim, c.shape_head, MOTION_DIM - POSE_DIM, c.dropout) \
             if c.shape_head > 0 else None
         self.autoencoder = MotionAutoencoder(MOTION_DIM, c.ae_hidden, c.latent_dim)
+        if c.denoiser_coarse not in ("posterior", "prior"):
+            raise ValueError(f"denoiser_coarse must be 'posterior' or 'prior', got {c.denoiser_coarse!r}")
         if c.kpred_target not in ("posterior", "prior_lips"):
             raise ValueError(f"kpred_target must be 'posterior' or 'prior_lips', got {c.kpred_target!r}")
         if c.posterior_input not in ("motion", "pose"):
@@ -376,8 +382,13 @@ class SDMModel(nn.Module):
         ind = independence_loss(emb, lat, mask)  # eq. 5, as decorrelation
         rec = masked_mean((coarse - x).abs() * self._dim_weight(x), mask)  # eq. 10 on F*
         amp = mouth_amplitude_loss(coarse, x, mask) if c.w_amp > 0 else rec.new_zeros(())
-        diff = self._diffusion_loss(x, coarse.detach(), self._condition(content, emb), mask)  # eq. 9
-        kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask, prosody)
+        prior = None
+        if c.denoiser_coarse == "prior" or c.kpred_target == "prior_lips":
+            with torch.no_grad():  # the inference path's F*: z from the prior
+                prior, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
+        cond = prior if c.denoiser_coarse == "prior" else coarse.detach()
+        diff = self._diffusion_loss(x, cond, self._condition(content, emb), mask)  # eq. 9
+        kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask, prior)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
                  + beta * self._kl_loss(kl, kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
@@ -406,12 +417,12 @@ class SDMModel(nn.Module):
         w[:POSE_DIM] = self.cfg.w_pose
         return w
 
-    def _step_predictor_loss(self, x, coarse, content, mask, prosody):
-        """L1 between the predicted and the target meeting step, both as k / T."""
+    def _step_predictor_loss(self, x, coarse, content, mask, prior=None):
+        """L1 between the predicted and the target meeting step, both as k / T. prior: the
+        inference path's F* (kpred_target "prior_lips")."""
         T = self.cfg.diffusion_steps
         if self.cfg.kpred_target == "prior_lips":  # as at inference: F* from the prior
-            with torch.no_grad():
-                coarse, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
+            coarse = prior
             target = meet_step_targets(self.schedule, coarse[..., POSE_DIM:], x[..., POSE_DIM:], mask,
                                        self.cfg.k_tau, self.cfg.k_max)
         else:

@@ -6,7 +6,7 @@
 On windows of the split (the trainer's own val windows: same references and re-alignment)
 the coarse motion F* comes from the inference path (z from the prior). For each window the
 target meeting step is where q(F^t | F*) and q(F^t | F^0) meet (step_predictor.py, the
-model's training tau, no clamp), the predicted step is the step predictor's. Prints the
+model's training tau, no clamp; over the dims its kpred_target names), the predicted step is the step predictor's. Prints the
 Spearman correlation of predicted and target step over windows (does k track how far the
 coarse motion is from the real one?), both distributions, and the auto k the model would
 use at inference (k_tau_infer conversion and clamp) with the share of windows at its clamp.
@@ -27,6 +27,7 @@ from bench_motion import apply_overrides  # noqa: E402
 from sdmtalk.data.cache import CacheReader  # noqa: E402
 from sdmtalk.data.windows import MotionWindows  # noqa: E402
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k  # noqa: E402
+from sdmtalk.motion.sdm import POSE_DIM  # noqa: E402
 from sdmtalk.pipeline import load_motion_model  # noqa: E402
 from sdmtalk.train.trainer import offset_table, phoneme_table  # noqa: E402
 
@@ -39,7 +40,11 @@ def window_steps(model, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     mel, prosody = model._speech(batch["mel"], batch["prosody"], batch.get("phonemes"), batch.get("mel_mean"))
     content = model.content(mel)
     coarse, _ = model._coarse_prior(content, model.rhythm(prosody)[1], torch.Generator().manual_seed(0))
-    target = meet_step_targets(model.schedule, coarse, x, mask, cfg.k_tau, cfg.diffusion_steps)
+    if cfg.kpred_target == "prior_lips":  # the meeting step of the landmark dims only
+        coarse_t, x_t = coarse[..., POSE_DIM:], x[..., POSE_DIM:]
+    else:
+        coarse_t, x_t = coarse, x
+    target = meet_step_targets(model.schedule, coarse_t, x_t, mask, cfg.k_tau, cfg.diffusion_steps)
     pred = model.k_predictor(content, coarse, mask) * cfg.diffusion_steps
     return pred.numpy(), target.numpy().astype(float)
 

@@ -1,18 +1,21 @@
 """Seams and memory on long audio: head-pose steps at diffusion window edges vs elsewhere.
 
-    python benchmarks/bench_long_audio.py [--seconds 60]
+    python benchmarks/bench_long_audio.py [--seconds 60] [--weights W] [--set pose_k=100]
 
 Generates SDM motion for N seconds of espeak-ng speech and prints, per pose dim, the 95th
 percentile of frame-to-frame steps, the largest step within 3 frames of a window edge and
 the largest step anywhere (a seam would show as edge steps above the rest), plus the time
-and peak memory of the motion stage.
+and peak memory of the motion stage; then the head per minute (roll in degrees, position in
+canonical units: mean and std), where a drift would show as a mean that wanders off.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +27,9 @@ from sdmtalk.motion.sdm import window_spans
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import load_motion_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_motion import apply_overrides  # noqa: E402
+
 TEXT = "Now this is a longer talk about the weather, the markets and the news of the day. " * 6
 
 
@@ -31,9 +37,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_motion_model("sdm")
+    model = load_motion_model("sdm", args.weights)
+    apply_overrides(model.cfg, args.overrides)
     speech = synthesize_speech(TEXT)
     n = int(args.seconds * SAMPLE_RATE)
     feats = compute_features(np.tile(speech, n // len(speech) + 1)[:n], phonemes=model.needs_phonemes)
@@ -53,6 +62,18 @@ def main() -> None:
     print(f"frames with a pose dim beyond 2.5 training stds (soft limit {model.cfg.pose_limit}): "
           f"{100 * near_limit:.1f} %")
     print_seams(pose, near)
+    print_drift(pose)
+
+
+def print_drift(pose: np.ndarray, fps: int = 25) -> None:
+    """Mean and std of roll (deg) and position per minute of the generated head."""
+    minute = 60 * fps
+    for i in range(0, len(pose), minute):
+        p = pose[i:i + minute]
+        roll = np.degrees(p[:, 1])
+        print(f"minute {i // minute + 1}: roll mean {roll.mean():+.2f} std {roll.std():.2f} max |{np.abs(roll).max():.1f}| deg; "
+              f"tx mean {p[:, 2].mean():+.3f} std {p[:, 2].std():.3f}; ty mean {p[:, 3].mean():+.3f} "
+              f"std {p[:, 3].std():.3f}")
 
 
 POSE_NAMES = ["log scale", "roll (rad)", "tx", "ty"]

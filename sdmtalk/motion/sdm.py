@@ -193,9 +193,9 @@ class SDMModel(nn.Module):
                                         c.gru_hidden, c.posterior_hidden, c.dropout)
         self.rhythm = RhythmicBranch(c.prosody_dim, c.rhythm_hidden, c.rhythm_dim, MOTION_DIM,
                                      dropout=c.dropout)
-        self.denoiser = MotionDenoiser(MOTION_DIM, c.content_dim + (c.rhythm_dim if c.rhythm_to_denoiser else 0),
-                                       c.denoiser_hidden,
-                                       c.denoiser_layers, dropout=c.dropout)
+        condition = c.content_dim + (c.rhythm_dim if c.rhythm_to_denoiser else 0)
+        self.denoiser = MotionDenoiser(MOTION_DIM, condition, c.denoiser_hidden, c.denoiser_layers,
+                                       dropout=c.dropout)
         self.k_predictor = StepPredictorNet(MOTION_DIM, c.content_dim)
         self.schedule = make_schedule(c.diffusion_steps, c.schedule)
         if not 1 <= c.k_max <= c.diffusion_steps:
@@ -302,20 +302,16 @@ class SDMModel(nn.Module):
         """Training path: z from the posterior of each true segment (CVAE).
 
         x: (B, W, D) true normalized motion -> (coarse (B, W, D), latents (B, W, L),
-        rhythm embedding (B, W, E), KL (B,)).
+        rhythm embedding (B, W, E), per segment the KL of each z dim [(B, Z)]).
         """
-        kl = x.new_zeros(x.shape[0])
         seen = x[..., :POSE_DIM] if self.cfg.posterior_input == "pose" else x
         kl_dims = []  # per segment: (B, Z) KL of each z dim
 
         def z_of_segment(s, e):
-            nonlocal kl
             m = mask[:, s:e]
             mu_q, lv_q = self.pose_mode.posterior(torch.cat([seen[:, s:e], content[:, s:e]], -1), m)
             mu_p, lv_p = self.pose_mode.prior(content[:, s:e], m)
-            dims = gaussian_kl(mu_q, lv_q, mu_p, lv_p, per_dim=True) * (m.sum(1) > 0).to(x.dtype)[:, None]
-            kl = kl + dims.sum(-1)
-            kl_dims.append(dims)
+            kl_dims.append(gaussian_kl(mu_q, lv_q, mu_p, lv_p, per_dim=True) * (m.sum(1) > 0).to(x.dtype)[:, None])
             return mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
 
         true_lat = self.autoencoder.encode(x)
@@ -323,13 +319,14 @@ class SDMModel(nn.Module):
                              true_lat[:, :-1]], 1)  # M_{i-1}: the input of frame i
         lat, _ = self._pose_latents(content, z_of_segment, teacher=teacher)
         emb, f_tilde = self.rhythm(prosody)
-        return self._content_motion(lat, content) + f_tilde, lat, emb, kl, kl_dims
+        return self._content_motion(lat, content) + f_tilde, lat, emb, kl_dims
 
-    def _kl_loss(self, kl: torch.Tensor, kl_dims: list[torch.Tensor]) -> torch.Tensor:
-        """The KL term of the loss: the mean KL per window, or with free bits the sum over
-        segments and z dims of max(free_bits, batch-mean KL of the dim)."""
+    def _kl_loss(self, kl_dims: list[torch.Tensor]) -> torch.Tensor:
+        """The KL term of the loss from each segment's per-dim KL (B, Z): the mean KL per
+        window, or with free bits the sum over segments and z dims of max(free_bits,
+        batch-mean KL of the dim)."""
         if self.cfg.kl_free_bits <= 0:
-            return kl.mean()
+            return sum(d.sum(-1) for d in kl_dims).mean()
         return sum(d.mean(0).clamp_min(self.cfg.kl_free_bits).sum() for d in kl_dims)
 
     def _coarse_prior(self, content, f_tilde, generator=None, ablation=None, rhythm_scale=1.0,
@@ -378,7 +375,7 @@ class SDMModel(nn.Module):
                                     batch.get("mel_mean"))
         content = self.content(mel)
         reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
-        coarse, lat, emb, kl, kl_dims = self._coarse_posterior(x, content, prosody, mask)
+        coarse, lat, emb, kl_dims = self._coarse_posterior(x, content, prosody, mask)
         ind = independence_loss(emb, lat, mask)  # eq. 5, as decorrelation
         rec = masked_mean((coarse - x).abs() * self._dim_weight(x), mask)  # eq. 10 on F*
         amp = mouth_amplitude_loss(coarse, x, mask) if c.w_amp > 0 else rec.new_zeros(())
@@ -391,8 +388,8 @@ class SDMModel(nn.Module):
         kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask, prior)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
-                 + beta * self._kl_loss(kl, kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
-        kl = kl.mean()  # logged: the raw KL per window
+                 + beta * self._kl_loss(kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
+        kl = sum(d.sum(-1) for d in kl_dims).mean()  # logged: the raw KL per window
         return {"total": total, "reg": reg, "ind": ind, "rec": rec, "diff": diff, "kl": kl,
                 "kpred": kpred, "amp": amp}
 

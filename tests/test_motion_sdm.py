@@ -364,3 +364,19 @@ def test_pose_mode_latent_reads_pose_only_and_keeps_its_free_bits(trained, clip)
         assert trained.last_k[0] >= as_trained
     finally:
         trained.cfg.k_tau_infer = 0.0
+
+
+def test_lips_from_coarse_keep_the_deep_head(trained, clip):
+    """lips_shallow=False: "auto" gives the lips no reverse pass (k = 0, G_c's lips) while
+    the head still comes from its deep pass, so seeds still move it."""
+    f = features_of(clip)
+    coarse = trained.generate(f, SRC, MotionControls(seed=1, diffusion_steps=0))
+    try:
+        trained.cfg.lips_shallow = False
+        auto = trained.generate(f, SRC, MotionControls(seed=1))
+        assert set(trained.last_k) == {0}
+        other = trained.generate(f, SRC, MotionControls(seed=2))
+    finally:
+        trained.cfg.lips_shallow = True
+    np.testing.assert_allclose(auto.delta, coarse.delta, atol=1e-6)
+    assert not np.allclose(auto.pose, coarse.pose) and np.abs(auto.pose - other.pose).max() > 1e-3

@@ -122,3 +122,15 @@ def test_rhythm_condition_reaches_the_denoiser_offline_and_streamed():
     assert np.abs(full.pose - cut.pose).max() > 1e-4
     pose, delta = stream_motion(model, feats, MotionControls(seed=2), StreamConfig())
     assert pose.shape == (80, 4) and np.isfinite(pose).all() and np.isfinite(delta).all()
+
+
+def test_stream_with_lips_from_coarse(trained):
+    """lips_shallow=False streams too: k = 0 for the lips, the head from its deep pass."""
+    feats = features_of(synth_clip(80, np.random.default_rng(8)))
+    try:
+        trained.cfg.lips_shallow = False
+        pose, delta = stream_motion(trained, feats, MotionControls(seed=1), StreamConfig())
+    finally:
+        trained.cfg.lips_shallow = True
+    assert pose.shape == (80, 4) and np.isfinite(pose).all() and np.isfinite(delta).all()
+    assert np.abs(pose).max() > 1e-4

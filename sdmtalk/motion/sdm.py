@@ -115,6 +115,9 @@ class SDMConfig:
     #   "posterior" (z from the true segment, as the paper trains) or "prior" (z from the
     #   prior, what it sees at inference: with an informative pose-mode latent the two
     #   differ, and the denoiser learnt to trust a coarse motion it never gets)
+    lips_shallow: bool = True  # "auto" depth gives the lips a shallow reverse pass (k from
+    #   the step predictor); False: the lips are G_c's coarse ones (k = 0) and only the head
+    #   is diffused (its deep pass). For models whose denoiser costs lip sync (RESULTS §14)
     k_tau_infer: float = 0.0  # meeting KL at inference (0 = k_tau): the predicted step is
     #   converted exactly, since the meet KL scales with abar/(1-abar) (step_predictor.py)
     kl_warmup: int = 500  # steps over which beta ramps from 0
@@ -631,6 +634,8 @@ class SDMModel(nn.Module):
         fallback k while the predictor is untrained; an int: that k."""
         if steps != "auto":
             return int(steps)
+        if not self.cfg.lips_shallow:
+            return 0
         pred = None
         if int(self.kpred_steps) >= self.cfg.kpred_min_steps:
             mask = coarse.new_ones(coarse.shape[:2])

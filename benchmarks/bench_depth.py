@@ -69,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_motion_model("sdm", args.weights).eval()
-    apply_overrides(model.cfg, args.overrides)
+    apply_overrides(model, args.overrides)
     cfg = model.cfg
     reader = CacheReader(args.cache)
     windows = MotionWindows(reader, args.split, window=50, seed=0, speaker_power=0.0, length=args.windows,

@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_motion_model("sdm", args.weights)
-    apply_overrides(model.cfg, args.overrides)
+    apply_overrides(model, args.overrides)
     speech = synthesize_speech(TEXT)
     n = int(args.seconds * SAMPLE_RATE)
     feats = compute_features(np.tile(speech, n // len(speech) + 1)[:n], phonemes=model.needs_phonemes)

@@ -120,15 +120,13 @@ def score_clip(model, controls_kw, data, seeds):
     return row, ks
 
 
-def apply_overrides(cfg, overrides: list[str]) -> None:
-    """KEY=VALUE strings onto a loaded model's config (inference settings: pose_k,
-    k_tau_infer, k_auto_max...), each value cast to the field's type."""
+def apply_overrides(model, overrides: list[str]) -> None:
+    """KEY=VALUE strings (inference settings: pose_k, k_tau_infer, k_auto_max...) onto a
+    loaded model's config, parsed and type-checked as `train --set` does (sdmtalk.config)."""
+    from sdmtalk.config import override, parse_override
+
     for item in overrides:
-        key, _, value = item.partition("=")
-        if not hasattr(cfg, key):
-            raise SystemExit(f"--set {item}: the model config has no {key!r}")
-        kind = type(getattr(cfg, key))
-        setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+        model.cfg = override(model.cfg, parse_override(item), "--set")
 
 
 def bas_interval_lines(seed_bas: dict) -> list[str]:
@@ -253,7 +251,7 @@ def main() -> None:
         else:
             model = load_motion_model(motion, args.weights)
             if motion == "sdm":
-                apply_overrides(model.cfg, args.overrides)
+                apply_overrides(model, args.overrides)
         seeds = [0] if motion in ("static", "linear") else list(range(args.seeds))
         rows, ks = [], []
         for data in clips:

@@ -351,7 +351,7 @@ class SDMModel(nn.Module):
         if ablation == "no_pose":  # the pose-mode branch moves no head: its pose dims -> 0
             f_bar = torch.cat([self._zero_motion()[:POSE_DIM].expand_as(f_bar[..., :POSE_DIM]),
                                f_bar[..., POSE_DIM:]], -1)
-        scale = 0.0 if ablation == "no_rhythm" else rhythm_scale
+        scale = rhythm_weight(ablation, rhythm_scale)
         return f_bar + scale * f_tilde, state
 
     # ---- shallow diffusion (3.3) --------------------------------------------------------
@@ -548,7 +548,7 @@ class SDMModel(nn.Module):
                                                None if shape is None else shape[:, s:e])
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
-        scale = 0.0 if controls.ablation == "no_rhythm" else controls.rhythm_scale
+        scale = rhythm_weight(controls.ablation, controls.rhythm_scale)
         return coarse, self._condition(content, emb, scale)
 
     def _chunked(self, fn, x, rate: int, T: int, margin: int = 16):
@@ -644,6 +644,12 @@ class SDMModel(nn.Module):
             if self.cfg.k_tau_infer > 0:
                 pred = float(rescale_meet_step(self.schedule, pred, self.cfg.k_tau_infer / self.cfg.k_tau))
         return resolve_k(pred, self.cfg.k_auto_max or self.cfg.k_max, self._fallback_k())[0]
+
+
+def rhythm_weight(ablation, rhythm_scale: float) -> float:
+    """How much of the rhythmic branch a generation uses: the user's rhythm_scale, 0 for
+    the no_rhythm ablation (its F~ and, with rhythm_to_denoiser, its embedding)."""
+    return 0.0 if ablation == "no_rhythm" else rhythm_scale
 
 
 def _step_counter(progress, total: int):

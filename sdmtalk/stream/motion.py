@@ -26,7 +26,7 @@ from sdmtalk.audio import AudioFeatures
 from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
-from sdmtalk.motion.sdm import POSE_DIM, _check_controls
+from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight
 from sdmtalk.motion.types import Motion, MotionControls
 
 MARGIN = 16  # feature frames before the window: beyond f_con + shape path's reach (SDMModel._chunked)
@@ -142,7 +142,7 @@ class MotionStream:
         content = m.content(mel_in)
         shape = None if m.shape_head is None else m.shape_head(content)
         emb, f_tilde = m.rhythm(pros_in)
-        scale = 0.0 if self.controls.ablation == "no_rhythm" else self.controls.rhythm_scale
+        scale = rhythm_weight(self.controls.ablation, self.controls.rhythm_scale)
         return content, f_tilde, shape, m._condition(content, emb, scale)
 
     def _running_mel_mean(self, new_mel) -> torch.Tensor:
@@ -170,7 +170,7 @@ class MotionStream:
         ablation = self.controls.ablation
         if ablation == "no_pose":  # as SDMModel._coarse_prior: no head motion from G_c
             f_bar[..., :POSE_DIM] = m._zero_motion()[:POSE_DIM]
-        scale = 0.0 if ablation == "no_rhythm" else self.controls.rhythm_scale
+        scale = rhythm_weight(ablation, self.controls.rhythm_scale)
         return f_bar + scale * f_tilde, committed
 
     def _pieces(self, n: int, commit: int) -> list[tuple[int, int]]:

@@ -129,6 +129,35 @@ def clip_audio(source: Path, num_frames: int) -> np.ndarray:
     return align_audio(track.samples, track.start_time - video_start_time(source), num_frames)
 
 
+ORACLE_PARTS = ("phonemes", "mel", "prosody", "mel_mean")
+
+
+def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
+    """stream_motion with `parts` of the stream's features replaced by the offline ones of the
+    whole clip (`offline`: compute_features of the clip): which missing knowledge costs the
+    stream its lip sync. mel_mean: the clip's mean log-mel instead of the running mean."""
+    from sdmtalk.stream.session import SpeechToMotion
+
+    steps = SpeechToMotion(model, source, controls, config)
+    window_features = steps.audio.features
+
+    def features(start: int, end: int):
+        f = window_features(start, end)
+        if "phonemes" in parts and f.phonemes is not None:
+            f.phonemes = offline.phonemes[start:end]
+        if "mel" in parts:
+            f.mel = offline.mel[4 * start:4 * end]
+        if "prosody" in parts:
+            f.prosody = offline.prosody[start:end]
+        return f
+
+    steps.audio.features = features
+    if "mel_mean" in parts:
+        clip_mean = torch.as_tensor(np.asarray(offline.mel).mean(0), dtype=torch.float32)[None]
+        steps.motion._running_mel_mean = lambda new_mel: clip_mean
+    return stream_motion(model, wav, source, controls, config, CHUNK, steps=steps)
+
+
 def lip_sync(args) -> None:
     from bench_motion import aligned
 
@@ -157,19 +186,26 @@ def lip_sync(args) -> None:
         real_a = aligned(real, sims[0])
         for seed in range(args.seeds):
             controls = MotionControls(seed=seed)
-            for name, motion in (("offline", model.generate(feats, source[0], controls)),
-                                 ("stream", stream_motion(model, wav, source[0], controls, config))):
+            streamed = (oracle_stream_motion(model, wav, source[0], controls, config, feats, args.oracle)
+                        if args.oracle else stream_motion(model, wav, source[0], controls, config))
+            for name, motion in (("offline", model.generate(feats, source[0], controls)), ("stream", streamed)):
                 g = aligned(apply_motion(real[0], motion)[: len(real)], sims[0])
-                rows[name].append({"lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
+                rows[name].append({"frames": len(real),
+                                   "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
                                    "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
                                    "roll_std": head_motion_stats(head_pose(g))["roll_std"]})
-    print(f"lip sync on {len(reader.clips('val'))} dev clips x {args.seeds} seed(s), stream config {config}")
+    print(f"lip sync on {len(reader.clips('val'))} dev clips x {args.seeds} seed(s), stream config {config}"
+          + (f", offline features for: {', '.join(args.oracle)}" if args.oracle else ""))
     print("| motion | lip-gap r | lip amplitude | head roll std (deg) |\n|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | " + " | ".join(f"{np.nanmean([x[k] for x in r]):.3f}"
                                           for k in ("lip_r", "lip_amp", "roll_std")) + " |")
-    diff = np.nanmean([s["lip_r"] - o["lip_r"] for s, o in zip(rows["stream"], rows["offline"], strict=True)])
+    pairs = list(zip(rows["stream"], rows["offline"], strict=True))
+    diff = np.nanmean([s["lip_r"] - o["lip_r"] for s, o in pairs])
     print(f"stream - offline lip-gap r: {diff:+.3f}")
+    for lo in (75, 150):  # the running mean log-mel and the recogniser's context by clip length
+        long = [s["lip_r"] - o["lip_r"] for s, o in pairs if o["frames"] >= lo]
+        print(f"  clips of {lo} frames or more ({len(long)} runs): {np.nanmean(long):+.3f}")
 
 
 def main() -> None:
@@ -190,7 +226,12 @@ def main() -> None:
     ap.add_argument("--cache", help="prepared cache: also measure lip sync on its val split")
     ap.add_argument("--data", default="../shared/data", help="the sources the cache was prepared from")
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--oracle", default="", help="lip sync only: comma list of stream features replaced by "
+                    f"the offline ones of the whole clip ({', '.join(ORACLE_PARTS)})")
     args = ap.parse_args()
+    args.oracle = [p.strip() for p in args.oracle.split(",") if p.strip()]
+    if set(args.oracle) - set(ORACLE_PARTS):
+        ap.error(f"--oracle: choose from {', '.join(ORACLE_PARTS)}")
     args.stream_kw = {"span": args.span, "lookahead": args.lookahead, "lip_steps": args.lip_steps or None,
                       "pose_steps": args.pose_steps or None, "phoneme_context_s": args.phoneme_context,
                       "context": args.context, "cmn_prior_frames": args.cmn_prior}

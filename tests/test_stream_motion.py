@@ -134,3 +134,22 @@ def test_stream_with_lips_from_coarse(trained):
         trained.cfg.lips_shallow = True
     assert pose.shape == (80, 4) and np.isfinite(pose).all() and np.isfinite(delta).all()
     assert np.abs(pose).max() > 1e-4
+
+
+def test_session_stream_motion_runs_a_given_speech_to_motion(trained):
+    """stream_motion(..., steps=) runs the caller's SpeechToMotion (bench_stream's --oracle
+    swaps its features): the same motion as a fresh one when nothing is swapped, and a
+    swapped part reaches the motion."""
+    from sdmtalk.stream.session import SpeechToMotion
+    from sdmtalk.stream.session import stream_motion as session_stream_motion
+
+    wav = (0.1 * np.sin(np.linspace(0, 900, 16000 * 2)) * np.random.default_rng(3).random(32000)).astype(np.float32)
+    controls = MotionControls(seed=4)
+    plain = session_stream_motion(trained, wav, SRC, controls, StreamConfig())
+    steps = SpeechToMotion(trained, SRC, controls, StreamConfig())
+    same = session_stream_motion(trained, wav, SRC, controls, StreamConfig(), steps=steps)
+    np.testing.assert_array_equal(plain.delta, same.delta)
+    swapped = SpeechToMotion(trained, SRC, controls, StreamConfig())
+    swapped.motion._running_mel_mean = lambda new_mel: torch.zeros(1, 80)
+    other = session_stream_motion(trained, wav, SRC, controls, StreamConfig(), steps=swapped)
+    assert np.abs(other.delta - plain.delta).max() > 1e-6

@@ -93,10 +93,12 @@ class SpeechToMotion:
 
 
 def stream_motion(model, wav: np.ndarray, source_canonical: np.ndarray, controls: MotionControls,
-                  config: StreamConfig | None = None, chunk: int = 640) -> Motion:
+                  config: StreamConfig | None = None, chunk: int = 640,
+                  steps: SpeechToMotion | None = None) -> Motion:
     """The motion a stream makes of (N,) 16 kHz `wav` pushed in `chunk`-sample pieces
-    (evaluation: compare with model.generate on the same audio)."""
-    steps = SpeechToMotion(model, source_canonical, controls, config)
+    (evaluation: compare with model.generate on the same audio). steps: a SpeechToMotion of
+    these arguments to run instead of a new one (a benchmark that swaps some of its parts)."""
+    steps = steps or SpeechToMotion(model, source_canonical, controls, config)
     parts = [m for i in range(0, len(wav), chunk) for _, m in steps.push(wav[i:i + chunk])]
     parts += [m for _, m in steps.end()]
     return Motion(np.concatenate([m.pose for m in parts]), np.concatenate([m.delta for m in parts]))

@@ -113,6 +113,28 @@ def test_sdm_resume_matches_straight_run(cache, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_weight_average_is_validated_exported_and_resumed(cache, tmp_path):
+    """train.ema: checkpoints carry the moving average, exports and load_model use it (not
+    the live weights), and a resumed run continues the same average."""
+    cfg = [*TINY, "train.ema=0.9"]
+    res = train(cache, load_config("tiny", cfg), tmp_path / "a", quiet=True)
+    last = load_checkpoint(tmp_path / "a" / CKPT_LAST)
+    assert set(last["ema"]) == set(last["model"])
+    assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in last["model"])
+    best = load_checkpoint(res.best_checkpoint)
+    for k, v in load_model(res.weights).state_dict().items():
+        assert torch.equal(v, best["ema"][k]), k
+    for k, v in load_model(tmp_path / "a" / CKPT_LAST).state_dict().items():
+        assert torch.equal(v, last["ema"][k]), k
+    train(cache, load_config("tiny", [*cfg, "train.steps=2"]), tmp_path / "b", quiet=True)
+    train(cache, load_config("tiny", cfg), tmp_path / "b", resume=True, quiet=True)
+    resumed = load_checkpoint(tmp_path / "b" / CKPT_LAST)["ema"]
+    for k in last["ema"]:
+        assert torch.equal(last["ema"][k], resumed[k]), k
+    with pytest.raises(InputError, match="train.ema"):
+        load_config("tiny", ["train.ema=1.0"]).train.check()
+
+
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     add_train_arguments(p)

@@ -76,8 +76,10 @@ def restore_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    step: int, config: dict, rng: list[dict], trainer: dict | None = None) -> None:
-    """Write a training checkpoint atomically. ``rng`` holds one state per DDP rank."""
+                    step: int, config: dict, rng: list[dict], trainer: dict | None = None,
+                    ema: dict | None = None) -> None:
+    """Write a training checkpoint atomically. ``rng`` holds one state per DDP rank; ``ema``:
+    the moving average of the weights (train.ema), which exports and load_model prefer."""
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "sdmtalk_version": __version__,
@@ -87,7 +89,13 @@ def save_checkpoint(path, *, model: torch.nn.Module, optimizer: torch.optim.Opti
         "optimizer": optimizer.state_dict(),
         "rng": rng,
         "trainer": trainer or {},
+        **({"ema": {k: v.detach().cpu() for k, v in ema.items()}} if ema else {}),
     }, path)
+
+
+def inference_state(ckpt: dict) -> dict:
+    """The weights a checkpoint is used with: its moving average if it has one."""
+    return ckpt.get("ema") or ckpt["model"]
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -115,7 +123,7 @@ def _model_config_of(source) -> tuple[dict, dict, dict]:
         best = source.get("trainer", {}).get("best_val_loss")
         if best is not None:
             extra["best_val_loss"] = best
-        return source["model"], source["config"]["model"], extra
+        return inference_state(source), source["config"]["model"], extra
     if isinstance(source, torch.nn.Module):
         from sdmtalk.config import to_dict
 
@@ -191,7 +199,7 @@ def load_model(path, device="cpu") -> torch.nn.Module:
         state, model_config = read_weights(path)
     else:
         ckpt = load_checkpoint(path, map_location="cpu")
-        state, model_config = ckpt["model"], ckpt["config"]["model"]
+        state, model_config = inference_state(ckpt), ckpt["config"]["model"]
     cfg = from_dict(SDMConfig, model_config, source=str(path))
     model = build_model(cfg, None)
     model.load_state_dict(state)

@@ -165,6 +165,7 @@ class Trainer:
         self.last_train, self.last_val = {}, None
         self.elapsed = 0.0
         self.last_plot = time.perf_counter()
+        self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
 
     # ----- run folder, resume -------------------------------------------------------
     def prepare(self, resume: bool) -> None:
@@ -202,6 +203,8 @@ class Trainer:
                              "config of that run (see its config.json)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None:
+            self.ema.load(ckpt.get("ema") or ckpt["model"])
         state = ckpt["trainer"]
         self.step, self.samples_seen = ckpt["step"], state["samples_seen"]
         self.best_val, self.best_step = state["best_val_loss"], state["best_step"]
@@ -304,6 +307,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.step)
         out = {k: v.detach().float() for k, v in losses.items()}
         out["grad_norm"] = grad_norm.detach().float()
         return out
@@ -340,9 +345,12 @@ class Trainer:
         saved = capture_rng_state()  # validation must not shift the training random streams
         seed_everything(self.cfg.seed + self.ctx.rank)
         self.model.eval()
+        live = self.ema.swap_in(self.model) if self.ema is not None else None
         try:
             metrics = self.val_metrics()
         finally:
+            if live is not None:
+                self.model.load_state_dict(live)
             self.model.train()
             restore_rng_state(saved)
         self.last_val = metrics
@@ -394,7 +402,8 @@ class Trainer:
                         step=self.step, config=self.config_dict, rng=rng, trainer={
                             "samples_seen": self.samples_seen, "best_val_loss": self.best_val,
                             "best_step": self.best_step, "world_size": self.ctx.world_size,
-                            "elapsed_s": time.perf_counter() - t0})
+                            "elapsed_s": time.perf_counter() - t0},
+                        ema=None if self.ema is None else self.ema.state)
 
     def plot(self) -> None:
         from sdmtalk.train.logging import plot_losses
@@ -414,6 +423,34 @@ class Trainer:
         return TrainResult(self.out_dir, self.step, self.last_train, self.last_val, self.best_val,
                            self.best_step, self.out_dir / CKPT_LAST,
                            best if best.is_file() else None, weights, self.elapsed)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights and buffers (train.ema).
+    The decay ramps up as min(decay, (1 + step) / (10 + step)), so early steps are not frozen
+    in; integer buffers (step counters) are copied as they are."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.state[k].copy_(v)
+
+    def load(self, state: dict) -> None:
+        self.state = {k: v.detach().clone() for k, v in state.items()}
+
+    def swap_in(self, model: torch.nn.Module) -> dict:
+        """Load the average into `model`; returns the live weights to load back."""
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        return live
 
 
 # ----- command line ------------------------------------------------------------------

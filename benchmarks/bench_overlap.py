@@ -72,10 +72,29 @@ def stage_run(folder: Path, tree: Path | None) -> str:
     return done.stdout.strip()
 
 
+def front_end_parts(wav) -> None:
+    """Seconds of each part of the speech front-end on this audio (the work budget of 10x)."""
+    from sdmtalk.audio import compute_features
+    from sdmtalk.audio import features as F
+    from sdmtalk.audio.phonemes import phoneme_posteriors
+
+    frames = len(wav) // (SAMPLE_RATE // 25)
+    phoneme_posteriors(wav[:SAMPLE_RATE], 25)  # load the recogniser outside the timing
+    parts = {"log-mel": lambda: F.log_mel(wav), "pitch": lambda: F.pitch_track(wav),
+             "all features but phonemes": lambda: compute_features(wav),
+             "phoneme recogniser, 1 thread": lambda: phoneme_posteriors(wav, frames, workers=1),
+             "phoneme recogniser, 2 threads": lambda: phoneme_posteriors(wav, frames, workers=2)}
+    for name, run in parts.items():
+        t0 = time.perf_counter()
+        run()
+        print(f"front end: {name} {time.perf_counter() - t0:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--old-tree", type=Path, default=None)
+    ap.add_argument("--front-end", action="store_true", help="also time the speech front-end's parts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -88,6 +107,8 @@ def main() -> None:
             took = whole_run(folder, tree, tag)
             print(f"{tag}: whole process {took:.2f} s = {args.seconds / took:.1f}x faster than real time; "
                   f"{stage_run(folder, tree)}")
+        if args.front_end:
+            front_end_parts(sf.read(folder / "speech.wav", dtype="float32")[0])
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ class Trainer:
                     self.last_val = metrics
 
     def restore(self, path: Path) -> None:
-        from sdmtalk.train.checkpoint import load_checkpoint, restore_rng_state
+        from sdmtalk.train.checkpoint import inference_state, load_checkpoint, restore_rng_state
 
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt["config"].get("model") != self.config_dict.get("model"):
@@ -204,7 +204,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None:
-            self.ema.load(ckpt.get("ema") or ckpt["model"])
+            self.ema.load(inference_state(ckpt))  # a run that turns ema on starts from its weights
         state = ckpt["trainer"]
         self.step, self.samples_seen = ckpt["step"], state["samples_seen"]
         self.best_val, self.best_step = state["best_val_loss"], state["best_step"]

@@ -88,15 +88,20 @@ def browser(tmp_path_factory):
         driver.quit()
 
 
+def _upload(wait, selector: str, path) -> None:
+    """Send a file to the page's upload field once it is there: the page redraws its inputs
+    after each upload, so on a loaded machine the next field may not exist yet."""
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))[0].send_keys(str(path))
+
+
 def test_page_makes_a_playable_video_of_the_demo(server, browser, tmp_path):
     from sdmtalk.cli import demo_inputs
 
     photo, speech = demo_inputs(tmp_path)
     browser.get(server + "/")
     wait = WebDriverWait(browser, 60)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
-    browser.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(photo))
-    browser.find_element(By.CSS_SELECTOR, "#audio input[type=file]").send_keys(str(speech))
+    _upload(wait, "#photo input[type=file]", photo)
+    _upload(wait, "#audio input[type=file]", speech)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))  # both uploads shown
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#audio audio, #audio canvas, #audio .waveform-container"))
     browser.find_element(By.CSS_SELECTOR, "#generate").click()
@@ -117,8 +122,7 @@ def test_page_shows_a_bad_input_as_the_cli_line_without_a_trace(server, browser,
     photo, _ = demo_inputs(tmp_path)
     browser.get(server + "/")
     wait = WebDriverWait(browser, 60)
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"))
-    browser.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(photo))
+    _upload(wait, "#photo input[type=file]", photo)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
     browser.find_element(By.CSS_SELECTOR, "#generate").click()
     expected = "no speech: upload or record an audio file, or type text to speak"

@@ -74,12 +74,13 @@ def stage_run(folder: Path, tree: Path | None) -> str:
 
 def front_end_parts(wav) -> None:
     """Seconds of each part of the speech front-end on this audio (the work budget of 10x)."""
-    from sdmtalk.audio import compute_features
+    from sdmtalk import FPS
+    from sdmtalk.audio import compute_features, num_frames_for
     from sdmtalk.audio import features as F
     from sdmtalk.audio.phonemes import phoneme_posteriors
 
-    frames = len(wav) // (SAMPLE_RATE // 25)
-    phoneme_posteriors(wav[:SAMPLE_RATE], 25)  # load the recogniser outside the timing
+    frames = num_frames_for(len(wav))
+    phoneme_posteriors(wav[:SAMPLE_RATE], FPS)  # load the recogniser outside the timing
     parts = {"log-mel": lambda: F.log_mel(wav), "pitch": lambda: F.pitch_track(wav),
              "all features but phonemes": lambda: compute_features(wav),
              "phoneme recogniser, 1 thread": lambda: phoneme_posteriors(wav, frames, workers=1),

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_generate import speech_of_length  # noqa: E402
 from bench_long_audio import print_seams  # noqa: E402
 
-from sdmtalk import FPS, SAMPLE_RATE  # noqa: E402
+from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE  # noqa: E402
 from sdmtalk.face import CANONICAL_TEMPLATE  # noqa: E402
 from sdmtalk.motion.types import MotionControls, lip_gap  # noqa: E402
 from sdmtalk.pipeline import TalkingFacePipeline  # noqa: E402
@@ -146,7 +146,7 @@ def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
         if "phonemes" in parts and f.phonemes is not None:
             f.phonemes = offline.phonemes[start:end]
         if "mel" in parts:
-            f.mel = offline.mel[4 * start:4 * end]
+            f.mel = offline.mel[MEL_PER_FRAME * start:MEL_PER_FRAME * end]
         if "prosody" in parts:
             f.prosody = offline.prosody[start:end]
         return f

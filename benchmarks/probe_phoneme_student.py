@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from bench_motion import _mean, mel_onsets, score_clip
 
-from sdmtalk import MEL_PER_FRAME
+from sdmtalk import FPS, MEL_PER_FRAME
 from sdmtalk.data.cache import CacheReader
 from sdmtalk.data.offsets import OffsetTable, shift_audio
 from sdmtalk.data.phonemes import PhonemeTable
@@ -103,7 +103,7 @@ def compare(student, pairs) -> None:
     t0 = time.perf_counter()
     student(mel)
     took = time.perf_counter() - t0
-    seconds = len(mel) / (MEL_PER_FRAME * 25)
+    seconds = len(mel) / (MEL_PER_FRAME * FPS)
     print(f"val: arg-max agreement with hama {agree / frames:.3f}, L1 {l1 / frames:.3f}, "
           f"{took / seconds:.4f} s per second of audio ({seconds:.0f} s, one call)")
 
@@ -138,7 +138,7 @@ def main() -> None:
     torch.set_num_threads(2)
     reader, table = CacheReader(args.cache), PhonemeTable(args.cache)
     train = clip_pairs(reader, table, "train")
-    print(f"train: {len(train)} clips, {sum(len(p) for _, p in train) / 25 / 60:.0f} min")
+    print(f"train: {len(train)} clips, {sum(len(p) for _, p in train) / FPS / 60:.0f} min")
     student = train_student(train, args.steps, args.hidden)
     compare(student, clip_pairs(reader, table, "val"))
     torch.set_num_threads(1)

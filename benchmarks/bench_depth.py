@@ -37,7 +37,7 @@ def window_steps(model, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     cfg = model.cfg
     mask = batch["valid"].float()
     x = model.normalize(batch["pose"], batch["delta"])
-    mel, prosody = model._speech(batch["mel"], batch["prosody"], batch.get("phonemes"), batch.get("mel_mean"))
+    mel, prosody = model.batch_speech(batch)
     content = model.content(mel)
     coarse, _ = model._coarse_prior(content, model.rhythm(prosody)[1], torch.Generator().manual_seed(0))
     if cfg.kpred_target == "prior_lips":  # the meeting step of the landmark dims only

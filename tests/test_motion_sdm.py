@@ -1,5 +1,6 @@
 """The SDM motion model on synthetic speech-driven motion (tiny config, CPU, seconds)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -380,3 +381,25 @@ def test_lips_from_coarse_keep_the_deep_head(trained, clip):
         trained.cfg.lips_shallow = True
     np.testing.assert_allclose(auto.delta, coarse.delta, atol=1e-6)
     assert not np.allclose(auto.pose, coarse.pose) and np.abs(auto.pose - other.pose).max() > 1e-3
+
+
+def test_running_mel_mean_of_a_window_is_the_whole_clips():
+    """mel_cmn_prior: the running mean that a training window gets from the rows before it
+    (make_window's mel_sum_before / mel_rows_before) is the one offline generate computes
+    over the whole clip, row for row; early rows lean on the training-set mean."""
+    from sdmtalk.data.windows import make_window
+
+    rng = np.random.default_rng(11)
+    stats = synth_stats(rng)
+    model = build_model(dataclasses.replace(SDMConfig.tiny(), mel_cmn=True, mel_cmn_prior=5), stats).eval()
+    T, start, W = 120, 37, 40
+    mel = rng.standard_normal((4 * T, 80)).astype(np.float32) + 3.0
+    clip = {"mel": mel, "prosody": np.zeros((T, 4), np.float32), "valid": np.ones(T, np.float32),
+            "landmarks": np.tile(SRC[None], (T, 1, 1)).astype(np.float32)}
+    whole, _ = model._speech(torch.as_tensor(mel)[None], torch.zeros(1, T, 4))
+    item = make_window(clip, start, W)
+    batch = {k: torch.as_tensor(v)[None] for k, v in item.items()}
+    window, _ = model.batch_speech(batch)
+    torch.testing.assert_close(window, whole[:, 4 * start:4 * (start + W)], atol=1e-4, rtol=1e-4)
+    first = (torch.as_tensor(mel[0]) * 1 + model.mel_mean * 20) / 21  # row 0: 5 frames of prior
+    torch.testing.assert_close(whole[0, 0], (torch.as_tensor(mel[0]) - first) / model.mel_std)

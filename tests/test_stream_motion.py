@@ -153,3 +153,17 @@ def test_session_stream_motion_runs_a_given_speech_to_motion(trained):
     swapped.motion._running_mel_mean = lambda new_mel: torch.zeros(1, 80)
     other = session_stream_motion(trained, wav, SRC, controls, StreamConfig(), steps=swapped)
     assert np.abs(other.delta - plain.delta).max() > 1e-6
+
+
+def test_running_mean_model_streams_exactly_as_offline(trained):
+    """A model trained on the causal running mean (mel_cmn_prior) gets the same speech input
+    in a stream as offline: with no diffusion and a long look-ahead the motion is the same."""
+    feats = features_of(synth_clip(150, np.random.default_rng(7)))
+    controls = MotionControls(seed=1, diffusion_steps=0)
+    running = build_model(dataclasses.replace(trained.cfg, mel_cmn_prior=10), None)
+    running.load_state_dict(trained.state_dict())
+    running.eval()
+    offline = running.generate(feats, SRC, controls)
+    pose, delta = stream_motion(running, feats, controls, StreamConfig(span=5, lookahead=running.cfg.segment + 12))
+    np.testing.assert_allclose(pose, offline.pose, atol=1e-4)
+    np.testing.assert_allclose(delta, offline.delta, atol=1e-4)

@@ -140,6 +140,9 @@ def make_window(clip: dict[str, np.ndarray], start: int, window: int,
         # the whole clip's mean as at inference, not the window's (which removes the loudness
         # of this stretch against the rest, the slow part of the lip motion)
         "mel_mean": clip["mel"].mean(axis=0) if len(clip["mel"]) else np.zeros(clip["mel"].shape[1]),
+        # ... or, for a running mean (SDMConfig.mel_cmn_prior), the log-mel rows before the window
+        "mel_sum_before": clip["mel"][:MEL_PER_FRAME * start].sum(axis=0, dtype=np.float64),
+        "mel_rows_before": np.array(min(MEL_PER_FRAME * start, len(clip["mel"]))),
     }
     for key in ("phonemes", "speech"):
         if key in clip:

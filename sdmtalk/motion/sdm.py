@@ -131,6 +131,10 @@ class SDMConfig:
     #   length-dependent) or "frame" (LayerNorm per frame: same c_i at any chunk length)
     mel_cmn: bool = False  # subtract each input's mean log-mel per bin (channel / gain
     #   normalisation: webcams, rooms and microphones shift whole bands)
+    mel_cmn_prior: int = 0  # with mel_cmn: 0 = the whole clip's mean; N > 0 = the causal
+    #   running mean up to each row, started from the training-set mean weighted as N frames.
+    #   A stream knows only the speech so far: a model trained on the running mean gets the
+    #   same input offline and streaming (RESULTS §15: the clip mean cost the stream 0.010)
     shape_head: int = 0  # hidden width of the direct content -> shape path (0 = none)
     w_amp: float = 0.0  # weight of the mouth-amplitude loss: |std_t(F* mouth) - std_t(F mouth)|
     phoneme_dim: int = 0  # > 0: f_con also reads phoneme posteriors (V = 191 for hama 1.7.0)
@@ -167,6 +171,19 @@ class SDMConfig:
         if unknown:
             raise ValueError(f"unknown SDMConfig keys: {', '.join(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def running_mel_mean(mel: torch.Tensor, prior: torch.Tensor, prior_rows: int,
+                     before: tuple | None = None) -> torch.Tensor:
+    """Causal running mean of log-mel rows mel (B, R, 80): row r's mean over the rows up to
+    and including it, the `before` rows (sum (B, 80), count (B,)) and `prior_rows` rows of
+    the training-set mean `prior` (80,) -> (B, R, 80)."""
+    total = torch.cumsum(mel.double(), 1) + prior.double() * prior_rows
+    rows = torch.arange(1, mel.shape[1] + 1, dtype=torch.float64, device=mel.device)[None, :, None] + prior_rows
+    if before is not None:
+        total = total + torch.as_tensor(before[0], dtype=torch.float64, device=mel.device)[:, None]
+        rows = rows + torch.as_tensor(before[1], dtype=torch.float64, device=mel.device).reshape(-1, 1, 1)
+    return (total / rows).to(mel.dtype)
 
 
 class SDMModel(nn.Module):
@@ -249,14 +266,18 @@ class SDMModel(nn.Module):
         return -self.motion_mean / self.motion_std
 
     def _speech(self, mel: torch.Tensor, prosody: torch.Tensor, phonemes: torch.Tensor | None = None,
-                clip_mel_mean: torch.Tensor | None = None):
+                clip_mel_mean: torch.Tensor | None = None, before: tuple | None = None):
         """mel (B, 4W, 80), prosody (B, W, 4)[, phonemes (B, W, V)] -> (f_con input (B, 4W,
         80 [+ V]), prosody), normalized; with mel_cmn the clip's mean log-mel (B, 80)
         (default: the mean over the input's own frames, so call it on a whole clip) replaces
-        the training-set mean. Phoneme posteriors enter as log p mapped to about [-0.5,
-        0.5], each row repeated for the 4 mel rows."""
+        the training-set mean; with mel_cmn_prior the running mean, `before` = (sum (B, 80),
+        rows (B,)) of the log-mel rows before the input (default: none, the clip's start).
+        Phoneme posteriors enter as log p mapped to about [-0.5, 0.5], each row repeated for
+        the 4 mel rows."""
         if not self.cfg.mel_cmn:
             mel_mean = self.mel_mean
+        elif self.cfg.mel_cmn_prior:
+            mel_mean = running_mel_mean(mel, self.mel_mean, MEL_PER_FRAME * self.cfg.mel_cmn_prior, before)
         else:
             mel_mean = mel.mean(1, keepdim=True) if clip_mel_mean is None else clip_mel_mean[:, None]
         mel = (mel - mel_mean) / self.mel_std
@@ -267,6 +288,12 @@ class SDMModel(nn.Module):
             log_p = torch.log(phonemes + PHONEME_FLOOR) / -math.log(PHONEME_FLOOR) + 0.5
             mel = torch.cat([mel, log_p.repeat_interleave(MEL_PER_FRAME, 1)], -1)
         return mel, (prosody - self.prosody_mean) / self.prosody_std
+
+    def batch_speech(self, batch: dict[str, torch.Tensor]):
+        """_speech of a training window batch (MotionWindows' keys)."""
+        before = batch.get("mel_sum_before"), batch.get("mel_rows_before")
+        return self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"), batch.get("mel_mean"),
+                            None if before[0] is None else before)
 
     def _content_motion(self, latents: torch.Tensor, content: torch.Tensor,
                         shape: torch.Tensor | None = None) -> torch.Tensor:
@@ -374,8 +401,7 @@ class SDMModel(nn.Module):
         c = self.cfg
         mask = batch["valid"].float()
         x = self.normalize(batch["pose"], batch["delta"])
-        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"),
-                                    batch.get("mel_mean"))
+        mel, prosody = self.batch_speech(batch)
         content = self.content(mel)
         reg = regularization_loss(self.autoencoder, x, mask)  # eq. 4
         coarse, lat, emb, kl_dims = self._coarse_posterior(x, content, prosody, mask)
@@ -442,8 +468,7 @@ class SDMModel(nn.Module):
         for the coarse motion and after shallow diffusion from step k (default: the
         global fallback k)."""
         mask = batch["valid"].float()
-        mel, prosody = self._speech(batch["mel"], batch["prosody"], batch.get("phonemes"),
-                                    batch.get("mel_mean"))
+        mel, prosody = self.batch_speech(batch)
         content = self.content(mel)
         emb, f_tilde = self.rhythm(prosody)
         coarse, _ = self._coarse_prior(content, f_tilde)

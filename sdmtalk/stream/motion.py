@@ -137,13 +137,24 @@ class MotionStream:
         if self.cfg.phoneme_dim and post is None:
             raise ValueError(f"this model needs phoneme posteriors (T, {self.cfg.phoneme_dim}): "
                              "AudioWindow(phonemes=True)")
-        clip_mean = self._running_mel_mean(np.asarray(new.mel)) if self.cfg.mel_cmn else None
-        mel_in, pros_in = m._speech(mel, pros, post, clip_mean)
+        clip_mean = before = None
+        if getattr(self.cfg, "mel_cmn_prior", 0):  # the model's own running mean: as offline
+            before = self._mel_before(feats.num_frames - new.num_frames, mel)
+        elif self.cfg.mel_cmn:
+            clip_mean = self._running_mel_mean(np.asarray(new.mel))
+        mel_in, pros_in = m._speech(mel, pros, post, clip_mean, before)
         content = m.content(mel_in)
         shape = None if m.shape_head is None else m.shape_head(content)
         emb, f_tilde = m.rhythm(pros_in)
         scale = rhythm_weight(self.controls.ablation, self.controls.rhythm_scale)
         return content, f_tilde, shape, m._condition(content, emb, scale)
+
+    def _mel_before(self, held: int, mel: torch.Tensor) -> tuple:
+        """mel_cmn_prior: (sum (1, 80), rows (1,)) of the committed log-mel rows before the
+        feature window, whose first `held` frames are committed ones."""
+        rows = MEL_PER_FRAME * held
+        total = (0 if self._mel_sum is None else self._mel_sum) - mel[0, :rows].double().sum(0)
+        return torch.as_tensor(total, dtype=torch.float64)[None], torch.tensor([float(self._mel_rows - rows)])
 
     def _running_mel_mean(self, new_mel) -> torch.Tensor:
         """mel_cmn: offline, SDMModel._speech subtracts the clip's mean log-mel. A stream has

@@ -153,6 +153,9 @@ def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
 
     steps.audio.features = features
     if "mel_mean" in parts:
+        if getattr(model.cfg, "mel_cmn_prior", 0):
+            raise SystemExit("--oracle mel_mean: this model normalises by its own running mean "
+                             "(mel_cmn_prior), which the stream computes exactly as offline")
         clip_mean = torch.as_tensor(np.asarray(offline.mel).mean(0), dtype=torch.float32)[None]
         steps.motion._running_mel_mean = lambda new_mel: clip_mean
     return stream_motion(model, wav, source, controls, config, CHUNK, steps=steps)

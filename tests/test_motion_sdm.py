@@ -403,3 +403,21 @@ def test_running_mel_mean_of_a_window_is_the_whole_clips():
     torch.testing.assert_close(window, whole[:, 4 * start:4 * (start + W)], atol=1e-4, rtol=1e-4)
     first = (torch.as_tensor(mel[0]) * 1 + model.mel_mean * 20) / 21  # row 0: 5 frames of prior
     torch.testing.assert_close(whole[0, 0], (torch.as_tensor(mel[0]) - first) / model.mel_std)
+
+
+def test_pose_gain_scales_each_pose_dim_and_leaves_the_lips(trained, clip):
+    """SDMConfig.pose_gain (calibrated per pose dim on the train split) multiplies the
+    generated head pose [log scale, angle, tx, ty]; lips and the photo's rest are untouched."""
+    f, controls = features_of(clip), MotionControls(seed=4)
+    base = trained.generate(f, SRC, controls)
+    gain = (1.0, 2.0, 1.5, 0.5)
+    gained = build_model(dataclasses.replace(trained.cfg, pose_gain=gain), None)
+    gained.load_state_dict(trained.state_dict())
+    out = gained.eval().generate(f, SRC, controls)
+    np.testing.assert_allclose(out.pose, base.pose * np.float32(gain), atol=1e-6)
+    np.testing.assert_array_equal(out.delta, base.delta)
+    for bad in ((1.0, 1.0, 1.0), (1.0, -1.0, 1.0, 1.0)):
+        with pytest.raises(ValueError, match="pose_gain"):
+            build_model(dataclasses.replace(SDMConfig.tiny(), pose_gain=bad))
+    assert SDMConfig.from_dict({**dataclasses.asdict(SDMConfig.tiny()), "pose_gain": [1, 2, 3, 4]}).pose_gain \
+        == (1, 2, 3, 4)

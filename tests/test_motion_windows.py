@@ -60,7 +60,8 @@ def test_item_shapes_and_reference_frame(reader):
     assert len(ds) == 20 * 2 + 1 + 1
     item = ds[0]
     shapes = {"mel": (128, 80), "prosody": (32, 4), "pose": (32, 4), "delta": (32, 68, 2),
-              "source_canonical": (68, 2), "valid": (32,), "mel_mean": (80,)}
+              "source_canonical": (68, 2), "valid": (32,), "mel_mean": (80,), "mel_sum_before": (80,),
+              "mel_rows_before": (1,)}
     assert {k: tuple(v.shape) for k, v in item.items()} == shapes
     assert all(v.dtype == torch.float32 for v in item.values())
     assert item["pose"][0].abs().max() < 1e-6 and item["delta"][0].abs().max() < 1e-6  # window-referenced

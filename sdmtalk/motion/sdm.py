@@ -82,6 +82,10 @@ class SDMConfig:
     pose_smooth: float = 1.0  # Gaussian sigma (frames) on the generated head pose: removes
     #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
     #   real clips 0.0044) and leaves the amplitude (std -2 %)
+    pose_gain: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # per-dim gain on the
+    #   generated head pose [log scale, angle, tx, ty] (1 = as sampled). The sampled head moves
+    #   about 0.7x as much as real ones; benchmarks/calibrate_pose_gain.py measures real std /
+    #   generated std per dim on the train split (one clip per speaker) and writes it
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -222,6 +226,8 @@ class SDMModel(nn.Module):
             raise ValueError(f"k_max must be in [1, {c.diffusion_steps}], got {c.k_max}")
         if not 0 <= c.k_auto_max <= c.k_max:
             raise ValueError(f"k_auto_max must be in [0, k_max = {c.k_max}], got {c.k_auto_max}")
+        if len(c.pose_gain) != POSE_DIM or not all(0.0 <= float(g) <= 5.0 for g in c.pose_gain):
+            raise ValueError(f"pose_gain must be {POSE_DIM} gains in [0, 5], got {c.pose_gain}")
         if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
             raise ValueError(f"delta_ref and pose_ref must be 'first' or 'clip', got "
                              f"{c.delta_ref!r} and {c.pose_ref!r}")
@@ -539,6 +545,7 @@ class SDMModel(nn.Module):
         if self.cfg.pose_ref == "clip":
             origin = pose[0] if origin is None else np.asarray(origin, np.float64)
             pose = sim_compose(sim_inverse(origin), pose).astype(np.float32)
+        pose = pose * np.asarray(self.cfg.pose_gain, np.float32)  # all 0 at the photo's pose
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
         return Motion(pose=pose, delta=delta)
 

@@ -153,7 +153,7 @@ def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
 
     steps.audio.features = features
     if "mel_mean" in parts:
-        if getattr(model.cfg, "mel_cmn_prior", 0):
+        if model.cfg.mel_cmn_prior:
             raise SystemExit("--oracle mel_mean: this model normalises by its own running mean "
                              "(mel_cmn_prior), which the stream computes exactly as offline")
         clip_mean = torch.as_tensor(np.asarray(offline.mel).mean(0), dtype=torch.float32)[None]

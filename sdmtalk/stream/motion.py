@@ -138,7 +138,7 @@ class MotionStream:
             raise ValueError(f"this model needs phoneme posteriors (T, {self.cfg.phoneme_dim}): "
                              "AudioWindow(phonemes=True)")
         clip_mean = before = None
-        if getattr(self.cfg, "mel_cmn_prior", 0):  # the model's own running mean: as offline
+        if self.cfg.mel_cmn and self.cfg.mel_cmn_prior:  # the model's own running mean: as offline
             before = self._mel_before(feats.num_frames - new.num_frames, mel)
         elif self.cfg.mel_cmn:
             clip_mean = self._running_mel_mean(np.asarray(new.mel))
@@ -154,7 +154,7 @@ class MotionStream:
         feature window, whose first `held` frames are committed ones."""
         rows = MEL_PER_FRAME * held
         total = (0 if self._mel_sum is None else self._mel_sum) - mel[0, :rows].double().sum(0)
-        return torch.as_tensor(total, dtype=torch.float64)[None], torch.tensor([float(self._mel_rows - rows)])
+        return total[None], torch.tensor([float(self._mel_rows - rows)])
 
     def _running_mel_mean(self, new_mel) -> torch.Tensor:
         """mel_cmn: offline, SDMModel._speech subtracts the clip's mean log-mel. A stream has

@@ -46,14 +46,22 @@ def stream_motion(model, feats, controls, config):
 def test_coarse_stream_equals_offline_with_enough_lookahead(trained, pose_ref):
     """No diffusion and a look-ahead beyond every receptive field and a pose-mode segment:
     the incremental G_c (state carried, z per segment, same noise) is the offline one."""
-    feats = features_of(synth_clip(150, np.random.default_rng(4)))
-    controls = MotionControls(seed=5, diffusion_steps=0)
-    model = dataclasses.replace(trained.cfg, mel_cmn=False, pose_ref=pose_ref)
-    exact = build_model(model, None)
-    exact.load_state_dict(trained.state_dict())
-    exact.eval()
-    offline = exact.generate(feats, SRC, controls)
-    pose, delta = stream_motion(exact, feats, controls, StreamConfig(span=5, lookahead=exact.cfg.segment + 12))
+    exact = with_config(trained, mel_cmn=False, pose_ref=pose_ref)
+    assert_coarse_stream_is_offline(exact, features_of(synth_clip(150, np.random.default_rng(4))), seed=5)
+
+
+def with_config(trained, **changes):
+    """The trained weights in a model whose config differs by `changes` (eval mode)."""
+    model = build_model(dataclasses.replace(trained.cfg, **changes), None)
+    model.load_state_dict(trained.state_dict())
+    return model.eval()
+
+
+def assert_coarse_stream_is_offline(model, feats, seed: int) -> None:
+    """No diffusion, a look-ahead past a pose-mode segment: stream motion == offline motion."""
+    controls = MotionControls(seed=seed, diffusion_steps=0)
+    offline = model.generate(feats, SRC, controls)
+    pose, delta = stream_motion(model, feats, controls, StreamConfig(span=5, lookahead=model.cfg.segment + 12))
     np.testing.assert_allclose(pose, offline.pose, atol=1e-4)
     np.testing.assert_allclose(delta, offline.delta, atol=1e-4)
 
@@ -158,12 +166,5 @@ def test_session_stream_motion_runs_a_given_speech_to_motion(trained):
 def test_running_mean_model_streams_exactly_as_offline(trained):
     """A model trained on the causal running mean (mel_cmn_prior) gets the same speech input
     in a stream as offline: with no diffusion and a long look-ahead the motion is the same."""
-    feats = features_of(synth_clip(150, np.random.default_rng(7)))
-    controls = MotionControls(seed=1, diffusion_steps=0)
-    running = build_model(dataclasses.replace(trained.cfg, mel_cmn_prior=10), None)
-    running.load_state_dict(trained.state_dict())
-    running.eval()
-    offline = running.generate(feats, SRC, controls)
-    pose, delta = stream_motion(running, feats, controls, StreamConfig(span=5, lookahead=running.cfg.segment + 12))
-    np.testing.assert_allclose(pose, offline.pose, atol=1e-4)
-    np.testing.assert_allclose(delta, offline.delta, atol=1e-4)
+    running = with_config(trained, mel_cmn_prior=10)
+    assert_coarse_stream_is_offline(running, features_of(synth_clip(150, np.random.default_rng(7))), seed=1)

@@ -26,7 +26,7 @@ from sdmtalk.audio import AudioFeatures
 from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
-from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight
+from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
 from sdmtalk.motion.types import Motion, MotionControls
 
 MARGIN = 16  # feature frames before the window: beyond f_con + shape path's reach (SDMModel._chunked)
@@ -96,7 +96,7 @@ class MotionStream:
         gen = model._generator
         self._g_modes, self._g_lips, self._g_pose = (gen(self.controls, i) for i in range(3))
         self._ks: deque[int] = deque(maxlen=50)
-        self._mel_sum, self._mel_rows = None, 0
+        self._mel_sum, self._mel_rows = torch.zeros(model.cfg.n_mels, dtype=torch.float64), 0  # committed rows
         self._origin: np.ndarray | None = None  # model pose of frame 0 (pose_ref "clip")
         self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
         self._k_used: int | None = None
@@ -155,17 +155,16 @@ class MotionStream:
         """mel_cmn_prior: (sum (1, 80), rows (1,)) of the committed log-mel rows before the
         feature window, whose first `held` frames are committed ones."""
         rows = MEL_PER_FRAME * held
-        total = (0 if self._mel_sum is None else self._mel_sum) - mel[0, :rows].double().sum(0)
-        return total[None], torch.tensor([float(self._mel_rows - rows)])
+        return (self._mel_sum - mel[0, :rows].double().sum(0))[None], torch.tensor([float(self._mel_rows - rows)])
 
     def _running_mel_mean(self, new_mel) -> torch.Tensor:
         """mel_cmn: offline, SDMModel._speech subtracts the clip's mean log-mel. A stream has
         no clip: the running mean of all speech so far (weighted towards the training-set
         mean at the start) stands in for it -> (1, 80)."""
-        prior = self.model.mel_mean.double() * (MEL_PER_FRAME * self.config.cmn_prior_frames)
-        total = prior + (0 if self._mel_sum is None else self._mel_sum) + torch.as_tensor(new_mel).double().sum(0)
-        rows = MEL_PER_FRAME * self.config.cmn_prior_frames + self._mel_rows + len(new_mel)
-        return (total / rows).float()[None]
+        new_mel = torch.as_tensor(np.asarray(new_mel))[None]
+        committed = self._mel_sum[None], torch.tensor([float(self._mel_rows)])
+        prior_rows = MEL_PER_FRAME * self.config.cmn_prior_frames
+        return running_mel_mean(new_mel, self.model.mel_mean, prior_rows, committed)[:, -1].float()
 
     # ---- G_c (eq. 2) --------------------------------------------------------------------
     def _coarse_motion(self, content, f_tilde, shape, commit: int):
@@ -288,7 +287,7 @@ class MotionStream:
         self._final = final if self._final is None else torch.cat([self._final, final], 1)[:, -keep:]
         self._state = state
         rows = torch.as_tensor(np.asarray(new.mel[:MEL_PER_FRAME * commit])).double()
-        self._mel_sum = rows.sum(0) + (0 if self._mel_sum is None else self._mel_sum)
+        self._mel_sum = self._mel_sum + rows.sum(0)
         self._mel_rows += len(rows)
         self.done += commit
         for index in [i for i in self._z if i < self.done // self.cfg.segment]:  # flat memory

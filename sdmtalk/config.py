@@ -58,6 +58,11 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off, e.g.
     #   0.999): validation, ckpt-best selection and the exported weights use the average. The
     #   deep head-pose pass of one run swung from 2.8 to 1.6 deg roll between checkpoints
+    # speaker augmentation of the train windows' log-mel (data.augment.MelAugment): new
+    # voices from the 78 known ones. mel_warp: largest vocal-tract frequency scaling (0 = off,
+    # e.g. 0.12); mel_masks: frequency bands and time spans masked per window (0 = off)
+    mel_warp: float = 0.0
+    mel_masks: int = 0
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -75,7 +80,7 @@ class TrainConfig:
         """InputError naming the first value out of range; else self."""
         positive = ("steps", "batch_size", "log_every", "val_batches", "stats_windows")
         limits = {**{k: 1 for k in positive}, "window": 2, "val_every": 0, "ckpt_every": 0,
-                  "num_workers": 0, "seed": 0}
+                  "num_workers": 0, "seed": 0, "mel_masks": 0}
         for key, low in limits.items():
             if getattr(self, key) < low:
                 raise InputError(f"{source}: 'train.{key}' must be >= {low}, not {getattr(self, key)}")
@@ -83,6 +88,8 @@ class TrainConfig:
             raise InputError(f"{source}: 'train.select' must be 'loss' or 'lip_sync', not {self.select!r}")
         if not 0 <= self.ema < 1:
             raise InputError(f"{source}: 'train.ema' must lie in [0, 1) (0 = off), not {self.ema}")
+        if not 0 <= self.mel_warp < 0.5:
+            raise InputError(f"{source}: 'train.mel_warp' must lie in [0, 0.5) (0 = off), not {self.mel_warp}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise InputError(f"{source}: train.lr must be > 0, train.weight_decay and "
                              "train.grad_clip >= 0")

@@ -42,7 +42,8 @@ class MotionWindows(torch.utils.data.Dataset):
 
     def __init__(self, reader, split: str = "train", window: int = 50, seed: int = 0,
                  speaker_power: float = 0.5, length: int | None = None, phonemes=None,
-                 reference: str = "first", offsets=None, pose_reference: str = "first"):
+                 reference: str = "first", offsets=None, pose_reference: str = "first",
+                 augment=None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if window < 2:
@@ -54,6 +55,7 @@ class MotionWindows(torch.utils.data.Dataset):
         self.reference, self.pose_reference = reference, pose_reference
         self.offsets = offsets  # a data.offsets.OffsetTable: audio re-aligned to the video
         self.phonemes = phonemes  # a data.phonemes.PhonemeTable: items carry "phonemes" (W, V)
+        self.augment = augment  # a data.augment.MelAugment (train split only)
         self.records = [r for r in reader.clips(split) if r.frames >= 2]
         by_speaker: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(self.records):
@@ -92,6 +94,8 @@ class MotionWindows(torch.utils.data.Dataset):
             clip = shift_audio(clip, self.offsets.get(self.records[rec_i]))
         start = _start_frame(clip["valid"], clip["landmarks"], self.window, u)
         item = make_window(clip, start, self.window, self.reference, self.pose_reference)
+        if self.augment is not None and self.augment.active:
+            item = self.augment(item, np.random.default_rng([self.seed, index, 1]))
         return {k: torch.from_numpy(v) for k, v in item.items()}
 
 

@@ -52,6 +52,7 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
     """Train the SDM model on a prepared cache. ``config``: an ExperimentConfig, a preset
     name ("tiny", "base") or a .json/.toml path. Under torchrun this runs DDP."""
     from sdmtalk.config import ExperimentConfig, load_config
+    from sdmtalk.data.augment import MelAugment
     from sdmtalk.data.cache import CacheReader
     from sdmtalk.data.windows import MotionWindows, compute_motion_stats
     from sdmtalk.motion.sdm import build_model
@@ -68,7 +69,8 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
         refs = {"reference": config.model.delta_ref, "pose_reference": config.model.pose_ref,
                 "offsets": offset_table(cache_dir)}
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
-                                  speaker_power=tc.speaker_power, phonemes=phonemes, **refs)
+                                  speaker_power=tc.speaker_power, phonemes=phonemes,
+                                  augment=MelAugment(tc.mel_warp, tc.mel_masks), **refs)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "

@@ -60,9 +60,12 @@ class TrainConfig:
     #   deep head-pose pass of one run swung from 2.8 to 1.6 deg roll between checkpoints
     # speaker augmentation of the train windows' log-mel (data.augment.MelAugment): new
     # voices from the 78 known ones. mel_warp: largest vocal-tract frequency scaling (0 = off,
-    # e.g. 0.12); mel_masks: frequency bands and time spans masked per window (0 = off)
+    # e.g. 0.12); mel_masks: frequency bands and time spans masked per window (0 = off);
+    # mel_prefix_mean: share of windows normalised by the mean log-mel a stream has heard by
+    # then instead of the whole clip's (model.mel_cmn; 0 = off)
     mel_warp: float = 0.0
     mel_masks: int = 0
+    mel_prefix_mean: float = 0.0
 
     @classmethod
     def tiny(cls) -> TrainConfig:
@@ -90,6 +93,8 @@ class TrainConfig:
             raise InputError(f"{source}: 'train.ema' must lie in [0, 1) (0 = off), not {self.ema}")
         if not 0 <= self.mel_warp < 0.5:
             raise InputError(f"{source}: 'train.mel_warp' must lie in [0, 0.5) (0 = off), not {self.mel_warp}")
+        if not 0 <= self.mel_prefix_mean <= 1:
+            raise InputError(f"{source}: 'train.mel_prefix_mean' must lie in [0, 1], not {self.mel_prefix_mean}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise InputError(f"{source}: train.lr must be > 0, train.weight_decay and "
                              "train.grad_clip >= 0")

@@ -60,3 +60,16 @@ def test_train_windows_are_augmented_deterministically():
 def test_bad_augmentation_settings_are_named(key, value):
     with pytest.raises(InputError, match=f"train.{key}"):
         TrainConfig(**{key: value}).check()
+
+
+def test_prefix_mean_is_what_a_stream_has_heard():
+    rng = np.random.default_rng(1)
+    clip = rng.normal(-5, 1, (300, 80)).astype(np.float32)
+    item = {"mel": clip[100:200], "mel_mean": clip.mean(0), "mel_sum_before": clip[:100].sum(0, dtype=np.float64),
+            "mel_rows_before": np.array(100.0)}
+    out = MelAugment(prefix_mean=1.0)(item, np.random.default_rng(2))
+    heard = [clip[:100 + j].mean(0) for j in range(1, 101)]
+    assert min(np.abs(out["mel_mean"] - h).max() for h in heard) < 1e-5
+    assert np.abs(out["mel_mean"] - clip.mean(0)).max() > 1e-3
+    with pytest.raises(InputError, match="train.mel_prefix_mean"):
+        TrainConfig(mel_prefix_mean=1.5).check()

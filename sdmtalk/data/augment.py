@@ -13,6 +13,11 @@ voices it has not heard, on the cached log-mel without touching the audio:
   clip's mean log-mel (0 after per-clip normalisation), so the model cannot lean on one
   band or one instant.
 
+- a streamed clip mean: with probability ``prefix_mean`` the clip's mean log-mel is
+  replaced by the mean of the rows heard up to a random row of the window, what a stream
+  knows there (issue 14: the whole clip's mean is the stream's largest missing feature
+  after phoneme context; a model trained only on the running mean lost offline lips).
+
 Per-clip channel colour (microphone, room) needs no augmentation: ``mel_cmn`` removes it.
 """
 
@@ -60,10 +65,12 @@ def apply_warp(rows: np.ndarray, src: np.ndarray) -> np.ndarray:
 class MelAugment:
     """warp: largest relative frequency scaling (alpha in [1 - warp, 1 + warp]; 0 = off);
     masks: frequency bands and time spans masked per window (each up to freq_width bins /
-    time_width log-mel rows)."""
+    time_width log-mel rows); prefix_mean: share of windows whose clip mean is the streamed
+    one (needs the items' mel_sum_before / mel_rows_before)."""
 
     warp: float = 0.0
     masks: int = 0
+    prefix_mean: float = 0.0
     freq_width: int = 10
     time_width: int = 12
 
@@ -72,15 +79,19 @@ class MelAugment:
             raise ValueError(f"mel warp must be in [0, 0.5), got {self.warp}")
         if self.masks < 0:
             raise ValueError(f"mel masks must be >= 0, got {self.masks}")
+        if not 0.0 <= self.prefix_mean <= 1.0:
+            raise ValueError(f"prefix_mean must be in [0, 1], got {self.prefix_mean}")
         self._centres = mel_centres()
 
     @property
     def active(self) -> bool:
-        return self.warp > 0 or self.masks > 0
+        return self.warp > 0 or self.masks > 0 or self.prefix_mean > 0
 
     def __call__(self, item: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Augment one window of MotionWindows (numpy float32 arrays; returns a new dict)."""
         out = dict(item)
+        if self.prefix_mean > 0 and rng.random() < self.prefix_mean:
+            out["mel_mean"] = streamed_mean(out, int(rng.integers(1, len(out["mel"]) + 1)))
         if self.warp > 0:
             src = warp_bins(rng.uniform(1 - self.warp, 1 + self.warp), self._centres)
             for key in ("mel", "mel_mean", "mel_sum_before"):
@@ -98,3 +109,10 @@ class MelAugment:
                 mel[r:r + w] = mean
             out["mel"] = mel
         return out
+
+
+def streamed_mean(item: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """Mean log-mel of the clip up to and including row `rows` - 1 of the window: the rows
+    before it (mel_sum_before, mel_rows_before) and the window's first `rows`."""
+    total = item["mel_sum_before"].astype(np.float64) + item["mel"][:rows].sum(0, dtype=np.float64)
+    return (total / (float(item["mel_rows_before"]) + rows)).astype(item["mel_mean"].dtype)

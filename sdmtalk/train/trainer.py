@@ -70,7 +70,8 @@ def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False)
                 "offsets": offset_table(cache_dir)}
         train_set = MotionWindows(reader, "train", window=tc.window, seed=tc.seed,
                                   speaker_power=tc.speaker_power, phonemes=phonemes,
-                                  augment=MelAugment(tc.mel_warp, tc.mel_masks), **refs)
+                                  augment=MelAugment(tc.mel_warp, tc.mel_masks, prefix_mean=tc.mel_prefix_mean),
+                                  **refs)
         if len(train_set) == 0:
             raise InputError(f"{cache_dir}: no training windows of {tc.window} frames in the train "
                              f"split ({len(reader.clips('train'))} clips): prepare more data or "

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
+from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddim, sample_ddpm, sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 
@@ -52,6 +52,19 @@ def test_ddpm_from_zero_is_identity_and_oracle_recovers_x0():
     torch.testing.assert_close(sample_ddim(lambda x, t: x0, x_k, [40, 20, 5], s), x0)
     with pytest.raises(ValueError):
         sample_ddpm(lambda x, t: x0, x_k, 101, s)
+
+
+def test_sample_reverse_is_ddpm_or_fewer_ddim_steps_over_the_same_range():
+    s = make_schedule(100)
+    x = torch.randn(1, 8, 3, generator=torch.Generator().manual_seed(0))
+    den = lambda x, t: 0.9 * x  # noqa: E731
+    for n in (0, None, 100, 200):  # no DDIM, or not fewer steps: DDPM, the same draws
+        torch.testing.assert_close(sample_reverse(den, x, 60, s, torch.Generator().manual_seed(1), n),
+                                   sample_ddpm(den, x, 60, s, torch.Generator().manual_seed(1)))
+    assert ddim_schedule(100, 10)[0] == 100 and ddim_schedule(100, 10)[-1] == 1 and len(ddim_schedule(100, 10)) == 10
+    seen = []
+    sample_reverse(den, x, 100, s, torch.Generator().manual_seed(1), 10, callback=lambda t, x: seen.append(t))
+    assert seen == ddim_schedule(100, 10)
 
 
 def test_ddpm_seeded():

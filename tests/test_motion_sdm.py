@@ -383,6 +383,24 @@ def test_lips_from_coarse_keep_the_deep_head(trained, clip):
     assert not np.allclose(auto.pose, coarse.pose) and np.abs(auto.pose - other.pose).max() > 1e-3
 
 
+def test_pose_steps_sample_the_deep_head_with_fewer_ddim_steps(trained, clip):
+    """pose_steps N: the deep head-pose pass takes N DDIM steps instead of pose_k DDPM
+    steps; the lips (shallow k) are untouched, the head still moves with the seed."""
+    f, controls = features_of(clip), MotionControls(seed=4)
+    base = trained.generate(f, SRC, controls)
+    fast = build_model(dataclasses.replace(trained.cfg, pose_steps=10), None)
+    fast.load_state_dict(trained.state_dict())
+    fast.eval()
+    ticks = []
+    out = fast.generate(f, SRC, controls, progress=lambda i, n: ticks.append(n))
+    other = fast.generate(f, SRC, MotionControls(seed=5))
+    np.testing.assert_array_equal(out.delta, base.delta)
+    assert not np.allclose(out.pose, base.pose) and np.abs(out.pose - other.pose).max() > 1e-3
+    assert ticks[-1] == 1 + fast.last_k[0] + 10
+    with pytest.raises(ValueError, match="pose_steps"):
+        build_model(dataclasses.replace(SDMConfig.tiny(), pose_steps=-1))
+
+
 def test_running_mel_mean_of_a_window_is_the_whole_clips():
     """mel_cmn_prior: the running mean that a training window gets from the rows before it
     (make_window's mel_sum_before / mel_rows_before) is the one offline generate computes

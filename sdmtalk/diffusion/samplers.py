@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from sdmtalk.diffusion.schedule import NoiseSchedule, q_sample
@@ -53,7 +54,8 @@ def sample_ddpm(denoise: Denoiser, x_start: torch.Tensor, start_step: int,
 
 def sample_ddim(denoise: Denoiser, x_start: torch.Tensor, steps: list[int],
                 schedule: NoiseSchedule, eta: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """DDIM over a decreasing list of steps, e.g. [40, 30, 20, 10] (then to 0).
 
     eta = 0 is deterministic given x_start; eta = 1 matches DDPM's variance.
@@ -71,4 +73,23 @@ def sample_ddim(denoise: Denoiser, x_start: torch.Tensor, steps: list[int],
         x = a_p ** 0.5 * x0 + max(1 - a_p - sig ** 2, 0.0) ** 0.5 * eps
         if sig > 0:
             x = x + sig * _randn(x, generator)
+        if callback is not None:
+            callback(t, x)
     return x
+
+
+def ddim_schedule(start_step: int, n: int) -> list[int]:
+    """n (or fewer) evenly spaced steps from start_step down to 1."""
+    return sorted({int(round(v)) for v in np.linspace(start_step, 1, int(n))}, reverse=True)
+
+
+def sample_reverse(denoise: Denoiser, x_start: torch.Tensor, start_step: int,
+                   schedule: NoiseSchedule, generator: torch.Generator | None = None,
+                   ddim_steps: int | None = None,
+                   callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """start_step reverse steps from x_start: ancestral DDPM, or, when 0 < ddim_steps <
+    start_step, that many stochastic DDIM steps (eta 1, DDPM's variance) over the same range."""
+    if not ddim_steps or ddim_steps >= start_step:
+        return sample_ddpm(denoise, x_start, start_step, schedule, generator, callback)
+    return sample_ddim(denoise, x_start, ddim_schedule(start_step, ddim_steps), schedule, eta=1.0,
+                       generator=generator, callback=callback)

@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from sdmtalk import MEL_PER_FRAME
-from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
+from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddpm, sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 from sdmtalk.errors import InputError
@@ -78,6 +78,8 @@ class SDMConfig:
     #   from the shallow k of the lips: on dev (28 clips, 3 seeds) pose from k=40 had roll
     #   std 0.63 deg and seed diversity 0.30 deg against 3.29 deg real; from k=T 2.89 deg,
     #   diversity 1.62 deg, head speed 27.6 px/s (real 26.7), lip numbers unchanged
+    pose_steps: int = 0  # sampler of that deep head-pose pass: 0 = ancestral DDPM, one step
+    #   per t; N = N stochastic DDIM steps over the same range (cheaper; the stream uses 10)
     pose_limit: float = 3.0  # soft limit of the deep-sampled pose, in training stds
     pose_smooth: float = 1.0  # Gaussian sigma (frames) on the generated head pose: removes
     #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
@@ -228,6 +230,8 @@ class SDMModel(nn.Module):
             raise ValueError(f"k_auto_max must be in [0, k_max = {c.k_max}], got {c.k_auto_max}")
         if len(c.pose_gain) != POSE_DIM or not all(0.0 <= float(g) <= 5.0 for g in c.pose_gain):
             raise ValueError(f"pose_gain must be {POSE_DIM} gains in [0, 5], got {c.pose_gain}")
+        if c.pose_steps < 0:
+            raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
         if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
             raise ValueError(f"delta_ref and pose_ref must be 'first' or 'clip', got "
                              f"{c.delta_ref!r} and {c.pose_ref!r}")
@@ -614,13 +618,15 @@ class SDMModel(nn.Module):
         self.last_k = [k] * len(spans)
         pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
         deep_steps = pose_k if not full and pose_k > k and controls.ablation != "no_pose" else 0
+        if deep_steps and 0 < self.cfg.pose_steps < pose_k:
+            deep_steps = len(ddim_schedule(pose_k, self.cfg.pose_steps))
         tick = _step_counter(progress, 1 + k + deep_steps)
         tick()  # the coarse motion is done
         final = self._diffuse_spans(coarse, content, spans, k, full, self._generator(controls, 1), tick)
         if deep_steps:
             deep = self._diffuse_spans(coarse, content, spans, pose_k,
                                        pose_k == self.cfg.diffusion_steps, self._generator(controls, 2),
-                                       tick)
+                                       tick, ddim_steps=self.cfg.pose_steps)
             final[..., :POSE_DIM] = self._limit_pose(deep[..., :POSE_DIM])
         if controls.ablation == "no_pose":  # no stochastic head from anywhere: the diffusion
             final[..., :POSE_DIM] = coarse[..., :POSE_DIM]  # noise must not move it either
@@ -634,9 +640,10 @@ class SDMModel(nn.Module):
         lim = self.cfg.pose_limit
         return ref + lim * torch.tanh((pose - ref) / lim)
 
-    def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g, tick=None):
-        """k reverse steps over the whole sequence (1, T, D) from F^k (pure noise when
-        `full`). At every step each window of `spans` is denoised and the x0 estimates are
+    def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g, tick=None,
+                       ddim_steps: int = 0):
+        """k reverse steps (or ddim_steps DDIM steps over them) over the whole sequence
+        (1, T, D) from F^k (pure noise when `full`). At every step each window of `spans` is denoised and the x0 estimates are
         cross-faded where windows overlap, so neighbours agree all along the reverse process:
         no seam at window edges, and memory grows only with T x D."""
         T = coarse.shape[1]
@@ -658,8 +665,8 @@ class SDMModel(nn.Module):
             return acc / wsum
 
         x = torch.randn(coarse.shape, generator=g).to(coarse) if full else shallow_start(self.schedule, coarse, k, g)
-        return sample_ddpm(denoise, x, k, self.schedule, g,
-                           callback=None if tick is None else lambda t, x: tick())
+        return sample_reverse(denoise, x, k, self.schedule, g, ddim_steps,
+                              callback=None if tick is None else lambda t, x: tick())
 
     def _choose_k(self, steps, coarse, content) -> int:
         """"auto": the step predictor's k clamped to [1, k_auto_max or k_max], or the global

@@ -23,7 +23,7 @@ import torch
 
 from sdmtalk import MEL_PER_FRAME
 from sdmtalk.audio import AudioFeatures
-from sdmtalk.diffusion.samplers import sample_ddim, sample_ddpm, shallow_start
+from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
 from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
@@ -249,10 +249,7 @@ class MotionStream:
             return _hold(m._denoise(x_t, t, coarse, content), known)
 
         x = torch.randn(coarse.shape, generator=g).to(coarse) if full else shallow_start(schedule, coarse, k, g)
-        if ddim_steps is None or ddim_steps >= k:
-            return sample_ddpm(denoise, x, k, schedule, g)
-        steps = sorted({int(round(v)) for v in np.linspace(k, 1, int(ddim_steps))}, reverse=True)
-        return sample_ddim(denoise, x, steps, schedule, eta=1.0, generator=g)
+        return sample_reverse(denoise, x, k, schedule, g, ddim_steps)
 
     def _crossfade_pose(self, final, c: int, commit: int) -> None:
         """Head pose of the new span: faded in from the previous step's sample of the same

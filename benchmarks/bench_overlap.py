@@ -1,7 +1,7 @@
 """Whole `sdmtalk generate` runs on N s of speech (default 60) at 256 px: wall time of the
 process (imports, model loading, encoding included) and the pipeline's stages.
 
-    python benchmarks/bench_overlap.py [--seconds 60] [--old-tree DIR]
+    python benchmarks/bench_overlap.py [--seconds 60] [--old-tree DIR] [--front-end [--set KEY=VALUE]]
 
 --old-tree: a checkout of an older sdmtalk (git worktree add DIR REV) run the same way
 first, for a before/after pair on the same machine state.
@@ -72,7 +72,7 @@ def stage_run(folder: Path, tree: Path | None) -> str:
     return done.stdout.strip()
 
 
-def front_end_parts(wav) -> None:
+def front_end_parts(wav, overrides: list[str]) -> None:
     """Seconds of each part of the speech front-end on this audio (the work budget of 10x)."""
     from sdmtalk import FPS
     from sdmtalk.audio import compute_features, num_frames_for
@@ -89,6 +89,34 @@ def front_end_parts(wav) -> None:
         t0 = time.perf_counter()
         run()
         print(f"front end: {name} {time.perf_counter() - t0:.2f} s")
+    speech_and_motion(wav, overrides)
+
+
+def speech_and_motion(wav, overrides: list[str]) -> None:
+    """Issue 10's cost bar: the whole speech front-end plus the motion stage of the bundled
+    model on one thread, in seconds per second of audio (bar: under 0.15)."""
+    import numpy as np
+    import torch
+
+    from sdmtalk.audio import compute_features
+    from sdmtalk.face.template import CANONICAL_TEMPLATE
+    from sdmtalk.motion.types import MotionControls
+    from sdmtalk.pipeline import load_motion_model
+
+    from bench_motion import apply_overrides
+
+    model = load_motion_model("sdm")
+    apply_overrides(model, overrides)
+    torch.set_num_threads(1)
+    seconds = len(wav) / SAMPLE_RATE
+    t0 = time.perf_counter()
+    features = compute_features(wav, phonemes=True, phoneme_workers=1)
+    t1 = time.perf_counter()
+    model.generate(features, np.asarray(CANONICAL_TEMPLATE, np.float32), MotionControls(seed=0))
+    t2 = time.perf_counter()
+    print(f"speech front-end + motion, one thread: {(t2 - t0) / seconds:.3f} s per second of audio "
+          f"(front-end {(t1 - t0) / seconds:.3f}, motion {(t2 - t1) / seconds:.3f}; issue 10's bar 0.15)"
+          + (f" with {' '.join(overrides)}" if overrides else ""))
 
 
 def main() -> None:
@@ -96,6 +124,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--old-tree", type=Path, default=None)
     ap.add_argument("--front-end", action="store_true", help="also time the speech front-end's parts")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --front-end: an inference setting of the bundled model, e.g. pose_steps=20")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -109,7 +139,7 @@ def main() -> None:
             print(f"{tag}: whole process {took:.2f} s = {args.seconds / took:.1f}x faster than real time; "
                   f"{stage_run(folder, tree)}")
         if args.front_end:
-            front_end_parts(sf.read(folder / "speech.wav", dtype="float32")[0])
+            front_end_parts(sf.read(folder / "speech.wav", dtype="float32")[0], args.overrides)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Calibrate SDMConfig.pose_gain: how much more real heads move than the sampled ones.
 
-    python benchmarks/calibrate_pose_gain.py --cache /work/cache/shared --weights W [--seeds 3] [--write OUT.safetensors]
+    python benchmarks/calibrate_pose_gain.py --cache /work/cache/shared --weights W [--seeds 3] [--set KEY=VALUE] [--write OUT.safetensors]
 
 On the train split, one clip per speaker (every speaker counts once, as in training), the
 head pose of each real clip relative to its first frame (motion_from_landmarks) and the pose
@@ -8,6 +8,8 @@ SDM generates for the clip's speech from its first frame (pose_gain 1), each as
 [log scale, angle, tx, ty]: the std over time per dim, averaged over clips (and seeds).
 gain = real / generated per dim. Prints both and the gains; --write copies the weights
 to OUT.safetensors (+ .json) with pose_gain in their config, the tensors unchanged.
+--set: inference settings calibrated with (and written with), e.g. pose_steps=20: the gain
+belongs to the sampler it was measured on.
 Never calibrated on dev: dev is where the result is measured (bench_motion).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,9 @@ from sdmtalk.data.cache import CacheReader
 from sdmtalk.data.phonemes import PhonemeTable
 from sdmtalk.motion.types import MotionControls, motion_from_landmarks
 from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_motion import apply_overrides  # noqa: E402
 
 DIMS = ("log scale", "angle", "tx", "ty")
 
@@ -59,9 +65,12 @@ def main() -> None:
     ap.add_argument("--split", default="train")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--write", default=None, help="write the weights with pose_gain set here (.safetensors)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="an inference setting of the SDM config to calibrate with, e.g. pose_steps=20")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_motion_model("sdm", args.weights)
+    apply_overrides(model, args.overrides)
     model.cfg = dataclasses.replace(model.cfg, pose_gain=(1.0, 1.0, 1.0, 1.0))
     reader, table = CacheReader(args.cache), PhonemeTable(args.cache)
     pairs = []

@@ -52,6 +52,8 @@ def test_train_windows_are_augmented_deterministically():
     assert not np.allclose(a["mel"].numpy(), p["mel"].numpy())
     for k in ("delta", "pose", "prosody", "valid"):  # only the log-mel changes
         assert np.array_equal(a[k].numpy(), p[k].numpy()), k
+    streamed = MotionWindows(reader, "train", window=32, seed=0, augment=MelAugment(prefix_mean=1.0))
+    assert not np.allclose(streamed[1]["mel_mean"].numpy(), p["mel_mean"].numpy())
     off = MotionWindows(reader, "train", window=32, seed=0, augment=MelAugment())
     assert np.array_equal(off[1]["mel"].numpy(), p["mel"].numpy())
 

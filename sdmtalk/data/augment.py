@@ -115,4 +115,5 @@ def streamed_mean(item: dict[str, np.ndarray], rows: int) -> np.ndarray:
     """Mean log-mel of the clip up to and including row `rows` - 1 of the window: the rows
     before it (mel_sum_before, mel_rows_before) and the window's first `rows`."""
     total = item["mel_sum_before"].astype(np.float64) + item["mel"][:rows].sum(0, dtype=np.float64)
-    return (total / (float(item["mel_rows_before"]) + rows)).astype(item["mel_mean"].dtype)
+    before = float(np.asarray(item["mel_rows_before"]).reshape(-1)[0])  # (1,) in MotionWindows items
+    return (total / (before + rows)).astype(item["mel_mean"].dtype)

@@ -1,8 +1,9 @@
 """Speaker augmentation of training windows' log-mel (train split only).
 
 The lips model has 78 training speakers and generalises worse to new voices than to new
-clips of known ones (train-split lip r 0.69 against dev 0.47). Two augmentations give it
-voices it has not heard, on the cached log-mel without touching the audio:
+clips of known ones (train-split lip r 0.69 against dev 0.47). On the cached log-mel,
+without touching the audio, two augmentations give it voices it has not heard and a third
+the clip mean a stream would have:
 
 - a vocal-tract-length warp (VTLP): every frequency scaled by one factor alpha per window,
   as a longer or shorter vocal tract moves the formants. Done on the mel bins' centre
@@ -12,7 +13,6 @@ voices it has not heard, on the cached log-mel without touching the audio:
 - SpecAugment-style masks: a few frequency bands and short time spans replaced by the
   clip's mean log-mel (0 after per-clip normalisation), so the model cannot lean on one
   band or one instant.
-
 - a streamed clip mean: with probability ``prefix_mean`` the clip's mean log-mel is
   replaced by the mean of the rows heard up to a random row of the window, what a stream
   knows there (issue 14: the whole clip's mean is the stream's largest missing feature

@@ -83,13 +83,18 @@ def ddim_schedule(start_step: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(start_step, 1, int(n))}, reverse=True)
 
 
+def uses_ddim(start_step: int, ddim_steps: int | None) -> bool:
+    """Whether sample_reverse takes DDIM steps (fewer than start_step) rather than DDPM."""
+    return bool(ddim_steps) and ddim_steps < start_step
+
+
 def sample_reverse(denoise: Denoiser, x_start: torch.Tensor, start_step: int,
                    schedule: NoiseSchedule, generator: torch.Generator | None = None,
                    ddim_steps: int | None = None,
                    callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """start_step reverse steps from x_start: ancestral DDPM, or, when 0 < ddim_steps <
     start_step, that many stochastic DDIM steps (eta 1, DDPM's variance) over the same range."""
-    if not ddim_steps or ddim_steps >= start_step:
+    if not uses_ddim(start_step, ddim_steps):
         return sample_ddpm(denoise, x_start, start_step, schedule, generator, callback)
     return sample_ddim(denoise, x_start, ddim_schedule(start_step, ddim_steps), schedule, eta=1.0,
                        generator=generator, callback=callback)

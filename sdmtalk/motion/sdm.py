@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from sdmtalk import MEL_PER_FRAME
-from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddpm, sample_reverse, shallow_start
+from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddpm, sample_reverse, shallow_start, uses_ddim
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 from sdmtalk.errors import InputError
@@ -79,7 +79,7 @@ class SDMConfig:
     #   std 0.63 deg and seed diversity 0.30 deg against 3.29 deg real; from k=T 2.89 deg,
     #   diversity 1.62 deg, head speed 27.6 px/s (real 26.7), lip numbers unchanged
     pose_steps: int = 0  # sampler of that deep head-pose pass: 0 = ancestral DDPM, one step
-    #   per t; N = N stochastic DDIM steps over the same range (cheaper; the stream uses 10)
+    #   per t; N = N stochastic DDIM steps over the same range (cheaper; sdm_base: 20)
     pose_limit: float = 3.0  # soft limit of the deep-sampled pose, in training stds
     pose_smooth: float = 1.0  # Gaussian sigma (frames) on the generated head pose: removes
     #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
@@ -618,7 +618,7 @@ class SDMModel(nn.Module):
         self.last_k = [k] * len(spans)
         pose_k = min(self.cfg.pose_k, self.cfg.diffusion_steps)
         deep_steps = pose_k if not full and pose_k > k and controls.ablation != "no_pose" else 0
-        if deep_steps and 0 < self.cfg.pose_steps < pose_k:
+        if deep_steps and uses_ddim(pose_k, self.cfg.pose_steps):
             deep_steps = len(ddim_schedule(pose_k, self.cfg.pose_steps))
         tick = _step_counter(progress, 1 + k + deep_steps)
         tick()  # the coarse motion is done
@@ -643,9 +643,10 @@ class SDMModel(nn.Module):
     def _diffuse_spans(self, coarse, content, spans, k: int, full: bool, g, tick=None,
                        ddim_steps: int = 0):
         """k reverse steps (or ddim_steps DDIM steps over them) over the whole sequence
-        (1, T, D) from F^k (pure noise when `full`). At every step each window of `spans` is denoised and the x0 estimates are
-        cross-faded where windows overlap, so neighbours agree all along the reverse process:
-        no seam at window edges, and memory grows only with T x D."""
+        (1, T, D) from F^k (pure noise when `full`). At every step each window of `spans`
+        is denoised and the x0 estimates are cross-faded where windows overlap, so
+        neighbours agree all along the reverse process: no seam at window edges, and memory
+        grows only with T x D."""
         T = coarse.shape[1]
         weights = [crossfade_weights(e - s, self.cfg.infer_overlap, s > 0, e < T).to(coarse)
                    for s, e in spans]

@@ -199,6 +199,24 @@ def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
     return float(gap[quiet].std()) if quiet.sum() >= 10 else float("nan")
 
 
+def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> list[dict]:
+    """The split's clips as score_clip takes them: cached features, phoneme posteriors, the
+    audio re-aligned by the cache's offsets.json (unless use_offsets is False), onsets."""
+    reader, table, offsets = CacheReader(cache), PhonemeTable(cache), OffsetTable(cache)
+    records = reader.clips(split)
+    clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None} for r in records]
+    if offsets.available and use_offsets:
+        moved = [(r.clip_id, offsets.get(r)) for r in records if offsets.get(r)]
+        clips = [shift_audio(c, offsets.get(r)) for c, r in zip(clips, records, strict=True)]
+        print(f"audio re-aligned by {cache}/offsets.json on {len(moved)} clip(s): "
+              + (", ".join(f"{c} {o:+d}" for c, o in moved) or "none"))
+    else:
+        print("clips as recorded (" + ("offsets ignored" if offsets.available else "no offsets.json") + ")")
+    for data in clips:
+        data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
+    return clips
+
+
 def _mean(values) -> float:
     values = np.asarray(values, float)
     return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
@@ -221,19 +239,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     reader = CacheReader(args.cache)
-    table = PhonemeTable(args.cache)
-    clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None}
-             for r in reader.clips(args.split)]
-    offsets = OffsetTable(args.cache)
-    if offsets.available and not args.no_offsets:
-        moved = [(r.clip_id, offsets.get(r)) for r in reader.clips(args.split) if offsets.get(r)]
-        clips = [shift_audio(c, offsets.get(r)) for c, r in zip(clips, reader.clips(args.split), strict=True)]
-        print(f"audio re-aligned by {args.cache}/offsets.json on {len(moved)} clip(s): "
-              + (", ".join(f"{c} {o:+d}" for c, o in moved) or "none"))
-    else:
-        print("clips as recorded (" + ("--no-offsets" if offsets.available else "no offsets.json") + ")")
-    for data in clips:
-        data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
+    clips = load_scored_clips(args.cache, args.split, not args.no_offsets)
     cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_r_fast", "lip_r_slow", "lip_amp", "sil_std", "roll_std",
             "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "sec_per_audio_sec"]
     records = reader.clips(args.split)

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from test_motion_windows import FakeReader
 
 from sdmtalk.config import TrainConfig
 from sdmtalk.data.augment import MelAugment, apply_warp, mel_centres, warp_bins
 from sdmtalk.data.windows import MotionWindows
 from sdmtalk.errors import InputError
-
-from test_motion_windows import FakeReader
 
 
 def formant_rows(centre_hz: float, rows: int = 8) -> np.ndarray:

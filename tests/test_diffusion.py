@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddim, sample_ddpm, sample_reverse, shallow_start
+from sdmtalk.diffusion.samplers import (
+    ddim_schedule,
+    sample_ddim,
+    sample_ddpm,
+    sample_reverse,
+    shallow_start,
+)
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 

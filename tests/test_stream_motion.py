@@ -168,3 +168,11 @@ def test_running_mean_model_streams_exactly_as_offline(trained):
     in a stream as offline: with no diffusion and a long look-ahead the motion is the same."""
     running = with_config(trained, mel_cmn_prior=10)
     assert_coarse_stream_is_offline(running, features_of(synth_clip(150, np.random.default_rng(7))), seed=1)
+
+
+def test_two_band_pose_gain_streams_exactly_as_offline(trained):
+    """The slow pose band is causal and the stream carries its state from span to span: with
+    a band gain the streamed pose is still the offline one."""
+    banded = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
+                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0), pose_bias=(0.001, 0.02, -0.01, 0.0), pose_ease=6.0)
+    assert_coarse_stream_is_offline(banded, features_of(synth_clip(150, np.random.default_rng(8))), seed=2)

@@ -30,6 +30,7 @@ from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
+from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain
 from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
 from sdmtalk.motion.rhythmic import RhythmicBranch, independence_loss
 from sdmtalk.motion.shape_head import ShapeHead
@@ -85,9 +86,18 @@ class SDMConfig:
     #   sampling jitter (translation acceleration 0.0092 -> 0.0035 canonical units/frame^2,
     #   real clips 0.0044) and leaves the amplitude (std -2 %)
     pose_gain: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # per-dim gain on the
-    #   generated head pose [log scale, angle, tx, ty] (1 = as sampled). The sampled head moves
-    #   about 0.7x as much as real ones; benchmarks/calibrate_pose_gain.py measures real std /
-    #   generated std per dim on the train split (one clip per speaker) and writes it
+    #   generated head pose [log scale, angle, tx, ty] (1 = as sampled; with pose_band, of the
+    #   fast band). The sampled head moves less than real ones; benchmarks/calibrate_pose_gain.py
+    #   measures real / generated per dim on held-out speakers and writes it
+    pose_band: float = 0.0  # > 0: pose_gain is the gain of the fast band only and the slow
+    #   band (causal moving average, this time constant in frames) takes pose_gain_slow: the
+    #   sampled head lacks the slow wander of real heads (motion/pose_gain.py)
+    pose_gain_slow: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    pose_bias: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # mean offset of the
+    #   sampled pose [log scale, angle rad, tx, ty], taken off before the gain: the deep pass
+    #   tilts every head the same way (+1 deg on train clips, real ones 0)
+    pose_ease: float = 0.0  # > 0: the first frame's offset from the photo's pose decays with
+    #   this time constant (frames), so the video starts at the photo (motion/pose_gain.py)
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -228,8 +238,15 @@ class SDMModel(nn.Module):
             raise ValueError(f"k_max must be in [1, {c.diffusion_steps}], got {c.k_max}")
         if not 0 <= c.k_auto_max <= c.k_max:
             raise ValueError(f"k_auto_max must be in [0, k_max = {c.k_max}], got {c.k_auto_max}")
-        if len(c.pose_gain) != POSE_DIM or not all(0.0 <= float(g) <= 5.0 for g in c.pose_gain):
-            raise ValueError(f"pose_gain must be {POSE_DIM} gains in [0, 5], got {c.pose_gain}")
+        for name in ("pose_gain", "pose_gain_slow"):
+            gain = getattr(c, name)
+            if len(gain) != POSE_DIM or not all(0.0 <= float(g) <= 5.0 for g in gain):
+                raise ValueError(f"{name} must be {POSE_DIM} gains in [0, 5], got {gain}")
+        if len(c.pose_bias) != POSE_DIM or not all(abs(float(b)) <= 0.5 for b in c.pose_bias):
+            raise ValueError(f"pose_bias must be {POSE_DIM} offsets within +-0.5, got {c.pose_bias}")
+        if c.pose_band < 0 or c.pose_ease < 0:
+            raise ValueError(f"pose_band and pose_ease must be >= 0 frames (0 = off), got {c.pose_band} "
+                             f"and {c.pose_ease}")
         if c.pose_steps < 0:
             raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
         if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
@@ -529,16 +546,22 @@ class SDMModel(nn.Module):
         finally:
             self.train(was_training)
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
-        return self.finish_motion(final[0], source, controls, smooth)
+        return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k))
 
     def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
-                      origin: np.ndarray | None = None):
+                      origin: np.ndarray | None = None, band_start: int = 0,
+                      gain_state: PoseGainState | None = None, with_state: bool = False,
+                      sampled: bool = True):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
         the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
         to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
-        pose smoothed with Gaussian sigma `smooth` frames, then the user controls (lip/pose
-        scale, still) and no crossing lips. generate's last stage; a streaming caller runs it
-        on each finished span, passing the denormalized pose of the stream's frame 0)."""
+        pose smoothed with Gaussian sigma `smooth` frames, the calibrated pose gain, then the
+        user controls (lip/pose scale, still) and no crossing lips. generate's last stage; a
+        streaming caller runs it on each finished span, passing the denormalized pose of the
+        stream's frame 0 and, for its new frames from `band_start` on, the pose gain's state
+        after its last emitted frame (with_state: returns (Motion, the low band (T, 4), frame 0's
+        gained pose), from which the stream makes the next state). sampled: the pose comes from a
+        reverse diffusion (False: no diffusion ran), so the sampler's pose_bias comes off."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -549,9 +572,11 @@ class SDMModel(nn.Module):
         if self.cfg.pose_ref == "clip":
             origin = pose[0] if origin is None else np.asarray(origin, np.float64)
             pose = sim_compose(sim_inverse(origin), pose).astype(np.float32)
-        pose = pose * np.asarray(self.cfg.pose_gain, np.float32)  # all 0 at the photo's pose
+        sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
+        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled)
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
-        return Motion(pose=pose, delta=delta)
+        motion = Motion(pose=pose, delta=delta)
+        return (motion, low, first) if with_state else motion
 
     def _generator(self, controls, stream: int) -> torch.Generator:
         """Independent seeded random streams (pose modes, diffusion) for one seed."""

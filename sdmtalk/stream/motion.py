@@ -26,6 +26,7 @@ from sdmtalk.audio import AudioFeatures
 from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
+from sdmtalk.motion.pose_gain import PoseGainState
 from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
 from sdmtalk.motion.types import Motion, MotionControls
 
@@ -100,6 +101,7 @@ class MotionStream:
         self._ks: deque[int] = deque(maxlen=50)
         self._mel_sum, self._mel_rows = torch.zeros(model.cfg.n_mels, dtype=torch.float64), 0  # committed rows
         self._origin: np.ndarray | None = None  # model pose of frame 0 (pose_ref "clip")
+        self._gain_state: PoseGainState | None = None  # the pose gain after the last emitted frame
         self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
         self._k_used: int | None = None
 
@@ -275,8 +277,12 @@ class MotionStream:
             if self._origin is None:
                 self._origin = _smoothed_pose(self.model, final[0], smooth)[0]
             extra["origin"] = self._origin
-        motion = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth, **extra)
-        i = c - lo
+        i = c - lo  # the band filter is causal: it runs on from the last emitted frame's state
+        motion, low, first = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth,
+                                                      band_start=i, gain_state=self._gain_state,
+                                                      with_state=True, sampled=self._k_used is not None,
+                                                      **extra)
+        self._gain_state = PoseGainState(low[i + commit - 1], first, self.done + commit)
         return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])
 
     def _commit(self, new: AudioFeatures, coarse, final, state, commit: int) -> None:

@@ -1,0 +1,66 @@
+"""Calibrated gain on the generated head pose, in a slow and a fast band.
+
+The deep head-pose pass samples a head that jitters around one place: against real heads
+it has about the right speed but too little slow wander (docs/RESULTS.md §14, §18). One
+gain per pose dim cannot fix both (more amplitude means more speed), so the pose splits
+into a slow band (a causal exponential moving average, time constant `tau` frames) and the
+rest, each with its own per-dim gain (benchmarks/calibrate_pose_gain.py measures them), after
+the sampler's mean offset is taken off (it tilts every head the same way, §18).
+Causal so that a stream, which never sees the future, gets the same pose as generate: it
+carries a PoseGainState from one span to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+
+
+def slow_band(pose: np.ndarray, tau: float, start: int = 0, init: np.ndarray | None = None) -> np.ndarray:
+    """Causal EMA of pose (T, D) from frame `start` on, its state before that frame `init`
+    (default pose[start]: the band starts where the pose is). Frames before `start` are
+    context the caller discards; they are returned as they are."""
+    pose = np.asarray(pose, np.float64)
+    low = pose.copy()
+    if tau <= 0 or start >= len(pose):
+        return low
+    a = float(np.exp(-1.0 / tau))
+    prev = pose[start] if init is None else np.asarray(init, np.float64)
+    # y_t = a y_{t-1} + (1 - a) x_t, run on x - prev so that the filter's zero state is prev
+    low[start:] = lfilter([1.0 - a], [1.0, -a], pose[start:] - prev, axis=0) + prev
+    return low
+
+
+@dataclass(frozen=True)
+class PoseGainState:
+    """What a stream carries from one span to the next (generate starts from None)."""
+
+    low: np.ndarray  # slow band of the last emitted frame (4,)
+    first: np.ndarray  # the gained pose of frame 0 (4,), eased out over the first frames
+    frames: int  # frames emitted so far
+
+
+def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState | None = None,
+                    sampled: bool = True):
+    """pose (T, 4) -> (gained pose (T, 4) float32, low band (T, 4), frame 0's gained pose (4,)).
+
+    cfg (SDMConfig): the sampler's mean offset `pose_bias` comes off first (no gain should
+    enlarge it; only from a `sampled` pose, not G_c's coarse one); then pose_gain_slow x the slow band (time constant `pose_band` frames) plus
+    pose_gain x the rest, or pose_gain x everything with pose_band 0; with `pose_ease` > 0
+    frames, frame 0's offset from the photo's pose decays as exp(-t / pose_ease), so the video
+    starts at the photo. Frames from `start` on are new (a stream's earlier frames are context
+    it discards), continuing from `state`."""
+    pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
+    fast = np.asarray(cfg.pose_gain, np.float64)
+    if cfg.pose_band > 0:
+        low = slow_band(pose, cfg.pose_band, start, None if state is None else state.low)
+        out = np.asarray(cfg.pose_gain_slow, np.float64) * low + fast * (pose - low)
+    else:
+        low, out = pose, pose * fast
+    first = out[min(start, len(out) - 1)].copy() if state is None else state.first
+    if cfg.pose_ease > 0 and len(out):
+        t = np.arange(len(out)) - start + (0 if state is None else state.frames)
+        out[start:] -= first * np.exp(-t[start:, None] / cfg.pose_ease)
+    return out.astype(np.float32), low, first

@@ -38,7 +38,7 @@ import torch
 
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.data.cache import CacheReader
-from sdmtalk.motion.pose_gain import apply_pose_gain, slow_band
+from sdmtalk.motion.pose_gain import apply_pose_gain, pose_band_stats
 from sdmtalk.motion.types import MotionControls, motion_from_landmarks
 from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
 
@@ -59,18 +59,6 @@ def one_per_speaker(records: list, clips: list[dict], seed: int = 0) -> list[int
     return [idx[rng.integers(len(idx))] for _, idx in sorted(by_speaker.items())]
 
 
-def band_stats(pose: np.ndarray, valid: np.ndarray, band: float) -> np.ndarray:
-    """(2, 4): [std of the slow band, mean step of the rest] per dim with band > 0, else
-    [std, std] of the whole pose; over valid frames (steps between two valid frames)."""
-    pose = np.asarray(pose, np.float64)
-    if band <= 0:
-        std = pose[valid].std(0)
-        return np.stack([std, std])
-    low = slow_band(pose, band)
-    steps = valid[1:] & valid[:-1]
-    return np.stack([low[valid].std(0), np.abs(np.diff(pose - low, axis=0))[steps].mean(0)])
-
-
 def clip_poses(model, data: dict, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, list] | None:
     """(real pose relative to frame 0 (T, 4), its valid frames, the poses SDM samples for the
     clip with the model's gains off, one per seed) of one clip; None where frame 0 has no face."""
@@ -87,27 +75,29 @@ def clip_poses(model, data: dict, seeds: list[int]) -> tuple[np.ndarray, np.ndar
 
 
 def fit_gain(samples: list, cfg, band: float, rounds: int = 4) -> np.ndarray:
-    """(3, 4) [slow gain, fast gain, bias]. bias = the sampled pose's mean; the gains are
+    """(5, 4) [slow gain, fast gain, bias, real slow std, real fast step (pose_target, what
+    a --pose-reference is compared with)]. bias = the sampled pose's mean; the gains are
     refined so that the pose users get (bias off, both gains, the ease of cfg at the start:
     apply_pose_gain, a deterministic step after sampling) matches the real band stats,
     averaged over clips (and seeds)."""
     samples = [s for s in samples if s is not None]
     bias = np.mean([np.mean([p.mean(0) for p in sampled], 0) for _, _, sampled in samples], 0)
-    real = np.mean([band_stats(r, valid, band) for r, valid, _ in samples], 0)
+    real = np.mean([pose_band_stats(r, valid, band) for r, valid, _ in samples], 0)
     gain = np.ones((2, 4))
     for _ in range(rounds):
-        trial = gain_config(cfg, np.concatenate([gain, bias[None]]), band)
-        gen = np.mean([np.mean([band_stats(apply_pose_gain(p, trial)[0], np.ones(len(p), bool), band)
+        trial = gain_config(cfg, np.concatenate([gain, bias[None], real]), band)
+        gen = np.mean([np.mean([pose_band_stats(apply_pose_gain(p, trial)[0], np.ones(len(p), bool), band)
                                 for p in sampled], 0) for _, _, sampled in samples], 0)
         gain = gain * real / np.maximum(gen, 1e-12)
-    return np.concatenate([np.round(gain, 3), np.round(np.float64(bias), 5)[None]])
+    return np.concatenate([np.round(gain, 3), np.round(np.float64(bias), 5)[None], np.round(real, 6)])
 
 
 def gain_config(cfg, gain: np.ndarray, band: float):
-    """cfg with gain (3, 4) as fit_gain's (ones and zeros: as sampled)."""
-    slow, fast, bias = (tuple(float(g) for g in row) for row in gain)
+    """cfg with gain (5, 4) as fit_gain's (ones and zeros, no target: as sampled)."""
+    slow, fast, bias = (tuple(float(g) for g in row) for row in gain[:3])
+    target = tuple(float(v) for v in np.ravel(gain[3:])) if np.all(gain[3:] > 0) and len(gain) == 5 else ()
     return dataclasses.replace(cfg, pose_gain=fast, pose_gain_slow=slow if band > 0 else (1.0,) * 4,
-                               pose_band=float(band), pose_bias=bias)
+                               pose_band=float(band), pose_bias=bias, pose_target=target)
 
 
 def cross_validate(model, clips: list[dict], picked: list[int], samples: list, band: float) -> None:
@@ -143,7 +133,7 @@ def main() -> None:
     model = load_motion_model("sdm", args.weights)
     apply_overrides(model, args.overrides)
     cfg = model.cfg  # with the inference settings asked for (pose_ease...)
-    model.cfg = gain_config(cfg, np.array([[1.0] * 4, [1.0] * 4, [0.0] * 4]), 0.0)
+    model.cfg = gain_config(cfg, np.array([[1.0] * 4, [1.0] * 4, [0.0] * 4]), 0.0)  # no target
     model.cfg = dataclasses.replace(model.cfg, pose_ease=0.0)  # the pose as sampled
     clips = load_scored_clips(args.cache, args.split)
     picked = one_per_speaker(CacheReader(args.cache).clips(args.split), clips)

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from sdmtalk import __version__
@@ -55,6 +56,9 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--rhythm-scale", type=float, default=1.0,
                    help=f"scale of rhythmic head dynamics, {lo['rhythm_scale']:g} to {hi['rhythm_scale']:g}")
     m.add_argument("--still", action="store_true", help="no head motion (lips and blinks kept)")
+    m.add_argument("--pose-reference", metavar="VIDEO",
+                   help="move the head as far and as fast as the person in this video (2 s or more of one "
+                        "face; the motion itself is sampled for your speech)")
     m.add_argument("--ablation", choices=["no_pose", "no_rhythm", "no_diffusion", "full_diffusion"],
                    help="paper Fig. 3 ablations (for evaluation)")
     m.add_argument("--no-blink", action="store_true", help="do not add eye blinks")
@@ -91,6 +95,8 @@ def run_generate(args: argparse.Namespace) -> int:
         rhythm_scale=args.rhythm_scale, still=args.still,
         diffusion_steps=args.diffusion_steps, ablation=args.ablation,
     )
+    if args.pose_reference and args.motion != "sdm":
+        raise InputError(f"--pose-reference works with --motion sdm, not {args.motion}")
     if not args.demo and (not args.image or not args.audio):
         raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
     with tempfile.TemporaryDirectory() if args.demo else nullcontext() as tmp:
@@ -100,6 +106,11 @@ def run_generate(args: argparse.Namespace) -> int:
             image, audio = image or demo_image, audio or demo_audio
         out = Path(args.output or ("sdmtalk_demo.mp4" if args.demo else "sdmtalk_out.mp4"))
         validate_request(image, audio, out, controls, args.num_samples, args.face_index)
+        if args.pose_reference:  # after the cheap checks: tracking a video takes seconds
+            from sdmtalk.motion.pose_reference import pose_reference_from_video
+
+            controls = replace(controls, pose_reference=pose_reference_from_video(args.pose_reference,
+                                                                                  quiet=args.quiet))
         pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, size=args.size, crop=args.crop,
                                    blink=not args.no_blink, quiet=args.quiet, threads=args.threads)
         results = pipe.generate(image, audio, out, controls, args.num_samples, args.face_index)

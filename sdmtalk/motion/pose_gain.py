@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from sdmtalk.errors import InputError
+
 
 def slow_band(pose: np.ndarray, tau: float, start: int = 0, init: np.ndarray | None = None) -> np.ndarray:
     """Causal EMA of pose (T, D) from frame `start` on, its state before that frame `init`
@@ -42,21 +44,52 @@ class PoseGainState:
     frames: int  # frames emitted so far
 
 
+def pose_band_stats(pose: np.ndarray, valid: np.ndarray, tau: float) -> np.ndarray:
+    """(2, 4): [std of the slow band, mean frame-to-frame step of the rest] per pose dim with
+    tau > 0, else [std, std] of the whole pose; over valid frames (steps between two valid
+    frames). What the gains are calibrated on, and what a reference video's style is."""
+    pose, valid = np.asarray(pose, np.float64), np.asarray(valid, bool)
+    if tau <= 0:
+        std = pose[valid].std(0)
+        return np.stack([std, std])
+    filled = np.where(np.isfinite(pose), pose, np.nanmean(np.where(valid[:, None], pose, np.nan), 0))
+    low = slow_band(filled, tau)
+    steps = valid[1:] & valid[:-1]
+    return np.stack([low[valid].std(0), np.abs(np.diff(filled - low, axis=0))[steps].mean(0)])
+
+
+STYLE_RANGE = (0.25, 4.0)  # a reference's gain multipliers are clipped to this
+
+
+def reference_style(cfg, reference) -> np.ndarray:
+    """(2, 4) multipliers of (pose_gain_slow, pose_gain) that give the head a reference
+    video's amplitude and speed: its band stats over those the gains were fitted to
+    (cfg.pose_target), clipped to STYLE_RANGE."""
+    if len(cfg.pose_target) != 8:
+        raise InputError(f"{reference.source}: these weights have no pose_target to compare it with; "
+                         "use the bundled sdm_base or calibrate them with benchmarks/calibrate_pose_gain.py")
+    stats = reference.band_stats(cfg.pose_band)
+    ratio = stats / np.maximum(np.asarray(cfg.pose_target, np.float64).reshape(2, 4), 1e-9)
+    return np.clip(ratio, *STYLE_RANGE)
+
+
 def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState | None = None,
-                    sampled: bool = True):
+                    sampled: bool = True, style: np.ndarray | None = None):
     """pose (T, 4) -> (gained pose (T, 4) float32, low band (T, 4), frame 0's gained pose (4,)).
 
     cfg (SDMConfig): the sampler's mean offset `pose_bias` comes off first (no gain should
     enlarge it; only from a `sampled` pose, not G_c's coarse one); then pose_gain_slow x the slow band (time constant `pose_band` frames) plus
     pose_gain x the rest, or pose_gain x everything with pose_band 0; with `pose_ease` > 0
     frames, frame 0's offset from the photo's pose decays as exp(-t / pose_ease), so the video
-    starts at the photo. Frames from `start` on are new (a stream's earlier frames are context
-    it discards), continuing from `state`."""
+    starts at the photo. style (2, 4): multipliers of the slow and fast gains (a reference
+    video's, reference_style). Frames from `start` on are new (a stream's earlier frames are
+    context it discards), continuing from `state`."""
     pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
-    fast = np.asarray(cfg.pose_gain, np.float64)
+    style = np.ones((2, 4)) if style is None else np.asarray(style, np.float64)
+    fast = np.asarray(cfg.pose_gain, np.float64) * style[1]
     if cfg.pose_band > 0:
         low = slow_band(pose, cfg.pose_band, start, None if state is None else state.low)
-        out = np.asarray(cfg.pose_gain_slow, np.float64) * low + fast * (pose - low)
+        out = np.asarray(cfg.pose_gain_slow, np.float64) * style[0] * low + fast * (pose - low)
     else:
         low, out = pose, pose * fast
     first = out[min(start, len(out) - 1)].copy() if state is None else state.first

@@ -22,7 +22,13 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from sdmtalk import MEL_PER_FRAME
-from sdmtalk.diffusion.samplers import ddim_schedule, sample_ddpm, sample_reverse, shallow_start, uses_ddim
+from sdmtalk.diffusion.samplers import (
+    ddim_schedule,
+    sample_ddpm,
+    sample_reverse,
+    shallow_start,
+    uses_ddim,
+)
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
 from sdmtalk.errors import InputError
@@ -30,7 +36,7 @@ from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
-from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain
+from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, reference_style
 from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
 from sdmtalk.motion.rhythmic import RhythmicBranch, independence_loss
 from sdmtalk.motion.shape_head import ShapeHead
@@ -98,6 +104,8 @@ class SDMConfig:
     #   tilts every head the same way (+1 deg on train clips, real ones 0)
     pose_ease: float = 0.0  # > 0: the first frame's offset from the photo's pose decays with
     #   this time constant (frames), so the video starts at the photo (motion/pose_gain.py)
+    pose_target: tuple[float, ...] = ()  # the real heads' band stats the gains were fitted to
+    #   (slow std x 4, fast step x 4): a --pose-reference video's stats over these scale the gains
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -242,6 +250,8 @@ class SDMModel(nn.Module):
             gain = getattr(c, name)
             if len(gain) != POSE_DIM or not all(0.0 <= float(g) <= 5.0 for g in gain):
                 raise ValueError(f"{name} must be {POSE_DIM} gains in [0, 5], got {gain}")
+        if len(c.pose_target) not in (0, 2 * POSE_DIM) or not all(float(v) > 0 for v in c.pose_target):
+            raise ValueError(f"pose_target must be empty or {2 * POSE_DIM} positive stats, got {c.pose_target}")
         if len(c.pose_bias) != POSE_DIM or not all(abs(float(b)) <= 0.5 for b in c.pose_bias):
             raise ValueError(f"pose_bias must be {POSE_DIM} offsets within +-0.5, got {c.pose_bias}")
         if c.pose_band < 0 or c.pose_ease < 0:
@@ -573,7 +583,9 @@ class SDMModel(nn.Module):
             origin = pose[0] if origin is None else np.asarray(origin, np.float64)
             pose = sim_compose(sim_inverse(origin), pose).astype(np.float32)
         sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
-        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled)
+        reference = getattr(controls, "pose_reference", None)
+        style = None if reference is None or controls.still else reference_style(self.cfg, reference)
+        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style)
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
         motion = Motion(pose=pose, delta=delta)
         return (motion, low, first) if with_state else motion

@@ -25,6 +25,7 @@ from sdmtalk.face.align import (
     sim_inverse,
 )
 from sdmtalk.face.template import CANONICAL_TEMPLATE
+from sdmtalk.motion.pose_reference import PoseReference
 
 MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
 INNER_LIP = slice(60, 68)
@@ -78,7 +79,7 @@ class ControlError(InputError, ValueError):
 class MotionControls:
     """User controls of one generation. Scales multiply the model's pose motion, lip
     motion (MOUTH delta) and rhythmic branch output; still=True keeps the head fixed (lips
-    only); diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse
+    only); pose_reference: a video's head motion style (amplitude and speed; SDM only); diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse
     motion only); ablation: one of ABLATIONS (paper Fig. 3) or None for the full model.
     Ranges: seed 0..SEED_MAX, scales in SCALE_RANGES; anything else raises ControlError
     (an InputError whose one-line message names the control and its range)."""
@@ -90,6 +91,7 @@ class MotionControls:
     still: bool = False
     diffusion_steps: Literal["auto"] | int = "auto"
     ablation: str | None = None
+    pose_reference: PoseReference | None = None  # a video's head style (motion/pose_reference.py)
 
     def __post_init__(self) -> None:
         self.seed = check_seed(self.seed)
@@ -103,6 +105,9 @@ class MotionControls:
         steps = self.diffusion_steps
         if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0):
             raise ControlError(f"--diffusion-steps must be 'auto' or a whole number >= 0, got {steps!r}")
+        if self.pose_reference is not None and not isinstance(self.pose_reference, PoseReference):
+            raise ControlError("--pose-reference must be a PoseReference (sdmtalk.motion.pose_reference."
+                               f"pose_reference_from_video), got {type(self.pose_reference).__name__}")
         if self.ablation is not None:
             self.ablation = str(self.ablation).replace("-", "_")  # accept "no-pose" and "no_pose"
             if self.ablation not in ABLATIONS:

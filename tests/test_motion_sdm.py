@@ -439,3 +439,23 @@ def test_pose_gain_scales_each_pose_dim_and_leaves_the_lips(trained, clip):
             build_model(dataclasses.replace(SDMConfig.tiny(), pose_gain=bad))
     assert SDMConfig.from_dict({**dataclasses.asdict(SDMConfig.tiny()), "pose_gain": [1, 2, 3, 4]}).pose_gain \
         == (1, 2, 3, 4)
+
+
+def test_sync_expert_loss_trains_the_inference_path_and_is_not_saved():
+    """w_sync: the frozen expert's InfoNCE on the prior path's coarse mouth; gradients reach
+    the pose-mode prior (the inference path), none reach the expert, and the expert stays
+    out of the weights."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_model(dataclasses.replace(SDMConfig.tiny(), w_sync=0.5, sync_centres=4), synth_stats(rng))
+    batch = synth_batch(4, 32, rng)
+    batch["mel_mean"] = batch["mel"].mean(1)
+    losses = model.training_losses(batch, 0)
+    sync = losses["sync"].item()
+    assert np.isfinite(sync) and 0.5 < sync < 10
+    losses["total"].backward()
+    prior_grads = [p.grad for n, p in model.named_parameters() if n.startswith("pose_mode.prior")]
+    assert prior_grads and any(g is not None and g.abs().sum() > 0 for g in prior_grads)
+    expert = model.__dict__["_sync_expert"]
+    assert all(p.grad is None for p in expert.parameters())
+    assert not any("sync" in k for k in model.state_dict())

@@ -161,6 +161,10 @@ class SDMConfig:
     #   same input offline and streaming (RESULTS §15: the clip mean cost the stream 0.010)
     shape_head: int = 0  # hidden width of the direct content -> shape path (0 = none)
     w_amp: float = 0.0  # weight of the mouth-amplitude loss: |std_t(F* mouth) - std_t(F mouth)|
+    w_sync: float = 0.0  # weight of the lip-sync expert's InfoNCE on the inference path's coarse
+    #   mouth (z from the prior), the shipped sync_expert frozen (Wav2Lip's expert loss in
+    #   landmark space; issue 10 item 3b)
+    sync_centres: int = 8  # expert windows per training window for w_sync
     phoneme_dim: int = 0  # > 0: f_con also reads phoneme posteriors (V = 191 for hama 1.7.0)
     delta_ref: str = "first"  # what the landmark motion is relative to in training: "first"
     #   (each window's first frame) or "clip" (the clip's mean shape; generate subtracts the
@@ -453,11 +457,43 @@ class SDMModel(nn.Module):
         diff = self._diffusion_loss(x, cond, self._condition(content, emb), mask)  # eq. 9
         kpred = self._step_predictor_loss(x, coarse.detach(), content.detach(), mask, prior)
         beta = c.w_kl * min(1.0, step / max(c.kl_warmup, 1))
+        sync = self._sync_loss(content, prosody, batch, mask) if c.w_sync > 0 else rec.new_zeros(())
         total = (c.w_reg * reg + c.w_ind * ind + c.w_rec * rec + c.w_diff * diff
-                 + beta * self._kl_loss(kl_dims) + c.w_kpred * kpred + c.w_amp * amp)
+                 + beta * self._kl_loss(kl_dims) + c.w_kpred * kpred + c.w_amp * amp + c.w_sync * sync)
         kl = sum(d.sum(-1) for d in kl_dims).mean()  # logged: the raw KL per window
         return {"total": total, "reg": reg, "ind": ind, "rec": rec, "diff": diff, "kl": kl,
-                "kpred": kpred, "amp": amp}
+                "kpred": kpred, "amp": amp, "sync": sync}
+
+    def _sync_loss(self, content, prosody, batch, mask) -> torch.Tensor:
+        """InfoNCE of the frozen sync expert between the mouth of the inference path's coarse
+        motion (z from the prior, with gradients) and the speech, over sync_centres windows of
+        each training window: the other windows of the batch are the negatives."""
+        from sdmtalk.sync.expert import load_expert
+
+        if "_sync_expert" not in self.__dict__:  # frozen, not a submodule: never saved
+            self.__dict__["_sync_expert"] = load_expert().requires_grad_(False).to(content.device)
+        expert = self.__dict__["_sync_expert"]
+        prior, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
+        src = batch["source_canonical"][:, None]
+        mouth = (src + self.denormalize(prior)[1])[:, :, 48:68]
+        true = (src + batch["delta"])[:, :, 48:68]
+        ref = true.median(dim=1).values[:, None]  # as mouth_input, from the real window
+        width = (true[:, :, 6] - true[:, :, 0]).norm(dim=-1).median(dim=1).values[:, None, None, None]
+        B, W = mask.shape
+        half, n = expert.cfg.window // 2, self.cfg.sync_centres
+        centres = torch.randint(half, W - half, (B, n), device=mask.device)
+        frames = centres[..., None] + torch.arange(-half, half + 1, device=mask.device)  # (B, n, win)
+        rows = (MEL_PER_FRAME * (centres[..., None] - half)
+                + torch.arange(MEL_PER_FRAME * expert.cfg.window, device=mask.device))
+        b = torch.arange(B, device=mask.device)[:, None, None]
+        mouth_w = ((mouth - ref) / width.clamp_min(1e-6))[b, frames].flatten(0, 1)
+        audio = batch["mel"] - batch["mel_mean"][:, None]
+        audio_w = audio[b, rows].flatten(0, 1)
+        keep = mask[b, frames].flatten(0, 1).min(-1).values  # windows with a face in every frame
+        logits = expert.embed_mouth(mouth_w) @ expert.embed_audio(audio_w).T / expert.cfg.temperature
+        ce = torch.nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device),
+                                               reduction="none")
+        return (ce * keep).sum() / keep.sum().clamp_min(1.0)
 
     def _condition(self, content: torch.Tensor, emb: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """What f_denoi is conditioned on: content (B, W, C), plus the rhythmic embedding

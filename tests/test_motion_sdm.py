@@ -24,7 +24,7 @@ from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel, lip_gap
 SRC = CANONICAL_TEMPLATE.astype(np.float32)
 torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs
 SHAPE_BASIS = 0.01 * np.random.default_rng(123).standard_normal((3, 68, 2))  # brows, yaw, ...
-LOSS_TERMS = {"amp", "total", "reg", "ind", "rec", "diff", "kl", "kpred"}
+LOSS_TERMS = {"amp", "total", "reg", "ind", "rec", "diff", "kl", "kpred", "sync"}
 
 
 def synth_clip(T: int, rng: np.random.Generator) -> dict:

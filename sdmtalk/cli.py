@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 from sdmtalk import __version__
@@ -95,8 +94,10 @@ def run_generate(args: argparse.Namespace) -> int:
         rhythm_scale=args.rhythm_scale, still=args.still,
         diffusion_steps=args.diffusion_steps, ablation=args.ablation,
     )
-    if args.pose_reference and args.motion != "sdm":
-        raise InputError(f"--pose-reference works with --motion sdm, not {args.motion}")
+    if args.pose_reference:
+        from sdmtalk.motion.pose_reference import check_pose_reference_motion
+
+        check_pose_reference_motion(args.motion)
     if not args.demo and (not args.image or not args.audio):
         raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
     with tempfile.TemporaryDirectory() if args.demo else nullcontext() as tmp:
@@ -107,10 +108,9 @@ def run_generate(args: argparse.Namespace) -> int:
         out = Path(args.output or ("sdmtalk_demo.mp4" if args.demo else "sdmtalk_out.mp4"))
         validate_request(image, audio, out, controls, args.num_samples, args.face_index)
         if args.pose_reference:  # after the cheap checks: tracking a video takes seconds
-            from sdmtalk.motion.pose_reference import pose_reference_from_video
+            from sdmtalk.motion.pose_reference import with_pose_reference
 
-            controls = replace(controls, pose_reference=pose_reference_from_video(args.pose_reference,
-                                                                                  quiet=args.quiet))
+            controls = with_pose_reference(controls, args.pose_reference, quiet=args.quiet)
         pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, size=args.size, crop=args.crop,
                                    blink=not args.no_blink, quiet=args.quiet, threads=args.threads)
         results = pipe.generate(image, audio, out, controls, args.num_samples, args.face_index)

@@ -266,3 +266,25 @@ def test_a_job_gives_the_cli_video_byte_for_byte(tmp_path, media, monkeypatch):
     assert main(["generate", "--image", str(media / "face.png"), "--audio", str(media / "speech.wav"),
                  "-o", "cli.mp4", "--motion", "energy", "--seed", "7", "--pose-scale", "1.5", "-q"]) == 0
     assert served == (tmp_path / "cli.mp4").read_bytes()
+
+
+def test_a_pose_reference_video_is_used_and_its_errors_are_the_cli_lines(tmp_path, media):
+    from test_data_media import make_clip, write_video
+
+    reference = make_clip(tmp_path / "anchor.mp4", seconds=2.4)[0].read_bytes()
+    client = make_client(tmp_path)
+    files = lambda ref, name: {"photo": ("face.png", (media / "face.png").read_bytes()),  # noqa: E731
+                               "audio": ("speech.wav", (media / "speech.wav").read_bytes()),
+                               "pose_reference": (name, ref)}
+    answer = client.post("/api/jobs", files=files(reference, "anchor.mp4"), data={"motion": "energy"})
+    assert answer.status_code == 422 and "--pose-reference works with --motion sdm" in answer.json()["error"]
+    answer = client.post("/api/jobs", files=files(reference, "anchor.mp4"), data={"motion": "sdm", "seed": "2"})
+    job = wait(client, answer.json()["id"])
+    assert job["state"] == "done", job
+    assert sorted(p.name for p in (tmp_path / "work" / job["id"]).iterdir()) == ["sdmtalk.mp4"]
+    blank = write_video(tmp_path / "blank.mp4", np.full((60, 64, 64, 3), 90, np.uint8), 25.0, None)
+    answer = client.post("/api/jobs", files=files(blank.read_bytes(), "my clip.mp4"), data={"motion": "sdm"})
+    job = wait(client, answer.json()["id"])
+    assert job["state"] == "failed" and job["status_code"] == 422
+    assert job["error"].startswith("--pose-reference my clip.mp4: no face found"), job["error"]
+    client.__exit__(None, None, None)

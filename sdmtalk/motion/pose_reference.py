@@ -79,3 +79,16 @@ def pose_reference_from_video(path, max_seconds: float = 60.0, quiet: bool = Tru
     landmarks = smooth_landmarks(landmarks, valid, window=7, polyorder=2)  # as prepare's cache
     landmarks[~np.asarray(valid, bool)] = np.nan
     return pose_reference_from_landmarks(landmarks, f"--pose-reference {path}")
+
+
+def check_pose_reference_motion(motion: str) -> None:
+    """A reference scales SDM's calibrated gains: other motions have none (cheap, up front)."""
+    if motion != "sdm":
+        raise InputError(f"--pose-reference works with --motion sdm, not {motion}")
+
+
+def with_pose_reference(controls, path, quiet: bool = True):
+    """controls with the head style of the video at `path` (the CLI and `serve` alike)."""
+    from dataclasses import replace
+
+    return replace(controls, pose_reference=pose_reference_from_video(path, quiet=quiet))

@@ -91,6 +91,8 @@ def api_router(manager: JobManager) -> APIRouter:
         motion: Annotated[str | None, Form(description="sdm, energy, linear or static")] = None,
         face_index: Annotated[int | None, Form()] = None,
         blink: Annotated[bool, Form()] = True,
+        pose_reference: Annotated[UploadFile | None, File(
+            description="a video whose head motion style (how far, how fast) the head takes")] = None,
     ) -> JSONResponse:
         params = Params(seed, num_samples, pose_scale, lip_scale, rhythm_scale, still, diffusion_steps,
                         size, crop, motion, face_index, blink)
@@ -98,7 +100,9 @@ def api_router(manager: JobManager) -> APIRouter:
         def fill(job: Job):
             photo_path = _save(job, photo, "photo", config.max_upload_bytes)
             audio_path = _save(job, audio, "audio", config.max_upload_bytes) if audio is not None else None
-            return build_request(job, config, photo_path, audio_path, text, params)
+            reference = (_save(job, pose_reference, "pose_reference", config.max_upload_bytes)
+                         if pose_reference is not None else None)
+            return build_request(job, config, photo_path, audio_path, text, params, reference)
 
         job = submit_job(manager, fill)
         return JSONResponse(job_json(job, config.result_ttl_s), status_code=202,

@@ -68,7 +68,7 @@ def save_upload(src: BinaryIO, dest: Path, what: str, name: str, limit: int) -> 
 
 
 def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path | None,
-                  text: str | None, p: Params) -> JobRequest:
+                  text: str | None, p: Params, pose_reference: Path | None = None) -> JobRequest:
     """Check one job's inputs (cheap checks only; decoding happens in the worker) -> its
     JobRequest. Raises InputError (422) or LimitError (413) with one line."""
     from sdmtalk.pipeline import validate_request
@@ -78,6 +78,10 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                               diffusion_steps=_steps(p.diffusion_steps))
     motion = p.motion or config.motion
     _check_settings(motion, p.size, p.crop)
+    if pose_reference is not None:
+        from sdmtalk.motion.pose_reference import check_pose_reference_motion
+
+        check_pose_reference_motion(motion)
     if photo is None:
         raise InputError("no photo: upload a face photo (jpg, png, ...)")
     audio = _speech(job, config, audio, text)
@@ -87,7 +91,8 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                          f"use 1 to {config.max_samples} (sdmtalk serve --max-samples)")
     check_pixels(photo, job.names.get(photo, "photo"), config)
     check_duration(audio, job.names.get(audio, "audio"), config)
-    return JobRequest(photo, audio, controls, p.num_samples, p.face_index, p.size, p.crop, motion, p.blink)
+    return JobRequest(photo, audio, controls, p.num_samples, p.face_index, p.size, p.crop, motion, p.blink,
+                      pose_reference)
 
 
 def _steps(value) -> str | int:

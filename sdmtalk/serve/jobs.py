@@ -51,6 +51,7 @@ class JobRequest:
     crop: str = "face"
     motion: str = "sdm"
     blink: bool = True
+    pose_reference: Path | None = None  # a video whose head style the motion takes
 
 
 @dataclass
@@ -217,7 +218,12 @@ class JobManager:
             req = job.request
             pipe = self._pipeline(pipelines, req)
             pipe.progress = job.on_progress
-            results = pipe.generate(req.photo, req.audio, job.folder / "sdmtalk.mp4", req.controls,
+            controls = req.controls
+            if req.pose_reference is not None:  # tracked here, not at submit: it takes seconds
+                from sdmtalk.motion.pose_reference import with_pose_reference
+
+                controls = with_pose_reference(controls, req.pose_reference)
+            results = pipe.generate(req.photo, req.audio, job.folder / "sdmtalk.mp4", controls,
                                     req.num_samples, req.face_index)
             job.videos = [r.path for r in results]
             job.fraction = 1.0
@@ -242,8 +248,9 @@ class JobManager:
     def _end(self, job: Job, state: str, error: str | None = None, status_code: int = 200) -> None:
         """Final state; the inputs go at once, the videos when the job expires."""
         if job.request is not None:
-            for path in (job.request.photo, job.request.audio):
-                path.unlink(missing_ok=True)
+            for path in (job.request.photo, job.request.audio, job.request.pose_reference):
+                if path is not None:
+                    path.unlink(missing_ok=True)
         job.error, job.status_code = error, status_code
         job.finished = time.monotonic()
         job.state = state

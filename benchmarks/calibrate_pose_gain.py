@@ -75,29 +75,32 @@ def clip_poses(model, data: dict, seeds: list[int]) -> tuple[np.ndarray, np.ndar
 
 
 def fit_gain(samples: list, cfg, band: float, rounds: int = 4) -> np.ndarray:
-    """(5, 4) [slow gain, fast gain, bias, real slow std, real fast step (pose_target, what
-    a --pose-reference is compared with)]. bias = the sampled pose's mean; the gains are
+    """(6, 4) [slow gain, fast gain, bias, real slow std, real fast step (pose_target, what
+    a --pose-reference is compared with), the real poses' largest |value| (pose_range)]. bias = the sampled pose's mean; the gains are
     refined so that the pose users get (bias off, both gains, the ease of cfg at the start:
     apply_pose_gain, a deterministic step after sampling) matches the real band stats,
     averaged over clips (and seeds)."""
     samples = [s for s in samples if s is not None]
     bias = np.mean([np.mean([p.mean(0) for p in sampled], 0) for _, _, sampled in samples], 0)
     real = np.mean([pose_band_stats(r, valid, band) for r, valid, _ in samples], 0)
+    reach = np.max([np.abs(r[valid]).max(0) for r, valid, _ in samples], 0)  # pose_range
     gain = np.ones((2, 4))
     for _ in range(rounds):
-        trial = gain_config(cfg, np.concatenate([gain, bias[None], real]), band)
+        trial = gain_config(cfg, np.concatenate([gain, bias[None], real, reach[None]]), band)
         gen = np.mean([np.mean([pose_band_stats(apply_pose_gain(p, trial)[0], np.ones(len(p), bool), band)
                                 for p in sampled], 0) for _, _, sampled in samples], 0)
         gain = gain * real / np.maximum(gen, 1e-12)
-    return np.concatenate([np.round(gain, 3), np.round(np.float64(bias), 5)[None], np.round(real, 6)])
+    return np.concatenate([np.round(gain, 3), np.round(np.float64(bias), 5)[None], np.round(real, 6),
+                           np.round(reach, 5)[None]])
 
 
 def gain_config(cfg, gain: np.ndarray, band: float):
-    """cfg with gain (5, 4) as fit_gain's (ones and zeros, no target: as sampled)."""
+    """cfg with gain (6, 4) as fit_gain's (or its first 3 rows: no target, no range)."""
     slow, fast, bias = (tuple(float(g) for g in row) for row in gain[:3])
-    target = tuple(float(v) for v in np.ravel(gain[3:])) if np.all(gain[3:] > 0) and len(gain) == 5 else ()
+    target = tuple(float(v) for v in np.ravel(gain[3:5])) if len(gain) == 6 else ()
+    reach = tuple(float(v) for v in gain[5]) if len(gain) == 6 else ()
     return dataclasses.replace(cfg, pose_gain=fast, pose_gain_slow=slow if band > 0 else (1.0,) * 4,
-                               pose_band=float(band), pose_bias=bias, pose_target=target)
+                               pose_band=float(band), pose_bias=bias, pose_target=target, pose_range=reach)
 
 
 def cross_validate(model, clips: list[dict], picked: list[int], samples: list, band: float) -> None:

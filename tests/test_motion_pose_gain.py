@@ -90,9 +90,9 @@ def test_ease_starts_at_the_photo_and_resumes_in_a_stream():
 
 @pytest.mark.parametrize("change", [{"pose_band": -1.0}, {"pose_gain_slow": (1.0, 1.0, 6.0, 1.0)},
                                     {"pose_gain_slow": (1.0, 1.0)}, {"pose_bias": (0.0, 0.9, 0.0, 0.0)},
-                                    {"pose_ease": -2.0}])
+                                    {"pose_ease": -2.0}, {"pose_range": (0.1, 0.0, 0.1, 0.1)}])
 def test_bad_band_settings_are_refused(change):
-    with pytest.raises(ValueError, match="pose_band|pose_gain_slow|pose_bias|pose_ease"):
+    with pytest.raises(ValueError, match="pose_band|pose_gain_slow|pose_bias|pose_ease|pose_range"):
         build_model(dataclasses.replace(SDMConfig.tiny(), **change))
 
 
@@ -103,3 +103,15 @@ def test_bias_only_comes_off_a_sampled_pose():
     coarse, _, _ = apply_pose_gain(pose, cfg, sampled=False)
     plain, _, _ = apply_pose_gain(pose, dataclasses.replace(cfg, pose_bias=(0.0,) * 4))
     np.testing.assert_allclose(coarse, plain, atol=1e-7)
+
+
+def test_range_soft_limits_the_gained_pose():
+    """pose_range: small motion passes almost unchanged, no value passes the limit."""
+    pose = random_walk(seed=7) * 20
+    cfg = gain_cfg((2.0,) * 4, (3.0,) * 4, 8.0)
+    free, _, _ = apply_pose_gain(pose, cfg)
+    limit = 0.5 * np.abs(free).max(0)
+    held, _, _ = apply_pose_gain(pose, dataclasses.replace(cfg, pose_range=tuple(limit)))
+    assert (np.abs(held) < limit).all()
+    small = np.abs(free) < 0.1 * limit
+    np.testing.assert_allclose(held[small], free[small], rtol=0.01)

@@ -174,5 +174,6 @@ def test_two_band_pose_gain_streams_exactly_as_offline(trained):
     """The slow pose band is causal and the stream carries its state from span to span: with
     a band gain the streamed pose is still the offline one."""
     banded = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
-                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0), pose_bias=(0.001, 0.02, -0.01, 0.0), pose_ease=6.0)
+                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0), pose_bias=(0.001, 0.02, -0.01, 0.0), pose_ease=6.0,
+                         pose_range=(0.05, 0.1, 0.2, 0.2))
     assert_coarse_stream_is_offline(banded, features_of(synth_clip(150, np.random.default_rng(8))), seed=2)

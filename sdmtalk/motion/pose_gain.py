@@ -81,7 +81,8 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     enlarge it; only from a `sampled` pose, not G_c's coarse one); then pose_gain_slow x the slow band (time constant `pose_band` frames) plus
     pose_gain x the rest, or pose_gain x everything with pose_band 0; with `pose_ease` > 0
     frames, frame 0's offset from the photo's pose decays as exp(-t / pose_ease), so the video
-    starts at the photo. style (2, 4): multipliers of the slow and fast gains (a reference
+    starts at the photo; `pose_range` (4) soft-limits the result (limit x tanh(pose / limit)).
+    style (2, 4): multipliers of the slow and fast gains (a reference
     video's, reference_style). Frames from `start` on are new (a stream's earlier frames are
     context it discards), continuing from `state`."""
     pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
@@ -96,4 +97,7 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     if cfg.pose_ease > 0 and len(out):
         t = np.arange(len(out)) - start + (0 if state is None else state.frames)
         out[start:] -= first * np.exp(-t[start:, None] / cfg.pose_ease)
+    if len(cfg.pose_range):  # soft limit at the real heads' range: a gain must not throw the head
+        limit = np.asarray(cfg.pose_range, np.float64)
+        out[start:] = limit * np.tanh(out[start:] / limit)
     return out.astype(np.float32), low, first

@@ -106,6 +106,9 @@ class SDMConfig:
     #   this time constant (frames), so the video starts at the photo (motion/pose_gain.py)
     pose_target: tuple[float, ...] = ()  # the real heads' band stats the gains were fitted to
     #   (slow std x 4, fast step x 4): a --pose-reference video's stats over these scale the gains
+    pose_range: tuple[float, ...] = ()  # soft limit of the gained pose per dim (the largest
+    #   |pose| of the real clips the gains were fitted on; empty = none): on 5 minutes of TTS
+    #   speech the gained head reached 36 deg of roll once, real clips 26-31 deg at most
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -256,6 +259,8 @@ class SDMModel(nn.Module):
                 raise ValueError(f"{name} must be {POSE_DIM} gains in [0, 5], got {gain}")
         if len(c.pose_target) not in (0, 2 * POSE_DIM) or not all(float(v) > 0 for v in c.pose_target):
             raise ValueError(f"pose_target must be empty or {2 * POSE_DIM} positive stats, got {c.pose_target}")
+        if len(c.pose_range) not in (0, POSE_DIM) or not all(float(v) > 0 for v in c.pose_range):
+            raise ValueError(f"pose_range must be empty or {POSE_DIM} positive limits, got {c.pose_range}")
         if len(c.pose_bias) != POSE_DIM or not all(abs(float(b)) <= 0.5 for b in c.pose_bias):
             raise ValueError(f"pose_bias must be {POSE_DIM} offsets within +-0.5, got {c.pose_bias}")
         if c.pose_band < 0 or c.pose_ease < 0:

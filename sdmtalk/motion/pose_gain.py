@@ -78,13 +78,13 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     """pose (T, 4) -> (gained pose (T, 4) float32, low band (T, 4), frame 0's gained pose (4,)).
 
     cfg (SDMConfig): the sampler's mean offset `pose_bias` comes off first (no gain should
-    enlarge it; only from a `sampled` pose, not G_c's coarse one); then pose_gain_slow x the slow band (time constant `pose_band` frames) plus
-    pose_gain x the rest, or pose_gain x everything with pose_band 0; with `pose_ease` > 0
-    frames, frame 0's offset from the photo's pose decays as exp(-t / pose_ease), so the video
-    starts at the photo; `pose_range` (4) soft-limits the result (limit x tanh(pose / limit)).
-    style (2, 4): multipliers of the slow and fast gains (a reference
-    video's, reference_style). Frames from `start` on are new (a stream's earlier frames are
-    context it discards), continuing from `state`."""
+    enlarge it; only from a `sampled` pose, not G_c's coarse one). Then pose_gain_slow x the
+    slow band (time constant `pose_band` frames) plus pose_gain x the rest, or pose_gain x
+    everything with pose_band 0. With `pose_ease` > 0 frames, frame 0's offset from the
+    photo's pose decays as exp(-t / pose_ease), so the video starts at the photo; `pose_range`
+    (4) soft-limits the result (limit x tanh(pose / limit)). style (2, 4): multipliers of the
+    slow and fast gains (a reference video's, reference_style). Frames from `start` on are
+    new (a stream's earlier frames are context it discards), continuing from `state`."""
     pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
     style = np.ones((2, 4)) if style is None else np.asarray(style, np.float64)
     fast = np.asarray(cfg.pose_gain, np.float64) * style[1]

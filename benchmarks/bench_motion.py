@@ -199,9 +199,10 @@ def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
     return float(gap[quiet].std()) if quiet.sum() >= 10 else float("nan")
 
 
-def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> list[dict]:
-    """The split's clips as score_clip takes them: cached features, phoneme posteriors, the
-    audio re-aligned by the cache's offsets.json (unless use_offsets is False), onsets."""
+def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> tuple[list, list[dict]]:
+    """(the split's ClipRecords, its clips as score_clip takes them: cached features, phoneme
+    posteriors, the audio re-aligned by the cache's offsets.json unless use_offsets is False,
+    onsets)."""
     reader, table, offsets = CacheReader(cache), PhonemeTable(cache), OffsetTable(cache)
     records = reader.clips(split)
     clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None} for r in records]
@@ -214,7 +215,7 @@ def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> list[
         print("clips as recorded (" + ("offsets ignored" if offsets.available else "no offsets.json") + ")")
     for data in clips:
         data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
-    return clips
+    return records, clips
 
 
 def _mean(values) -> float:
@@ -238,11 +239,9 @@ def main() -> None:
                     help="weights of the linear method (default: the shipped linear_baseline)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    reader = CacheReader(args.cache)
-    clips = load_scored_clips(args.cache, args.split, not args.no_offsets)
+    records, clips = load_scored_clips(args.cache, args.split, not args.no_offsets)
     cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_r_fast", "lip_r_slow", "lip_amp", "sil_std", "roll_std",
             "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "sec_per_audio_sec"]
-    records = reader.clips(args.split)
     group_lines = []
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
     print("| method | " + " | ".join(cols) + " | window k: median (10-90 %), share at the clamp |")

@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from sdmtalk.audio import AudioFeatures
-from sdmtalk.data.cache import CacheReader
 from sdmtalk.motion.pose_gain import apply_pose_gain, pose_band_stats
 from sdmtalk.motion.types import MotionControls, motion_from_landmarks
 from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
@@ -50,7 +49,7 @@ CALIBRATION_SEEDS = 100  # seeds 100.. for the gain, so that bench_motion's 0-4 
 COLUMNS = ("lip_r", "roll_std", "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed")
 
 
-def one_per_speaker(records: list, clips: list[dict], seed: int = 0) -> list[int]:
+def one_per_speaker(records: list, seed: int = 0) -> list[int]:
     """Indices of one clip per speaker (a seeded pick among the speaker's clips)."""
     by_speaker: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
@@ -76,10 +75,10 @@ def clip_poses(model, data: dict, seeds: list[int]) -> tuple[np.ndarray, np.ndar
 
 def fit_gain(samples: list, cfg, band: float, rounds: int = 4) -> np.ndarray:
     """(6, 4) [slow gain, fast gain, bias, real slow std, real fast step (pose_target, what
-    a --pose-reference is compared with), the real poses' largest |value| (pose_range)]. bias = the sampled pose's mean; the gains are
-    refined so that the pose users get (bias off, both gains, the ease of cfg at the start:
-    apply_pose_gain, a deterministic step after sampling) matches the real band stats,
-    averaged over clips (and seeds)."""
+    a --pose-reference is compared with), the real poses' largest |value| (pose_range)].
+    bias = the sampled pose's mean; the gains are refined so that the pose users get (bias
+    off, both gains, the ease of cfg at the start: apply_pose_gain, a deterministic step
+    after sampling) matches the real band stats, averaged over clips (and seeds)."""
     samples = [s for s in samples if s is not None]
     bias = np.mean([np.mean([p.mean(0) for p in sampled], 0) for _, _, sampled in samples], 0)
     real = np.mean([pose_band_stats(r, valid, band) for r, valid, _ in samples], 0)
@@ -138,8 +137,8 @@ def main() -> None:
     cfg = model.cfg  # with the inference settings asked for (pose_ease...)
     model.cfg = gain_config(cfg, np.array([[1.0] * 4, [1.0] * 4, [0.0] * 4]), 0.0)  # no target
     model.cfg = dataclasses.replace(model.cfg, pose_ease=0.0)  # the pose as sampled
-    clips = load_scored_clips(args.cache, args.split)
-    picked = one_per_speaker(CacheReader(args.cache).clips(args.split), clips)
+    records, clips = load_scored_clips(args.cache, args.split)
+    picked = one_per_speaker(records)
     seeds = list(range(CALIBRATION_SEEDS, CALIBRATION_SEEDS + args.seeds))
     samples = [clip_poses(model, clips[i], seeds) for i in picked]
     model.cfg = cfg

@@ -64,10 +64,12 @@ def pose_reference_from_landmarks(landmarks: np.ndarray, source: str = "referenc
 
 
 def pose_reference_from_video(path, max_seconds: float = 60.0, quiet: bool = True) -> PoseReference:
-    """A video file -> its head motion (landmarks tracked and smoothed as `prepare` does;
-    the first max_seconds). InputError naming the file when it cannot be read or shows no face."""
+    """A video file -> its head motion (landmarks tracked and smoothed with `prepare`'s
+    settings, as the stats the gains were fitted on; the first max_seconds). InputError
+    naming the file when it cannot be read or shows no face."""
     from itertools import islice
 
+    from sdmtalk.data.prepare import PrepareConfig
     from sdmtalk.face.track import LandmarkTracker, smooth_landmarks
     from sdmtalk.video import iter_video_frames
 
@@ -75,8 +77,10 @@ def pose_reference_from_video(path, max_seconds: float = 60.0, quiet: bool = Tru
     if not path.is_file():
         raise InputError(f"--pose-reference {path}: no such file (give a video of a person talking)")
     frames = islice(iter_video_frames(path, max_side=640), int(max_seconds * FPS))
-    landmarks, valid, _ = LandmarkTracker(quiet=quiet).track(frames)
-    landmarks = smooth_landmarks(landmarks, valid, window=7, polyorder=2)  # as prepare's cache
+    cfg = PrepareConfig()
+    tracker = LandmarkTracker(detect_every=cfg.detect_every, detect_max_side=cfg.detect_max_side, quiet=quiet)
+    landmarks, valid, _ = tracker.track(frames)
+    landmarks = smooth_landmarks(landmarks, valid, cfg.smooth_window, cfg.smooth_polyorder)
     landmarks[~np.asarray(valid, bool)] = np.nan
     return pose_reference_from_landmarks(landmarks, f"--pose-reference {path}")
 

@@ -473,15 +473,15 @@ class SDMModel(nn.Module):
         """InfoNCE of the frozen sync expert between the mouth of the inference path's coarse
         motion (z from the prior, with gradients) and the speech, over sync_centres windows of
         each training window: the other windows of the batch are the negatives."""
-        from sdmtalk.sync.expert import load_expert
+        from sdmtalk.sync.expert import MOUTH_POINTS, load_expert
 
         if "_sync_expert" not in self.__dict__:  # frozen, not a submodule: never saved
             self.__dict__["_sync_expert"] = load_expert().requires_grad_(False).to(content.device)
         expert = self.__dict__["_sync_expert"]
         prior, _ = self._coarse_prior(content, self.rhythm(prosody)[1])
         src = batch["source_canonical"][:, None]
-        mouth = (src + self.denormalize(prior)[1])[:, :, 48:68]
-        true = (src + batch["delta"])[:, :, 48:68]
+        mouth = (src + self.denormalize(prior)[1])[:, :, MOUTH_POINTS]
+        true = (src + batch["delta"])[:, :, MOUTH_POINTS]
         ref = true.median(dim=1).values[:, None]  # as mouth_input, from the real window
         width = (true[:, :, 6] - true[:, :, 0]).norm(dim=-1).median(dim=1).values[:, None, None, None]
         B, W = mask.shape
@@ -624,7 +624,7 @@ class SDMModel(nn.Module):
             origin = pose[0] if origin is None else np.asarray(origin, np.float64)
             pose = sim_compose(sim_inverse(origin), pose).astype(np.float32)
         sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
-        reference = getattr(controls, "pose_reference", None)
+        reference = controls.pose_reference
         style = None if reference is None or controls.still else reference_style(self.cfg, reference)
         pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style)
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)

@@ -79,8 +79,9 @@ class ControlError(InputError, ValueError):
 class MotionControls:
     """User controls of one generation. Scales multiply the model's pose motion, lip
     motion (MOUTH delta) and rhythmic branch output; still=True keeps the head fixed (lips
-    only); pose_reference: a video's head motion style (amplitude and speed; SDM only); diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse
-    motion only); ablation: one of ABLATIONS (paper Fig. 3) or None for the full model.
+    only); pose_reference: a video's head motion style (amplitude and speed; SDM only);
+    diffusion_steps: reverse diffusion depth k ('auto' = predicted, 0 = coarse motion only);
+    ablation: one of ABLATIONS (paper Fig. 3) or None for the full model.
     Ranges: seed 0..SEED_MAX, scales in SCALE_RANGES; anything else raises ControlError
     (an InputError whose one-line message names the control and its range)."""
 

@@ -112,6 +112,9 @@ def score_clip(model, controls_kw, data, seeds):
         "real_bas": beat_align(kinematic_beats(head_speed(real_a, valid)), data["onsets"]),
         "pause_speed": _mean([pause_speed_ratio(head_speed(x), data["speech"]) for x in gens]),
         "real_pause_speed": pause_speed_ratio(head_speed(real_a, valid), data["speech"]),
+        "coupling": _mean([prosody_coupling(x, data["energy"]) for x in gens]),
+        "real_coupling": prosody_coupling(real_a, data["energy"], valid),
+        "real_bas_chance": chance_bas(kinematic_beats(head_speed(real_a, valid)), data["onsets"], len(real)),
     }
     row["bas"] = _mean(row["bas_seeds"])
     if len(seeds) > 1:
@@ -193,6 +196,27 @@ def pause_speed_ratio(speed: np.ndarray, speech: np.ndarray) -> float:
     return float(speed[quiet].mean() / max(speed[loud].mean(), 1e-9))
 
 
+def prosody_coupling(landmarks: np.ndarray, energy: np.ndarray, valid=None) -> float:
+    """Within-clip Pearson r of the head's log speed (rigid points, Gaussian sigma 3 frames)
+    with the frame loudness: real heads move more while the voice is loud (NaN under 10 frames)."""
+    speed = head_speed(landmarks, valid, smooth=3.0)
+    loud = np.asarray(energy, np.float64)[: len(speed)]
+    ok = np.isfinite(speed[: len(loud)]) & np.isfinite(loud)
+    if ok.sum() < 10:
+        return float("nan")
+    return float(np.corrcoef(np.log(speed[: len(loud)][ok] + 1e-3), loud[ok])[0, 1])
+
+
+def chance_bas(beats: np.ndarray, onsets: np.ndarray, frames: int, shifts: int = 20) -> float:
+    """Beat alignment of the same motion beats with the onsets moved by seeded random circular
+    shifts: what BAS gives for motion unrelated to the audio's rhythm."""
+    if frames < 30 or len(onsets) == 0:
+        return float("nan")
+    rng = np.random.default_rng(frames)
+    return _mean([beat_align(beats, (np.asarray(onsets) + rng.integers(10, frames - 10)) % frames)
+                  for _ in range(shifts)])
+
+
 def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
     """Std of the lip gap over valid frames without speech (NaN under 10 such frames)."""
     quiet = valid & (speech[: len(gap)] < 0.5)
@@ -241,7 +265,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     records, clips = load_scored_clips(args.cache, args.split, not args.no_offsets)
     cols = ["lmd_mouth", "lmd_mouth_shape", "lmd_face", "lip_r", "lip_r_fast", "lip_r_slow", "lip_amp", "sil_std", "roll_std",
-            "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "sec_per_audio_sec"]
+            "pos_std", "pos_speed", "div_roll", "div_pos", "bas", "pause_speed", "coupling", "sec_per_audio_sec"]
     group_lines = []
     print(f"{len(clips)} clips of split '{args.split}', seeds {args.seeds}, {args.threads} thread(s)")
     print("| method | " + " | ".join(cols) + " | window k: median (10-90 %), share at the clamp |")
@@ -273,9 +297,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
     real = [_mean([r[c] for r in real_rows])
             for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
-    bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_pause_speed")]
+    bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_pause_speed", "real_coupling")]
     print("| real clips | | | | 1 | 1 | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
           + " | ".join(f"{v:.3f}" for v in bas) + " | | |")
+    print(f"real clips' beat alignment with the onsets shifted at random (chance): "
+          f"{_mean([r['real_bas_chance'] for r in real_rows]):.3f}")
     print("\n" + "\n".join(bas_interval_lines(seed_bas)))
     print("\nlip-gap r per dev group (mean over clips):")
     print("\n".join(group_lines))

@@ -177,3 +177,16 @@ def test_two_band_pose_gain_streams_exactly_as_offline(trained):
                          pose_gain_slow=(3.0, 3.5, 3.0, 2.0), pose_bias=(0.001, 0.02, -0.01, 0.0), pose_ease=6.0,
                          pose_range=(0.05, 0.1, 0.2, 0.2))
     assert_coarse_stream_is_offline(banded, features_of(synth_clip(150, np.random.default_rng(8))), seed=2)
+
+
+def test_head_activity_envelope_streams_as_offline(trained):
+    """The rhythmic branch's envelope on the fast pose band: the stream gets offline's pose."""
+    readout = np.random.default_rng(9).normal(0, 0.5, trained.cfg.rhythm_dim + trained.cfg.prosody_dim + 1)
+    active = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
+                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0), head_activity=tuple(readout), head_activity_gain=0.8)
+    feats = features_of(synth_clip(150, np.random.default_rng(10)))
+    assert_coarse_stream_is_offline(active, feats, seed=1)
+    plain = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
+                        pose_gain_slow=(3.0, 3.5, 3.0, 2.0))
+    controls = MotionControls(seed=1, diffusion_steps=0)
+    assert not np.allclose(active.generate(feats, SRC, controls).pose, plain.generate(feats, SRC, controls).pose)

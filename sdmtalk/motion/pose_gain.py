@@ -74,7 +74,8 @@ def reference_style(cfg, reference) -> np.ndarray:
 
 
 def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState | None = None,
-                    sampled: bool = True, style: np.ndarray | None = None):
+                    sampled: bool = True, style: np.ndarray | None = None,
+                    activity: np.ndarray | None = None):
     """pose (T, 4) -> (gained pose (T, 4) float32, low band (T, 4), frame 0's gained pose (4,)).
 
     cfg (SDMConfig): the sampler's mean offset `pose_bias` comes off first (no gain should
@@ -83,11 +84,14 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     everything with pose_band 0. With `pose_ease` > 0 frames, frame 0's offset from the
     photo's pose decays as exp(-t / pose_ease), so the video starts at the photo; `pose_range`
     (4) soft-limits the result (limit x tanh(pose / limit)). style (2, 4): multipliers of the
-    slow and fast gains (a reference video's, reference_style). Frames from `start` on are
-    new (a stream's earlier frames are context it discards), continuing from `state`."""
+    slow and fast gains (a reference video's, reference_style). activity (T,): the rhythmic
+    branch's envelope on the fast band (head_activity.py). Frames from `start` on are new (a
+    stream's earlier frames are context it discards), continuing from `state`."""
     pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
     style = np.ones((2, 4)) if style is None else np.asarray(style, np.float64)
     fast = np.asarray(cfg.pose_gain, np.float64) * style[1]
+    if activity is not None:  # (T, 4): the head moves when the rhythm says so
+        fast = fast * np.asarray(activity, np.float64)[: len(pose), None]
     if cfg.pose_band > 0:
         low = slow_band(pose, cfg.pose_band, start, None if state is None else state.low)
         out = np.asarray(cfg.pose_gain_slow, np.float64) * style[0] * low + fast * (pose - low)

@@ -35,6 +35,7 @@ from sdmtalk.errors import InputError
 from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
+from sdmtalk.motion.head_activity import head_activity
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
 from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, reference_style
 from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
@@ -109,6 +110,11 @@ class SDMConfig:
     pose_range: tuple[float, ...] = ()  # soft limit of the gained pose per dim (the largest
     #   |pose| of the real clips the gains were fitted on; empty = none): on 5 minutes of TTS
     #   speech the gained head reached 36 deg of roll once, real clips 26-31 deg at most
+    head_activity: tuple[float, ...] = ()  # readout of the rhythmic embedding M~ and the
+    #   prosody that predicts when a real head moves (motion/head_activity.py; fitted by
+    #   benchmarks/calibrate_pose_gain.py, standardized): empty = none
+    head_activity_gain: float = 0.0  # the fast pose band is scaled by exp(this x readout):
+    #   heads move in speech and rest in pauses, as the rhythmic branch says (0 = off)
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -268,6 +274,9 @@ class SDMModel(nn.Module):
                              f"and {c.pose_ease}")
         if c.pose_steps < 0:
             raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
+        if len(c.head_activity) not in (0, c.rhythm_dim + c.prosody_dim + 1):
+            raise ValueError(f"head_activity must be empty or {c.rhythm_dim + c.prosody_dim + 1} weights "
+                             f"(rhythm_dim + prosody_dim + bias), got {len(c.head_activity)}")
         if c.delta_ref not in ("first", "clip") or c.pose_ref not in ("first", "clip"):
             raise ValueError(f"delta_ref and pose_ref must be 'first' or 'clip', got "
                              f"{c.delta_ref!r} and {c.pose_ref!r}")
@@ -276,6 +285,7 @@ class SDMModel(nn.Module):
         self.register_buffer("kpred_steps", torch.tensor(0, dtype=torch.long))
         self.last_k: list[int] = []
         self.last_k_windows: list[int] = []
+        self.last_activity: np.ndarray | None = None  # the last generate's head-activity envelope
 
     def _register_stats(self, stats: dict) -> None:
         sizes = {"motion": MOTION_DIM, "mel": self.cfg.n_mels, "prosody": self.cfg.prosody_dim}
@@ -597,12 +607,13 @@ class SDMModel(nn.Module):
         finally:
             self.train(was_training)
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
-        return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k))
+        return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k),
+                                  activity=self.last_activity)
 
     def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
                       origin: np.ndarray | None = None, band_start: int = 0,
                       gain_state: PoseGainState | None = None, with_state: bool = False,
-                      sampled: bool = True):
+                      sampled: bool = True, activity: np.ndarray | None = None):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
         the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
         to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
@@ -612,7 +623,8 @@ class SDMModel(nn.Module):
         stream's frame 0 and, for its new frames from `band_start` on, the pose gain's state
         after its last emitted frame (with_state: returns (Motion, the low band (T, 4), frame 0's
         gained pose), from which the stream makes the next state). sampled: the pose comes from a
-        reverse diffusion (False: no diffusion ran), so the sampler's pose_bias comes off."""
+        reverse diffusion (False: no diffusion ran), so the sampler's pose_bias comes off.
+        activity (T,): the rhythmic branch's head-activity envelope (head_activity.py)."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -626,7 +638,7 @@ class SDMModel(nn.Module):
         sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
         reference = controls.pose_reference
         style = None if reference is None or controls.still else reference_style(self.cfg, reference)
-        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style)
+        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style, activity)
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
         motion = Motion(pose=pose, delta=delta)
         return (motion, low, first) if with_state else motion
@@ -663,6 +675,8 @@ class SDMModel(nn.Module):
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
         scale = rhythm_weight(controls.ablation, controls.rhythm_scale)
+        self.last_activity = head_activity(self.cfg, emb[0].detach().cpu().numpy(), pros[0].detach().cpu().numpy(),
+                                           scale)
         return coarse, self._condition(content, emb, scale)
 
     def _chunked(self, fn, x, rate: int, T: int, margin: int = 16):

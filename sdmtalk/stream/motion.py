@@ -26,6 +26,7 @@ from sdmtalk.audio import AudioFeatures
 from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
+from sdmtalk.motion.head_activity import head_activity
 from sdmtalk.motion.pose_gain import PoseGainState
 from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
 from sdmtalk.motion.types import Motion, MotionControls
@@ -104,6 +105,7 @@ class MotionStream:
         self._gain_state: PoseGainState | None = None  # the pose gain after the last emitted frame
         self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
         self._k_used: int | None = None
+        self._activity: np.ndarray | None = None  # head-activity envelope of the feature window
 
     @property
     def last_k(self) -> int | None:
@@ -127,7 +129,8 @@ class MotionStream:
         coarse_w = coarse_new if c == 0 else torch.cat([self._coarse[:, -c:], coarse_new], 1)
         final_w = self._diffuse(coarse_w, cond[:, held - c:], known)
         self._crossfade_pose(final_w, c, commit)
-        motion = self._finish(final_w, c, commit)
+        activity = None if self._activity is None else self._activity[held - c:]
+        motion = self._finish(final_w, c, commit, activity)
         self._commit(new, coarse_new[:, :commit], final_w[:, c:c + commit], state, commit)
         return motion
 
@@ -135,7 +138,7 @@ class MotionStream:
     def _speech_paths(self, feats: AudioFeatures, new: AudioFeatures):
         """-> content (1, W, C), rhythmic motion F~ (1, W, D), shape offsets (1, W, 136) or
         None, the denoiser's condition (content, plus the rhythmic embedding if the model
-        reads it: SDMModel._condition)."""
+        reads it: SDMModel._condition); the window's head-activity envelope goes to _activity."""
         m = self.model
         mel = torch.as_tensor(feats.mel, dtype=torch.float32)[None]
         pros = torch.as_tensor(feats.prosody, dtype=torch.float32)[None]
@@ -153,6 +156,7 @@ class MotionStream:
         shape = None if m.shape_head is None else m.shape_head(content)
         emb, f_tilde = m.rhythm(pros_in)
         scale = rhythm_weight(self.controls.ablation, self.controls.rhythm_scale)
+        self._activity = head_activity(self.cfg, emb[0].numpy(), pros_in[0].numpy(), scale)
         return content, f_tilde, shape, m._condition(content, emb, scale)
 
     def _mel_before(self, held: int, mel: torch.Tensor) -> tuple:
@@ -268,8 +272,9 @@ class MotionStream:
         final[:, c:c + m, :POSE_DIM] = w * prev[:, :m] + (1 - w) * final[:, c:c + m, :POSE_DIM]
 
     # ---- finish and commit ------------------------------------------------------------
-    def _finish(self, final, c: int, commit: int) -> Motion:
-        """SDMModel.finish_motion over [a - 4, end) (smoothing sees real neighbours) -> span."""
+    def _finish(self, final, c: int, commit: int, activity: np.ndarray | None = None) -> Motion:
+        """SDMModel.finish_motion over [a - 4, end) (smoothing sees real neighbours) -> span.
+        activity: the head-activity envelope of final's frames."""
         lo = c - min(c, SMOOTH_MARGIN)
         smooth = self.cfg.pose_smooth if self._k_used is not None else 0.0
         extra = {}
@@ -281,6 +286,7 @@ class MotionStream:
         motion, low, first = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth,
                                                       band_start=i, gain_state=self._gain_state,
                                                       with_state=True, sampled=self._k_used is not None,
+                                                      activity=None if activity is None else activity[lo:],
                                                       **extra)
         self._gain_state = PoseGainState(low[i + commit - 1], first, self.done + commit)
         return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])

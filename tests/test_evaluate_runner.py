@@ -142,3 +142,24 @@ def test_real_dev_clip_static_and_energy(tmp_path):
     agg = report["aggregate"]
     assert agg["static"]["lip_amp_ratio"] < agg["energy"]["lip_amp_ratio"]
     assert agg["energy"]["frames_scored"] > 0
+
+
+def test_sdm_still_method_moves_the_lips_not_the_head():
+    """`sdm-still` (what rendering costs apart from head motion): the photo's head pose on
+    every frame, SDM's lips moving with the speech."""
+    import torch
+    from skimage import data
+
+    from sdmtalk.evaluate.methods import MethodRunner, parse_methods
+
+    torch.set_num_threads(1)
+    still, full = parse_methods("sdm-still,sdm")
+    assert still.still and still.seeded and not full.still
+    runner = MethodRunner([still, full], size=256)
+    image = np.ascontiguousarray(data.astronaut()[0:320, 110:430])
+    t = np.arange(32000) / 16000
+    wav = (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    held, moving = (runner.generate(m, image, wav, seed=1).motion for m in (still, full))
+    assert np.abs(held.pose - held.pose[:1]).max() < 1e-6
+    assert np.abs(moving.pose - moving.pose[:1]).max() > 1e-3
+    assert np.std(held.delta[:, 62:68, 1]) > 1e-3  # the inner lips still move

@@ -19,7 +19,8 @@ from sdmtalk.errors import InputError
 class Method:
     """name: as in --methods; motion: the pipeline's motion model; ablation: the
     MotionControls.ablation value (None = full model); seeded: whether the output depends on
-    the seed (only seeded methods run several seeds)."""
+    the seed (only seeded methods run several seeds); still: the head held at the photo's
+    pose (MotionControls.still: lips and blinks only)."""
 
     name: str
     motion: str
@@ -27,6 +28,7 @@ class Method:
     ablation: str | None = None
     seeded: bool = True
     blink: bool = True
+    still: bool = False
 
 
 METHODS = {m.name: m for m in (
@@ -38,6 +40,9 @@ METHODS = {m.name: m for m in (
     Method("sdm-no-rhythm", "sdm", "SDM w/o rhythmic branch", ablation="no-rhythm"),
     Method("sdm-no-diffusion", "sdm", "SDM w/o shallow diffusion", ablation="no-diffusion"),
     Method("sdm-full-diffusion", "sdm", "SDM, full-depth diffusion", ablation="full-diffusion"),
+    # what rendering costs the image without head motion (SSIM punishes any head motion that
+    # is not the speaker's own): not in the default list
+    Method("sdm-still", "sdm", "SDM, head still", still=True),
 )}
 DEFAULT_METHODS = ("static", "energy", "linear", "sdm", "sdm-no-pose", "sdm-no-rhythm", "sdm-no-diffusion",
                    "sdm-full-diffusion")
@@ -85,8 +90,7 @@ class MethodRunner:
         (T, H, W, 3) in the photo's pixel frame."""
         from sdmtalk.motion.types import MotionControls
 
-        controls = MotionControls(seed=seed) if method.ablation is None else \
-            MotionControls(seed=seed, ablation=method.ablation)
+        controls = MotionControls(seed=seed, ablation=method.ablation, still=method.still)
         result = self._pipes[(method.motion, method.blink)].animate(image, wav, controls, face=face)
         if result.frames.shape[1:3] != image.shape[:2]:
             raise RuntimeError(f"{method.name}: crop='full' gave frames of {result.frames.shape[1:3]}, "

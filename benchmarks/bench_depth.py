@@ -1,20 +1,28 @@
 """Does the shallow-diffusion depth predictor predict? (issue 11, item 3)
 
-    python benchmarks/bench_depth.py --cache CACHE --weights W [--split val] [--windows 512]
-                                     [--set k_tau_infer=30]
+    python benchmarks/bench_depth.py --cache CACHE [--weights W] [--split val] [--windows 512]
+                                     [--set k_tau_infer=30] [--fit-prior [--median-k 3] [--write OUT]]
 
 On windows of the split (the trainer's own val windows: same references and re-alignment)
 the coarse motion F* comes from the inference path (z from the prior). For each window the
 target meeting step is where q(F^t | F*) and q(F^t | F^0) meet (step_predictor.py, the
-model's training tau, no clamp; over the dims its kpred_target names), the predicted step is the step predictor's. Prints the
-Spearman correlation of predicted and target step over windows (does k track how far the
-coarse motion is from the real one?), both distributions, and the auto k the model would
-use at inference (k_tau_infer conversion and clamp) with the share of windows at its clamp.
+model's training tau, no clamp; over the dims its kpred_target names), the predicted step is
+the step predictor's. Prints the Spearman correlation of predicted and target step over
+windows (does k track how far the coarse motion is from the real one?), both distributions,
+and the auto k the model would use at inference (k_tau_infer conversion and clamp) with the
+share of windows at its clamp.
+
+With k_prior_fit in the weights (or --fit-prior) the same for the depth from the pose-mode
+prior's uncertainty (SDMConfig.k_prior_fit). --fit-prior fits it on train windows: log of
+the window's squared coarse-real gap = a + b log sigma (least squares), and k_tau_infer so
+that the train windows' median depth is --median-k (the middle of the flat part of the lip
+sync / k curve, docs/RESULTS.md §19). --write copies the weights with both in the config.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,17 +31,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_motion import apply_overrides  # noqa: E402
+from calibrate_pose_gain import write_calibrated  # noqa: E402
 
 from sdmtalk.data.cache import CacheReader  # noqa: E402
 from sdmtalk.data.windows import MotionWindows  # noqa: E402
-from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k  # noqa: E402
+from sdmtalk.diffusion.step_predictor import (  # noqa: E402
+    meet_step_targets,
+    rescale_meet_step,
+    resolve_k,
+    tau_for_step,
+    window_sq_gap,
+)
 from sdmtalk.motion.sdm import POSE_DIM  # noqa: E402
-from sdmtalk.pipeline import load_motion_model  # noqa: E402
+from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model  # noqa: E402
 from sdmtalk.train.trainer import offset_table, phoneme_table  # noqa: E402
 
 
-def window_steps(model, batch: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted k, target k) per window of a batch, both in steps of the model's T."""
+def window_steps(model, batch: dict) -> dict[str, np.ndarray]:
+    """Per window of a batch: the network's predicted k and the target k (steps of the
+    model's T), the pose-mode prior's sigma and the squared coarse-real gap."""
     cfg = model.cfg
     mask = batch["valid"].float()
     x = model.normalize(batch["pose"], batch["delta"])
@@ -44,9 +60,32 @@ def window_steps(model, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         coarse_t, x_t = coarse[..., POSE_DIM:], x[..., POSE_DIM:]
     else:
         coarse_t, x_t = coarse, x
-    target = meet_step_targets(model.schedule, coarse_t, x_t, mask, cfg.k_tau, cfg.diffusion_steps)
-    pred = model.k_predictor(content, coarse, mask) * cfg.diffusion_steps
-    return pred.numpy(), target.numpy().astype(float)
+    return {"target": meet_step_targets(model.schedule, coarse_t, x_t, mask, cfg.k_tau, cfg.diffusion_steps
+                                        ).numpy().astype(float),
+            "pred": (model.k_predictor(content, coarse, mask) * cfg.diffusion_steps).numpy(),
+            "sigma": model.prior_sigma(content, mask).numpy(),
+            "gap": window_sq_gap(coarse_t, x_t, mask).numpy()}
+
+
+def collect(model, cache: str, split: str, windows: int) -> dict[str, np.ndarray]:
+    cfg = model.cfg
+    data = MotionWindows(CacheReader(cache), split, window=50, seed=0, speaker_power=0.0, length=windows,
+                         phonemes=phoneme_table(cache, cfg), reference=cfg.delta_ref,
+                         pose_reference=cfg.pose_ref, offsets=offset_table(cache))
+    parts = [window_steps(model, b) for b in torch.utils.data.DataLoader(data, batch_size=64)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def fit_prior_depth(model, cache: str, median_k: int, windows: int = 1024) -> tuple[tuple, float]:
+    """((a, b), k_tau_infer) of k_prior_fit from train windows (see the module doc)."""
+    train = collect(model, cache, "train", windows)
+    b, a = np.polyfit(np.log(train["sigma"]), np.log(np.maximum(train["gap"], 1e-12)), 1)
+    gap = np.exp(a + b * np.log(train["sigma"]))
+    tau = tau_for_step(model.schedule, float(np.median(gap)), median_k)
+    print(f"k_prior_fit on {len(gap)} train windows: log gap = {a:.4f} + {b:.4f} log sigma "
+          f"(Spearman sigma / meeting step {spearman(train['sigma'], train['target']):.3f}); "
+          f"k_tau_infer {tau:.6g} puts their median depth at {median_k}")
+    return (round(float(a), 5), round(float(b), 5)), float(f"{tau:.6g}")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,33 +98,49 @@ def describe(name: str, k: np.ndarray) -> str:
     return f"{name}: median {mid:.1f} (10-90 %: {lo:.1f}-{hi:.1f}), std {k.std():.2f}"
 
 
+def report(model, res: dict[str, np.ndarray], split: str) -> None:
+    cfg = model.cfg
+    clamp = cfg.k_auto_max or cfg.k_max
+    print(f"{len(res['pred'])} windows of split '{split}'; training tau {cfg.k_tau}, inference tau "
+          f"{cfg.k_tau_infer or cfg.k_tau}, clamp {clamp}")
+    print(describe("target meeting step (coarse from the prior vs real)", res["target"]))
+    print(describe("step predictor network", res["pred"]))
+    print(f"Spearman r (network, target) over windows: {spearman(res['pred'], res['target']):.3f}")
+    if cfg.k_prior_fit:
+        a, b = cfg.k_prior_fit
+        gap = np.exp(a + b * np.log(res["sigma"]))
+        print(f"Spearman r (prior's predicted gap, target) over windows: {spearman(gap, res['target']):.3f}; "
+              f"(predicted gap, real gap) {spearman(gap, res['gap']):.3f}")
+        steps = model.prior_depth_of_sigma(torch.as_tensor(res["sigma"])).numpy()
+        auto = np.array([resolve_k(float(k), clamp, 0)[0] for k in steps])
+    else:
+        ratio = cfg.k_tau_infer / cfg.k_tau if cfg.k_tau_infer > 0 else 1.0
+        auto = np.array([resolve_k(rescale_meet_step(model.schedule, p, ratio), clamp, 0)[0] for p in res["pred"]])
+    print(describe("auto k at inference", auto.astype(float)) + f"; {100 * np.mean(auto >= clamp):.1f} % at the clamp")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", required=True)
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", default=None, help="SDM weights (default: the bundled sdm_base)")
     ap.add_argument("--split", default="val")
     ap.add_argument("--windows", type=int, default=512)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--fit-prior", action="store_true", help="fit k_prior_fit and k_tau_infer on train windows")
+    ap.add_argument("--median-k", type=int, default=3, help="--fit-prior: the train windows' median depth")
+    ap.add_argument("--write", default=None, help="--fit-prior: write the weights with the fit (.safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_motion_model("sdm", args.weights).eval()
     apply_overrides(model, args.overrides)
-    cfg = model.cfg
-    reader = CacheReader(args.cache)
-    windows = MotionWindows(reader, args.split, window=50, seed=0, speaker_power=0.0, length=args.windows,
-                            phonemes=phoneme_table(args.cache, cfg), reference=cfg.delta_ref,
-                            pose_reference=cfg.pose_ref, offsets=offset_table(args.cache))
-    loader = torch.utils.data.DataLoader(windows, batch_size=64)
-    pred, target = (np.concatenate(v) for v in zip(*(window_steps(model, b) for b in loader), strict=True))
-    ratio = cfg.k_tau_infer / cfg.k_tau if cfg.k_tau_infer > 0 else 1.0
-    clamp = cfg.k_auto_max or cfg.k_max
-    auto = np.array([resolve_k(rescale_meet_step(model.schedule, p, ratio), clamp, 0)[0] for p in pred])
-    print(f"{len(pred)} windows of split '{args.split}'; training tau {cfg.k_tau}, inference tau "
-          f"{cfg.k_tau_infer or cfg.k_tau}, clamp {clamp}")
-    print(describe("target meeting step (coarse from the prior vs real)", target))
-    print(describe("predicted meeting step", pred))
-    print(f"Spearman r (predicted, target) over windows: {spearman(pred, target):.3f}")
-    print(describe("auto k at inference", auto.astype(float)) + f"; {100 * np.mean(auto >= clamp):.1f} % at the clamp")
+    if args.fit_prior:
+        fit, tau = fit_prior_depth(model, args.cache, args.median_k)
+        model.cfg = dataclasses.replace(model.cfg, k_prior_fit=fit, k_tau_infer=tau)
+    report(model, collect(model, args.cache, args.split, args.windows), args.split)
+    if args.write:
+        write_calibrated(model, Path(args.weights or BUNDLED_WEIGHTS), Path(args.write), sys.argv[1:],
+                         key="depth_command", script="benchmarks/bench_depth.py")
+        print(f"wrote {args.write}")
 
 
 if __name__ == "__main__":

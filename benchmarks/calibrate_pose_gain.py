@@ -248,15 +248,17 @@ def main() -> None:
         print(f"wrote {args.write}")
 
 
-def write_calibrated(model, source: Path, out: Path, argv: list[str]) -> None:
-    """The same tensors with the model's gains in the config; the source sidecar's notes kept."""
+def write_calibrated(model, source: Path, out: Path, argv: list[str], key: str = "pose_gain_command",
+                     script: str = "benchmarks/calibrate_pose_gain.py") -> None:
+    """The same tensors with the model's (inference) config; the source sidecar's notes kept,
+    the command that wrote it added as `key`."""
     from sdmtalk.train.checkpoint import export_weights
 
     side = source.with_suffix(".json")
     notes = json.loads(side.read_text()) if side.is_file() else {}
     notes = {k: v for k, v in notes.items() if k not in ("format", "sdmtalk_version", "model_config",
                                                           "num_tensors", "num_parameters")}
-    notes["pose_gain_command"] = "python benchmarks/calibrate_pose_gain.py " + " ".join(argv)
+    notes[key] = f"python {script} " + " ".join(argv)
     export_weights(model, out, notes)
 
 

@@ -13,7 +13,13 @@ from sdmtalk.diffusion.samplers import (
     shallow_start,
 )
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
-from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
+from sdmtalk.diffusion.step_predictor import (
+    meet_step_of_gap,
+    meet_step_targets,
+    rescale_meet_step,
+    resolve_k,
+    tau_for_step,
+)
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
@@ -121,3 +127,15 @@ def test_resolve_k_clamps_and_falls_back():
     assert resolve_k(0.2, 60, 40) == (1, False)
     assert resolve_k(33.4, 60, 40) == (33, False)
     assert resolve_k(None, 60, 99) == (60, True)
+
+
+def test_meet_step_of_a_gap_and_the_tau_that_puts_it_at_k():
+    """A larger coarse-real gap meets later; tau_for_step(g, k) makes gap g meet exactly at k."""
+    schedule = make_schedule(100, "cosine")
+    gaps = torch.tensor([0.01, 0.1, 1.0, 10.0], dtype=torch.float64)
+    steps = meet_step_of_gap(schedule, gaps, 0.1, 100)
+    assert torch.all(steps[1:] >= steps[:-1]) and steps[-1] > steps[0]
+    for k in (2, 3, 7):
+        tau = tau_for_step(schedule, 0.5, k)
+        assert int(meet_step_of_gap(schedule, torch.tensor([0.5], dtype=torch.float64), tau, 100)[0]) == k
+    assert int(meet_step_of_gap(schedule, torch.tensor([1e6], dtype=torch.float64), 0.1, 40)[0]) == 40  # clamp

@@ -459,3 +459,29 @@ def test_sync_expert_loss_trains_the_inference_path_and_is_not_saved():
     expert = model.__dict__["_sync_expert"]
     assert all(p.grad is None for p in expert.parameters())
     assert not any("sync" in k for k in model.state_dict())
+
+
+def test_auto_depth_from_the_pose_mode_prior(trained, clip):
+    """k_prior_fit: "auto" takes the meeting step of the gap the prior's sigma predicts,
+    clamped; a larger predicted gap (a) starts the reverse process deeper."""
+    import dataclasses
+
+    f = features_of(clip)
+
+    def auto_k(a: float) -> list[int]:
+        model = build_model(dataclasses.replace(trained.cfg, k_prior_fit=(a, -2.0), k_tau_infer=50.0), None)
+        model.load_state_dict(trained.state_dict())
+        model.generate(f, SRC, MotionControls(seed=0))
+        return model.last_k_windows
+
+    shallow, deep = auto_k(-6.0), auto_k(0.0)
+    assert all(1 <= k <= trained.cfg.k_max for k in shallow + deep)
+    assert np.median(deep) > np.median(shallow)
+
+
+@pytest.mark.parametrize("fit", [(1.0,), (1.0, float("nan"))])
+def test_bad_prior_depth_fit_is_refused(fit):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="k_prior_fit"):
+        build_model(dataclasses.replace(SDMConfig.tiny(), k_prior_fit=fit))

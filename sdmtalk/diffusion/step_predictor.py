@@ -40,11 +40,25 @@ def meet_step_targets(schedule: NoiseSchedule, coarse: torch.Tensor, target: tor
 
     coarse, target: (B, W, D) normalized motion; mask: (B, W) valid frames -> (B,) long.
     """
+    return meet_step_of_gap(schedule, window_sq_gap(coarse, target, mask), tau, k_max)
+
+
+def window_sq_gap(coarse: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames and dims of (coarse - target)^2: (B, W, D) x2, (B, W) -> (B,)."""
     m = mask.to(coarse.dtype)[..., None]
-    sq_gap = ((coarse - target) ** 2 * m).sum((1, 2)) / (m.sum((1, 2)) * coarse.shape[-1]).clamp_min(1)
+    return ((coarse - target) ** 2 * m).sum((1, 2)) / (m.sum((1, 2)) * coarse.shape[-1]).clamp_min(1)
+
+
+def meet_step_of_gap(schedule: NoiseSchedule, sq_gap: torch.Tensor, tau: float, k_max: int) -> torch.Tensor:
+    """First t whose meet KL for a mean squared gap (B,) is <= tau, clamped to [1, k_max]."""
     below = meet_kl(schedule, sq_gap) <= tau  # monotone in t: abar falls as t grows
     first = torch.where(below.any(1), below.float().argmax(1), torch.full_like(sq_gap, schedule.num_steps).long())
     return first.clamp(1, k_max)
+
+
+def tau_for_step(schedule: NoiseSchedule, sq_gap: float, k: int) -> float:
+    """The meet KL at which a window of mean squared gap `sq_gap` meets exactly at step k."""
+    return float(meet_kl(schedule, torch.tensor([float(sq_gap)], dtype=torch.float64))[0, int(k)])
 
 
 def rescale_meet_step(schedule: NoiseSchedule, k: float, tau_ratio: float) -> float:

@@ -30,7 +30,12 @@ from sdmtalk.diffusion.samplers import (
     uses_ddim,
 )
 from sdmtalk.diffusion.schedule import make_schedule, q_sample
-from sdmtalk.diffusion.step_predictor import meet_step_targets, rescale_meet_step, resolve_k
+from sdmtalk.diffusion.step_predictor import (
+    meet_step_of_gap,
+    meet_step_targets,
+    rescale_meet_step,
+    resolve_k,
+)
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.content_encoder import ContentEncoder
@@ -153,6 +158,12 @@ class SDMConfig:
     #   is diffused (its deep pass). For models whose denoiser costs lip sync (RESULTS §14)
     k_tau_infer: float = 0.0  # meeting KL at inference (0 = k_tau): the predicted step is
     #   converted exactly, since the meet KL scales with abar/(1-abar) (step_predictor.py)
+    k_prior_fit: tuple[float, ...] = ()  # (a, b): "auto" depth from the pose-mode prior's own
+    #   uncertainty instead of the step predictor network: the window's expected squared gap
+    #   between coarse and real motion is exp(a + b log sigma), sigma the prior's mean std
+    #   over the window's segments, and k its meeting step at k_tau_infer. The network's k
+    #   did not track the windows' meeting step (Spearman -0.03); this one does (0.3-0.37 on
+    #   dev, docs/RESULTS.md §19). Fitted by benchmarks/bench_depth.py --fit-prior; empty = off
     kl_warmup: int = 500  # steps over which beta ramps from 0
     w_kpred: float = 0.1
     infer_window: int = 100  # frames per diffusion window at inference (4 s)
@@ -274,6 +285,8 @@ class SDMModel(nn.Module):
                              f"and {c.pose_ease}")
         if c.pose_steps < 0:
             raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
+        if len(c.k_prior_fit) not in (0, 2) or not all(math.isfinite(float(v)) for v in c.k_prior_fit):
+            raise ValueError(f"k_prior_fit must be empty or 2 finite numbers (a, b), got {c.k_prior_fit}")
         if len(c.head_activity) not in (0, c.rhythm_dim + c.prosody_dim + 1):
             raise ValueError(f"head_activity must be empty or {c.rhythm_dim + c.prosody_dim + 1} weights "
                              f"(rhythm_dim + prosody_dim + bias), got {len(c.head_activity)}")
@@ -762,20 +775,43 @@ class SDMModel(nn.Module):
                               callback=None if tick is None else lambda t, x: tick())
 
     def _choose_k(self, steps, coarse, content) -> int:
-        """"auto": the step predictor's k clamped to [1, k_auto_max or k_max], or the global
-        fallback k while the predictor is untrained; an int: that k."""
+        """"auto": the step predictor's k (k_prior_fit's estimate when set) clamped to [1,
+        k_auto_max or k_max], or the global fallback k while the predictor is untrained; an
+        int: that k."""
         if steps != "auto":
             return int(steps)
         if not self.cfg.lips_shallow:
             return 0
         pred = None
-        if int(self.kpred_steps) >= self.cfg.kpred_min_steps:
+        content = content[..., :self.cfg.content_dim]  # not the rhythm part of a condition
+        if self.cfg.k_prior_fit:
+            pred = float(self.prior_depth(content)[0])
+        elif int(self.kpred_steps) >= self.cfg.kpred_min_steps:
             mask = coarse.new_ones(coarse.shape[:2])
-            content = content[..., :self.cfg.content_dim]  # not the rhythm part of a condition
             pred = float(self.k_predictor(content, coarse, mask)[0]) * self.cfg.diffusion_steps
             if self.cfg.k_tau_infer > 0:
                 pred = float(rescale_meet_step(self.schedule, pred, self.cfg.k_tau_infer / self.cfg.k_tau))
         return resolve_k(pred, self.cfg.k_auto_max or self.cfg.k_max, self._fallback_k())[0]
+
+    def prior_sigma(self, content: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pose-mode prior's mean std (over z dims, then over the window's segments) of
+        content (B, W, C) -> (B,): how unsure the speech-conditioned prior is about the window."""
+        mask = content.new_ones(content.shape[:2]) if mask is None else mask
+        sig = [(0.5 * self.pose_mode.prior(content[:, s:e], mask[:, s:e])[1]).exp().mean(1)
+               for s, e in self._segments(content.shape[1])]
+        return torch.stack(sig, 1).mean(1)
+
+    def prior_depth(self, content: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """k_prior_fit's depth (B,) long, unclamped above (<= T): the meeting step, at
+        k_tau_infer (or k_tau), of the squared gap exp(a + b log sigma) the prior predicts."""
+        return self.prior_depth_of_sigma(self.prior_sigma(content, mask))
+
+    def prior_depth_of_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
+        """prior_depth from the prior's sigma (B,) (benchmarks/bench_depth.py reads it)."""
+        a, b = (float(v) for v in self.cfg.k_prior_fit)
+        gap = torch.exp(a + b * torch.log(torch.as_tensor(sigma).double()))
+        tau = self.cfg.k_tau_infer or self.cfg.k_tau
+        return meet_step_of_gap(self.schedule, gap, tau, self.cfg.diffusion_steps)
 
 
 def rhythm_weight(ablation, rhythm_scale: float) -> float:

@@ -38,12 +38,14 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.motion.head_activity import (
+    active,
     activity_inputs,
     coupling_slope,
     envelope,
@@ -85,10 +87,20 @@ def real_pose(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     return real - real[0], valid, source
 
 
-def clip_poses(model, data: dict, seeds: list[int], weights=None) -> tuple | None:
-    """(real pose (T, 4), its valid frames, the poses SDM samples for the clip with the
-    model's gains off, one per seed, the head activity a_t (T,) of the readout `weights` or
-    None) of one clip; None where frame 0 has no face."""
+class ClipSample(NamedTuple):
+    """One calibration clip: the real pose (T, 4) relative to frame 0 and its valid frames
+    (T,), the poses SDM samples for it with the gains off (one per seed), and the head
+    activity a_t (T,) of the readout being fitted (None without --activity)."""
+
+    real: np.ndarray
+    valid: np.ndarray
+    sampled: list
+    activity: np.ndarray | None
+
+
+def clip_poses(model, data: dict, seeds: list[int], weights=None) -> ClipSample | None:
+    """The ClipSample of one clip (a_t from the readout `weights`, if given); None where
+    frame 0 has no face."""
     real = real_pose(data)
     if real is None:
         return None
@@ -97,7 +109,7 @@ def clip_poses(model, data: dict, seeds: list[int], weights=None) -> tuple | Non
                           phonemes=data.get("phonemes"))
     sampled = [model.generate(feats, source, MotionControls(seed=s)).pose for s in seeds]
     activity = None if weights is None else readout(weights, *model_inputs(model, data["prosody"]))
-    return pose, valid, sampled, activity
+    return ClipSample(pose, valid, sampled, activity)
 
 
 def fit_readout(model, cache: str, per_speaker: int = 8) -> np.ndarray:
@@ -123,7 +135,7 @@ def fit_readout(model, cache: str, per_speaker: int = 8) -> np.ndarray:
 
 def _envelope(cfg, activity):
     """The envelope a sample's gained pose gets under cfg (None without a readout)."""
-    if activity is None or not len(cfg.head_activity) or cfg.head_activity_gain == 0:
+    if activity is None or not active(cfg):
         return None
     return envelope(activity, cfg.head_activity_gain)
 
@@ -136,14 +148,14 @@ def fit_gain(samples: list, cfg, band: float, rounds: int = 4) -> np.ndarray:
     apply_pose_gain, a deterministic step after sampling) matches the real band stats,
     averaged over clips (and seeds)."""
     samples = [s for s in samples if s is not None]
-    bias = np.mean([np.mean([p.mean(0) for p in s[2]], 0) for s in samples], 0)
-    real = np.mean([pose_band_stats(s[0], s[1], band) for s in samples], 0)
-    reach = np.max([np.abs(s[0][s[1]]).max(0) for s in samples], 0)  # pose_range
+    bias = np.mean([np.mean([p.mean(0) for p in s.sampled], 0) for s in samples], 0)
+    real = np.mean([pose_band_stats(s.real, s.valid, band) for s in samples], 0)
+    reach = np.max([np.abs(s.real[s.valid]).max(0) for s in samples], 0)  # pose_range
     gain = np.ones((2, 4))
     for _ in range(rounds):
         trial = gain_config(cfg, np.concatenate([gain, bias[None], real, reach[None]]), band)
-        gen = np.mean([np.mean([pose_band_stats(_gained(p, trial, s[3]), np.ones(len(p), bool), band)
-                                for p in s[2]], 0) for s in samples], 0)
+        gen = np.mean([np.mean([pose_band_stats(_gained(p, trial, s.activity), np.ones(len(p), bool), band)
+                                for p in s.sampled], 0) for s in samples], 0)
         gain = gain * real / np.maximum(gen, 1e-12)
     return np.concatenate([np.round(gain, 3), np.round(np.float64(bias), 5)[None], np.round(real, 6),
                            np.round(reach, 5)[None]])
@@ -157,8 +169,9 @@ def activity_gain_step(samples: list, cfg) -> float:
     """How much the head-activity gain must grow for the gained heads' coupling (slope of
     their log speed on a_t) to match the real heads' (head_activity.coupling_slope)."""
     samples = [s for s in samples if s is not None]
-    real = np.nanmean([coupling_slope(log_pose_speed(s[0], s[1]), s[3]) for s in samples])
-    gen = np.nanmean([np.nanmean([coupling_slope(log_pose_speed(_gained(p, cfg, s[3])), s[3]) for p in s[2]])
+    real = np.nanmean([coupling_slope(log_pose_speed(s.real, s.valid), s.activity) for s in samples])
+    gen = np.nanmean([np.nanmean([coupling_slope(log_pose_speed(_gained(p, cfg, s.activity)), s.activity)
+                                  for p in s.sampled])
                       for s in samples])
     return float(real - gen)
 

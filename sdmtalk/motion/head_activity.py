@@ -30,10 +30,14 @@ def activity_inputs(emb: np.ndarray, prosody: np.ndarray) -> np.ndarray:
 def head_activity(cfg, emb: np.ndarray, prosody: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
     """The envelope (T,) for the fast pose band, None when the weights have no readout or
     the gain (cfg.head_activity_gain x the user's rhythm scale; 0 with no_rhythm) is 0."""
-    gain = float(cfg.head_activity_gain) * float(scale)
-    if len(cfg.head_activity) == 0 or gain == 0.0 or len(emb) == 0:
+    if not active(cfg, scale) or len(emb) == 0:
         return None
-    return envelope(readout(cfg.head_activity, emb, prosody), gain)
+    return envelope(readout(cfg.head_activity, emb, prosody), cfg.head_activity_gain * scale)
+
+
+def active(cfg, scale: float = 1.0) -> bool:
+    """Whether cfg has a readout and a non-zero gain at this rhythm scale."""
+    return len(cfg.head_activity) > 0 and float(cfg.head_activity_gain) * float(scale) != 0.0
 
 
 def readout(weights, emb: np.ndarray, prosody: np.ndarray) -> np.ndarray:
@@ -52,8 +56,7 @@ def model_inputs(model, prosody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     computes them (one pass: clips that fit in one of its chunks get exactly generate's)."""
     import torch
 
-    pros = torch.as_tensor(np.asarray(prosody), dtype=torch.float32)[None]
-    pros = (pros - model.prosody_mean) / model.prosody_std
+    pros = model.normalize_prosody(torch.as_tensor(np.asarray(prosody), dtype=torch.float32)[None])
     with torch.no_grad():
         emb = model.rhythm(pros)[0]
     return emb[0].numpy(), pros[0].numpy()

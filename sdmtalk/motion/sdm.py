@@ -356,7 +356,11 @@ class SDMModel(nn.Module):
                                  "compute_features(wav, phonemes=True)")
             log_p = torch.log(phonemes + PHONEME_FLOOR) / -math.log(PHONEME_FLOOR) + 0.5
             mel = torch.cat([mel, log_p.repeat_interleave(MEL_PER_FRAME, 1)], -1)
-        return mel, (prosody - self.prosody_mean) / self.prosody_std
+        return mel, self.normalize_prosody(prosody)
+
+    def normalize_prosody(self, prosody: torch.Tensor) -> torch.Tensor:
+        """Raw prosody (..., P) -> what f_rhy reads (the training set's mean and std)."""
+        return (prosody - self.prosody_mean) / self.prosody_std
 
     def batch_speech(self, batch: dict[str, torch.Tensor]):
         """_speech of a training window batch (MotionWindows' keys)."""

@@ -210,11 +210,14 @@ def prosody_coupling(landmarks: np.ndarray, energy: np.ndarray, valid=None) -> f
 
 def chance_bas(beats: np.ndarray, onsets: np.ndarray, frames: int, shifts: int = 20) -> float:
     """Beat alignment of the same motion beats with the onsets moved by seeded random circular
-    shifts: what BAS gives for motion unrelated to the audio's rhythm."""
-    if frames < 30 or len(onsets) == 0:
+    shifts: what BAS gives for motion unrelated to the audio's rhythm. Shifts of 10 frames
+    or more (a quarter of a clip under 40 frames: the 1.2 s dev clips count too, where BAS
+    is highest and would otherwise have no chance level to compare with)."""
+    if frames < 16 or len(onsets) == 0:
         return float("nan")
     rng = np.random.default_rng(frames)
-    return _mean([beat_align(beats, (np.asarray(onsets) + rng.integers(10, frames - 10)) % frames)
+    least = min(10, frames // 4)
+    return _mean([beat_align(beats, (np.asarray(onsets) + rng.integers(least, frames - least + 1)) % frames)
                   for _ in range(shifts)])
 
 

@@ -97,13 +97,12 @@ def speech_and_motion(wav, overrides: list[str]) -> None:
     model on one thread, in seconds per second of audio (bar: under 0.15)."""
     import numpy as np
     import torch
+    from bench_motion import apply_overrides
 
     from sdmtalk.audio import compute_features
     from sdmtalk.face.template import CANONICAL_TEMPLATE
     from sdmtalk.motion.types import MotionControls
     from sdmtalk.pipeline import load_motion_model
-
-    from bench_motion import apply_overrides
 
     model = load_motion_model("sdm")
     apply_overrides(model, overrides)

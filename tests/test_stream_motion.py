@@ -190,3 +190,17 @@ def test_head_activity_envelope_streams_as_offline(trained):
                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0))
     controls = MotionControls(seed=1, diffusion_steps=0)
     assert not np.allclose(active.generate(feats, SRC, controls).pose, plain.generate(feats, SRC, controls).pose)
+
+
+def test_beat_snap_streams_as_offline(trained):
+    """The accents' time warp: a stream judges each accent once its onset neighbours arrive
+    and keeps the recent ones, so with a long look-ahead its pose is offline's."""
+    snapped = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
+                          pose_gain_slow=(3.0, 3.5, 3.0, 2.0), beat_snap=1.0)
+    feats = features_of(synth_clip(150, np.random.default_rng(11)))
+    controls = MotionControls(seed=3, diffusion_steps=0)
+    assert len(snapped.accents(feats, controls)) >= 5
+    assert_coarse_stream_is_offline(snapped, feats, seed=3)
+    plain = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
+                        pose_gain_slow=(3.0, 3.5, 3.0, 2.0))
+    assert not np.allclose(snapped.generate(feats, SRC, controls).pose, plain.generate(feats, SRC, controls).pose)

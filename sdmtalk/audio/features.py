@@ -16,6 +16,7 @@ import scipy.signal
 from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
 
 N_MELS = 80
+PROSODY_ONSET = 3  # prosody's column of the spectral-flux onset strength
 N_FFT = 400  # 25 ms window
 HOP = SAMPLE_RATE // (FPS * MEL_PER_FRAME)  # 160 samples = 10 ms
 F_MIN, F_MAX = 55.0, 7600.0

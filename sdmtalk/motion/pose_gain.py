@@ -42,6 +42,8 @@ class PoseGainState:
     low: np.ndarray  # slow band of the last emitted frame (4,)
     first: np.ndarray  # the gained pose of frame 0 (4,), eased out over the first frames
     frames: int  # frames emitted so far
+    recent: np.ndarray | None = None  # gained pose (n, 4) of the last emitted frames, before the
+    #   beat snap's time warp (motion/beat_snap.py), which reads a few frames back
 
 
 def pose_band_stats(pose: np.ndarray, valid: np.ndarray, tau: float) -> np.ndarray:
@@ -86,7 +88,8 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     (4) soft-limits the result (limit x tanh(pose / limit)). style (2, 4): multipliers of the
     slow and fast gains (a reference video's, reference_style). activity (T,): the rhythmic
     branch's envelope on the fast band (head_activity.py). Frames from `start` on are new (a
-    stream's earlier frames are context it discards), continuing from `state`."""
+    stream's earlier frames are context: they take state.recent, what was emitted for them),
+    continuing from `state`."""
     pose = np.asarray(pose, np.float64) - (np.asarray(cfg.pose_bias, np.float64) if sampled else 0.0)
     style = np.ones((2, 4)) if style is None else np.asarray(style, np.float64)
     fast = np.asarray(cfg.pose_gain, np.float64) * style[1]
@@ -104,4 +107,7 @@ def apply_pose_gain(pose: np.ndarray, cfg, start: int = 0, state: PoseGainState 
     if len(cfg.pose_range):  # soft limit at the real heads' range: a gain must not throw the head
         limit = np.asarray(cfg.pose_range, np.float64)
         out[start:] = limit * np.tanh(out[start:] / limit)
+    if state is not None and state.recent is not None and start > 0:  # context frames: as emitted
+        n = min(start, len(state.recent))
+        out[start - n:start] = state.recent[len(state.recent) - n:]
     return out.astype(np.float32), low, first

@@ -22,6 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from sdmtalk import MEL_PER_FRAME
+from sdmtalk.audio.features import PROSODY_ONSET
 from sdmtalk.diffusion.samplers import (
     ddim_schedule,
     sample_ddpm,
@@ -38,6 +39,7 @@ from sdmtalk.diffusion.step_predictor import (
 )
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import sim_compose, sim_inverse
+from sdmtalk.motion.beat_snap import BeatSnap, accent_frames, snap_pose
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.head_activity import head_activity
@@ -120,6 +122,11 @@ class SDMConfig:
     #   benchmarks/calibrate_pose_gain.py, standardized): empty = none
     head_activity_gain: float = 0.0  # the fast pose band is scaled by exp(this x readout):
     #   heads move in speech and rest in pauses, as the rhythmic branch says (0 = off)
+    beat_snap: float = 0.0  # the finished head slows at the speech's accents, its speed there
+    #   (1 - 0.75 x this) of its own, so its beats fall on them (motion/beat_snap.py; fitted by
+    #   benchmarks/calibrate_beat_snap.py to the real heads' beat alignment): 0 = off
+    beat_snap_gap: int = 4  # least frames between two accents
+    beat_snap_threshold: float = 0.3  # least onset strength (0..1 of the clip's peak) of an accent
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -625,12 +632,13 @@ class SDMModel(nn.Module):
             self.train(was_training)
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
         return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k),
-                                  activity=self.last_activity)
+                                  activity=self.last_activity, accents=self.accents(features, controls))
 
     def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
                       origin: np.ndarray | None = None, band_start: int = 0,
                       gain_state: PoseGainState | None = None, with_state: bool = False,
-                      sampled: bool = True, activity: np.ndarray | None = None):
+                      sampled: bool = True, activity: np.ndarray | None = None,
+                      accents: np.ndarray | None = None):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
         the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
         to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
@@ -639,9 +647,12 @@ class SDMModel(nn.Module):
         streaming caller runs it on each finished span, passing the denormalized pose of the
         stream's frame 0 and, for its new frames from `band_start` on, the pose gain's state
         after its last emitted frame (with_state: returns (Motion, the low band (T, 4), frame 0's
-        gained pose), from which the stream makes the next state). sampled: the pose comes from a
+        gained pose, the gained pose (T, 4) before the beat snap), from which the stream makes
+        the next state). sampled: the pose comes from a
         reverse diffusion (False: no diffusion ran), so the sampler's pose_bias comes off.
-        activity (T,): the rhythmic branch's head-activity envelope (head_activity.py)."""
+        activity (T,): the rhythmic branch's head-activity envelope (head_activity.py). accents
+        (K,): frames (from final's frame 0) of the speech's accents, where the head's speed dips
+        (beat_snap.py; off with the rhythmic branch)."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -655,10 +666,20 @@ class SDMModel(nn.Module):
         sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
         reference = controls.pose_reference
         style = None if reference is None or controls.still else reference_style(self.cfg, reference)
-        pose, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style, activity)
+        gained, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style, activity)
+        pose = snap_pose(gained, accents, self.beat_snap(controls))
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)
         motion = Motion(pose=pose, delta=delta)
-        return (motion, low, first) if with_state else motion
+        return (motion, low, first, gained) if with_state else motion
+
+    def beat_snap(self, controls) -> BeatSnap | None:
+        """The accents' pull on the head at these controls' rhythm scale (None: off)."""
+        return BeatSnap.of(self.cfg, rhythm_weight(controls.ablation, controls.rhythm_scale))
+
+    def accents(self, features, controls) -> np.ndarray | None:
+        """The speech's accent frames (beat_snap.accent_frames), None when the snap is off."""
+        snap = self.beat_snap(controls)
+        return None if snap is None else accent_frames(np.asarray(features.prosody)[:, PROSODY_ONSET], snap)
 
     def _generator(self, controls, stream: int) -> torch.Generator:
         """Independent seeded random streams (pose modes, diffusion) for one seed."""

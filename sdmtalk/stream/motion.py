@@ -23,16 +23,19 @@ import torch
 
 from sdmtalk import MEL_PER_FRAME
 from sdmtalk.audio import AudioFeatures
+from sdmtalk.audio.features import PROSODY_ONSET
 from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
+from sdmtalk.motion.beat_snap import CATCH_UP, PEAK_HALF, accent_frames
 from sdmtalk.motion.head_activity import head_activity
 from sdmtalk.motion.pose_gain import PoseGainState
 from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
 from sdmtalk.motion.types import Motion, MotionControls
 
 MARGIN = 16  # feature frames before the window: beyond f_con + shape path's reach (SDMModel._chunked)
-SMOOTH_MARGIN = 4  # emitted frames before a span that pose smoothing (sigma 1 frame) sees
+SMOOTH_MARGIN = 8  # emitted frames before a span that pose smoothing and the beat snap's delay see
+ACCENT_MEMORY = CATCH_UP[1] + SMOOTH_MARGIN + 1  # frames an accent still shifts the clock after it
 
 
 @dataclass
@@ -106,6 +109,9 @@ class MotionStream:
         self._lookahead_pose: torch.Tensor | None = None  # last step's pose of the next frames
         self._k_used: int | None = None
         self._activity: np.ndarray | None = None  # head-activity envelope of the feature window
+        self._snap = model.beat_snap(self.controls)
+        self._accents: list[int] = []  # recent accent frames (beat_snap), stream indices
+        self._accents_to = 0  # frames before this one are judged for accents
 
     @property
     def last_k(self) -> int | None:
@@ -122,6 +128,7 @@ class MotionStream:
         feats = _concat(self._features, new)
         held = feats.num_frames - n  # cached frames before the new ones
         content, f_tilde, shape, cond = self._speech_paths(feats, new)
+        self._find_accents(feats, held, ended=commit == n)
         c = min(self.config.context, 0 if self._final is None else self._final.shape[1])
         coarse_new, state = self._coarse_motion(content[:, held:], f_tilde[:, held:],
                                                 None if shape is None else shape[:, held:], commit)
@@ -158,6 +165,23 @@ class MotionStream:
         scale = rhythm_weight(self.controls.ablation, self.controls.rhythm_scale)
         self._activity = head_activity(self.cfg, emb[0].numpy(), pros_in[0].numpy(), scale)
         return content, f_tilde, shape, m._condition(content, emb, scale)
+
+    def _find_accents(self, feats: AudioFeatures, held: int, ended: bool) -> None:
+        """Accents (beat_snap.accent_frames) of the frames whose onset neighbours have all
+        arrived (all of them once no look-ahead is left: the audio has ended), judged once and
+        kept as offline judges them from the clip's start."""
+        if self._snap is None:
+            return
+        first = self.done - held  # stream index of feats' frame 0
+        end = first + feats.num_frames - (0 if ended else PEAK_HALF)
+        if end <= self._accents_to:
+            return
+        last = self._accents[-1] - first if self._accents else -10**9
+        found = accent_frames(feats.prosody[:, PROSODY_ONSET], self._snap, after=last,
+                              start=self._accents_to - first) + first
+        self._accents = [a for a in self._accents if a >= self.done - ACCENT_MEMORY] + \
+            [int(a) for a in found if a < end]
+        self._accents_to = end
 
     def _mel_before(self, held: int, mel: torch.Tensor) -> tuple:
         """mel_cmn_prior: (sum (1, 80), rows (1,)) of the committed log-mel rows before the
@@ -283,12 +307,15 @@ class MotionStream:
                 self._origin = _smoothed_pose(self.model, final[0], smooth)[0]
             extra["origin"] = self._origin
         i = c - lo  # the band filter is causal: it runs on from the last emitted frame's state
-        motion, low, first = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth,
+        start = self.done - i  # stream index of final[0, lo]
+        accents = None if self._snap is None else np.asarray(self._accents, int) - start
+        motion, low, first, gained = self.model.finish_motion(final[0, lo:], self.source, self.controls, smooth,
                                                       band_start=i, gain_state=self._gain_state,
                                                       with_state=True, sampled=self._k_used is not None,
                                                       activity=None if activity is None else activity[lo:],
-                                                      **extra)
-        self._gain_state = PoseGainState(low[i + commit - 1], first, self.done + commit)
+                                                      accents=accents, **extra)
+        recent = gained[:i + commit][-SMOOTH_MARGIN:]  # context frames already hold what was emitted
+        self._gain_state = PoseGainState(low[i + commit - 1], first, self.done + commit, recent)
         return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])
 
     def _commit(self, new: AudioFeatures, coarse, final, state, commit: int) -> None:

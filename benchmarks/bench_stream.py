@@ -108,16 +108,19 @@ def seams(args) -> None:
     model = load_motion_model("sdm", args.weights)
     config = StreamConfig(**args.stream_kw)
     wav = speech_of_length(60.0)
-    motion = stream_motion(model, wav, CANONICAL_TEMPLATE.copy(), MotionControls(seed=0), config)
-    T = len(motion)
-    near = np.zeros(T - 1, bool)
-    near[np.arange(config.span - 1, T - 1, config.span)] = True  # steps from one span into the next
-    series = np.concatenate([motion.pose, lip_gap(CANONICAL_TEMPLATE + motion.delta)[:, None]], 1)
-    print(f"seams: 60 s stream motion, {T} frames, span {config.span}: steps across span edges vs elsewhere")
-    print_seams(series, near, ["log scale", "roll (rad)", "tx", "ty", "lip gap"])
-    step = np.abs(np.diff(series, axis=0))
-    print("mean step at edges / elsewhere: " + "  ".join(
-        f"{step[near, d].mean() / step[~near, d].mean():.2f}" for d in range(series.shape[1])))
+    for label, snap in (("", model.cfg.beat_snap), (" without the beat snap", 0.0)):
+        model.cfg.beat_snap = snap  # the snap moves where the pose's small steps fall (RESULTS §20)
+        motion = stream_motion(model, wav, CANONICAL_TEMPLATE.copy(), MotionControls(seed=0), config)
+        T = len(motion)
+        near = np.zeros(T - 1, bool)
+        near[np.arange(config.span - 1, T - 1, config.span)] = True  # steps from one span into the next
+        series = np.concatenate([motion.pose, lip_gap(CANONICAL_TEMPLATE + motion.delta)[:, None]], 1)
+        step = np.abs(np.diff(series, axis=0))
+        if not label:
+            print(f"seams: 60 s stream motion, {T} frames, span {config.span}: steps across span edges vs elsewhere")
+            print_seams(series, near, ["log scale", "roll (rad)", "tx", "ty", "lip gap"])
+        print(f"mean step at edges / elsewhere{label}: " + "  ".join(
+            f"{step[near, d].mean() / step[~near, d].mean():.2f}" for d in range(series.shape[1])))
 
 
 def clip_audio(source: Path, num_frames: int) -> np.ndarray:
@@ -168,8 +171,12 @@ def lip_sync(args) -> None:
     from sdmtalk.data.cache import CacheReader
     from sdmtalk.evaluate.metrics import (
         amplitude_ratio,
+        audio_onsets,
+        beat_align,
         head_motion_stats,
         head_pose,
+        head_speed,
+        kinematic_beats,
         lip_gap_correlation,
     )
     from sdmtalk.face import to_canonical
@@ -187,6 +194,7 @@ def lip_sync(args) -> None:
         source, sims = to_canonical(real[:1])
         feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
         real_a = aligned(real, sims[0])
+        onsets = audio_onsets(wav, len(real))
         for seed in range(args.seeds):
             controls = MotionControls(seed=seed)
             streamed = (oracle_stream_motion(model, wav, source[0], controls, config, feats, args.oracle)
@@ -196,13 +204,16 @@ def lip_sync(args) -> None:
                 rows[name].append({"frames": len(real),
                                    "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
                                    "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
-                                   "roll_std": head_motion_stats(head_pose(g))["roll_std"]})
+                                   "roll_std": head_motion_stats(head_pose(g))["roll_std"],
+                                   "speed": head_motion_stats(head_pose(g))["pos_speed"],
+                                   "bas": beat_align(kinematic_beats(head_speed(g)), onsets)})
     print(f"lip sync on {len(reader.clips('val'))} dev clips x {args.seeds} seed(s), stream config {config}"
           + (f", offline features for: {', '.join(args.oracle)}" if args.oracle else ""))
-    print("| motion | lip-gap r | lip amplitude | head roll std (deg) |\n|---|---|---|---|")
+    print("| motion | lip-gap r | lip amplitude | head roll std (deg) | head speed (px/s) | beat alignment |\n"
+          "|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | " + " | ".join(f"{np.nanmean([x[k] for x in r]):.3f}"
-                                          for k in ("lip_r", "lip_amp", "roll_std")) + " |")
+                                          for k in ("lip_r", "lip_amp", "roll_std", "speed", "bas")) + " |")
     pairs = list(zip(rows["stream"], rows["offline"], strict=True))
     diff = np.nanmean([s["lip_r"] - o["lip_r"] for s, o in pairs])
     print(f"stream - offline lip-gap r: {diff:+.3f}")

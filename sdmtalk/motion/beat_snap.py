@@ -1,19 +1,20 @@
-"""The rhythmic branch's say in where head movements start: beats snapped to speech accents.
+"""The rhythmic branch's say in where the head pauses: its speed dips on the speech's accents.
 
-Real heads start a movement (a local minimum of head speed, a "kinematic beat") near the
-onsets of stressed syllables a little more often than chance (dev: beat alignment 0.573
-against 0.547 with the onsets shifted at random, RESULTS §20). The sampled head has beats
-too, but anywhere. This stage time-warps the finished head pose locally so that the
-slowest frame within `radius` of each accent moves `strength` of the way onto the accent:
-the head's path, amplitude and seed are kept, only the timing of its pauses shifts by a
-few frames. Lips are never warped (they keep their sync).
+A head's "kinematic beats" are the local minima of its speed, where one movement ends and
+the next begins; beat alignment (BAS) scores how close they are to the audio's onsets. The
+sampled head has beats, but anywhere and fewer than a real head (dev chance BAS 0.550
+against 0.580, docs/RESULTS.md §20). This stage reads the finished head pose on a clock
+that slows around each accent and catches up right after it: the head pauses briefly on a
+stressed onset, then moves on. Its path, amplitude and seed are kept, only the timing
+shifts (by at most MAX_LAG frames, back on time CATCH_UP[1] frames after an accent); the
+lips are never warped.
 
-Accents are the local maxima of the prosody's spectral-flux onset strength (the rhythmic
-branch's own input) above `threshold`, at least `width` frames apart. Each accent moves
-the time axis by a tent of half-width `width` around it, so a frame's warp depends on the
-speech and pose at most width + radius frames ahead: a stream gets offline's warp with that
-much look-ahead. The strength is fitted on train clips by benchmarks/calibrate_beat_snap.py
-so that the generated heads' beat alignment over chance matches the real heads'.
+Accents are the local peaks of the prosody's spectral-flux onset strength (the rhythmic
+branch's own input) of at least `threshold`, at least `gap` frames apart. A frame's clock
+depends on accents up to DIP_HALF frames ahead, known PEAK_HALF frames after them, and
+reads no pose after its own frame, so a stream with that much look-ahead warps exactly as
+offline. The strength is calibrated by benchmarks/calibrate_beat_snap.py to the real heads'
+chance BAS and BAS over chance.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import numpy as np
 
 PEAK_HALF = 2  # an accent is the largest onset strength within +-2 frames (80 ms)
 DIP_HALF = 2  # frames either side of an accent whose clock slows
-CATCH_UP = (3, 20)  # frames after an accent over which the clock catches up
+CATCH_UP = (3, 8)  # frames after an accent over which the clock catches up (a longer catch-up
+#   spilled into the pauses after speech: pause / speech head speed +0.06 with (3, 20), +0.02 with this)
 MAX_LAG = 6  # frames the clock may fall behind (a stream keeps 8 emitted frames for it)
 MAX_STRENGTH = 1.25  # the clock never stops (rate >= 1 - 0.75 x 1.25 > 0)
 
@@ -44,11 +46,6 @@ class BeatSnap(NamedTuple):
         snap = cls(min(float(cfg.beat_snap) * float(scale), MAX_STRENGTH), int(cfg.beat_snap_gap),
                    float(cfg.beat_snap_threshold))
         return snap if snap.strength != 0.0 else None
-
-    @property
-    def reach(self) -> int:
-        """Frames of speech after a frame that its warp depends on."""
-        return DIP_HALF + PEAK_HALF
 
 
 def accent_frames(onset: np.ndarray, snap: BeatSnap, after: int = -10**9, start: int = 0) -> np.ndarray:
@@ -102,16 +99,17 @@ def warp_times(num_frames: int, accents: np.ndarray, strength: float) -> np.ndar
 
 
 def warp_pose(pose: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """The pose (T, 4) read at fractional source times tau (T,): Catmull-Rom, which keeps the
-    head's small reversals (linear interpolation averages neighbours and smooths them away)
-    and needs only the two frames either side (a stream has them)."""
+    """The pose (T, 4) read at fractional source times tau (T,), tau_t <= t: the parabola
+    through frames i - 1, i, i + 1 with i + 1 = ceil(tau_t), so frame t never reads a frame
+    after t (a stream's later frames are not final yet: reading them left seams at span
+    edges) and small reversals of the head survive (linear interpolation averages
+    neighbours and smooths them away)."""
     pose = np.asarray(pose, np.float64)
-    ends = ([2 * pose[0] - pose[1]], [2 * pose[-1] - pose[-2]])  # straight on past either end
-    padded = np.concatenate([ends[0], pose, ends[1]])
-    i = np.clip(np.floor(tau).astype(int), 0, len(pose) - 2)  # tau = T - 1 is i = T - 2, f = 1
+    padded = np.concatenate([[2 * pose[0] - pose[1]], pose])  # straight on before frame 0
+    i = np.clip(np.ceil(tau).astype(int) - 1, 0, len(pose) - 2)
     f = (tau - i)[:, None]
-    p0, p1, p2, p3 = (padded[i + k] for k in range(4))
-    out = p1 + 0.5 * f * (p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0)))
+    before, here, after = padded[i], padded[i + 1], padded[i + 2]
+    out = here + 0.5 * f * (after - before) + 0.5 * f * f * (after - 2 * here + before)
     return out.astype(np.float32)
 
 

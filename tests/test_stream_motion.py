@@ -204,3 +204,23 @@ def test_beat_snap_streams_as_offline(trained):
     plain = with_config(trained, mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2),
                         pose_gain_slow=(3.0, 3.5, 3.0, 2.0))
     assert not np.allclose(snapped.generate(feats, SRC, controls).pose, plain.generate(feats, SRC, controls).pose)
+
+
+def test_stream_pose_style_scales_the_streamed_gains_only(trained):
+    """stream_pose_style multiplies the slow and fast gains in a stream (its head wanders less
+    than offline's): the streamed pose is the offline pose of a model with those gains, and
+    offline generate ignores it."""
+    gains = dict(mel_cmn=False, pose_band=8.0, pose_gain=(1.5, 2.0, 1.5, 1.2), pose_gain_slow=(3.0, 3.5, 3.0, 2.0))
+    style = (1.2, 1.3, 0.9, 1.4, 0.8, 0.85, 1.0, 0.9)
+    styled = with_config(trained, **gains, stream_pose_style=style)
+    scaled = with_config(trained, mel_cmn=False, pose_band=8.0,
+                         pose_gain=tuple(np.multiply(gains["pose_gain"], style[4:])),
+                         pose_gain_slow=tuple(np.multiply(gains["pose_gain_slow"], style[:4])))
+    feats = features_of(synth_clip(150, np.random.default_rng(12)))
+    controls = MotionControls(seed=4, diffusion_steps=0)
+    pose, _ = stream_motion(styled, feats, controls, StreamConfig(span=5, lookahead=styled.cfg.segment + 12))
+    np.testing.assert_allclose(pose, scaled.generate(feats, SRC, controls).pose, atol=1e-4)
+    plain = with_config(trained, **gains)
+    np.testing.assert_allclose(styled.generate(feats, SRC, controls).pose, plain.generate(feats, SRC, controls).pose)
+    with pytest.raises(ValueError, match="stream_pose_style"):
+        build_model(dataclasses.replace(SDMConfig.tiny(), stream_pose_style=(1.0, 2.0)))

@@ -127,6 +127,10 @@ class SDMConfig:
     #   benchmarks/calibrate_beat_snap.py to the real heads' beat alignment): 0 = off
     beat_snap_gap: int = 4  # least frames between two accents
     beat_snap_threshold: float = 0.3  # least onset strength (0..1 of the clip's peak) of an accent
+    stream_pose_style: tuple[float, ...] = ()  # (2 x 4) multipliers of pose_gain_slow and pose_gain
+    #   in a stream: its per-span sampling gives the head less slow wander and more jitter than
+    #   offline's 100-frame windows; fitted by benchmarks/calibrate_stream_pose.py so that the
+    #   streamed head's band stats match offline's (empty = none)
     k_auto_max: int = 0  # clamp of the "auto" depth at inference (0 = k_max; training and
     #   validation keep k_max). Chosen on the dev k curve (docs/RESULTS.md §13)
     k_fallback: int = 25  # k used until the step predictor has trained kpred_min_steps
@@ -294,6 +298,8 @@ class SDMModel(nn.Module):
             raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
         if len(c.k_prior_fit) not in (0, 2) or not all(math.isfinite(float(v)) for v in c.k_prior_fit):
             raise ValueError(f"k_prior_fit must be empty or 2 finite numbers (a, b), got {c.k_prior_fit}")
+        if len(c.stream_pose_style) not in (0, 8):
+            raise ValueError(f"stream_pose_style must be empty or 8 multipliers, got {len(c.stream_pose_style)}")
         if len(c.head_activity) not in (0, c.rhythm_dim + c.prosody_dim + 1):
             raise ValueError(f"head_activity must be empty or {c.rhythm_dim + c.prosody_dim + 1} weights "
                              f"(rhythm_dim + prosody_dim + bias), got {len(c.head_activity)}")
@@ -638,7 +644,7 @@ class SDMModel(nn.Module):
                       origin: np.ndarray | None = None, band_start: int = 0,
                       gain_state: PoseGainState | None = None, with_state: bool = False,
                       sampled: bool = True, activity: np.ndarray | None = None,
-                      accents: np.ndarray | None = None):
+                      accents: np.ndarray | None = None, gain_style: np.ndarray | None = None):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
         the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
         to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
@@ -652,7 +658,8 @@ class SDMModel(nn.Module):
         reverse diffusion (False: no diffusion ran), so the sampler's pose_bias comes off.
         activity (T,): the rhythmic branch's head-activity envelope (head_activity.py). accents
         (K,): frames (from final's frame 0) of the speech's accents, where the head's speed dips
-        (beat_snap.py; off with the rhythmic branch)."""
+        (beat_snap.py; off with the rhythmic branch). gain_style (2, 4): further multipliers of
+        the slow and fast pose gains (a stream's cfg.stream_pose_style)."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
@@ -666,6 +673,8 @@ class SDMModel(nn.Module):
         sampled = sampled and controls.ablation != "no_pose"  # else the pose is G_c's
         reference = controls.pose_reference
         style = None if reference is None or controls.still else reference_style(self.cfg, reference)
+        if gain_style is not None:
+            style = np.asarray(gain_style, np.float64).reshape(2, 4) * (1.0 if style is None else style)
         gained, low, first = apply_pose_gain(pose, self.cfg, band_start, gain_state, sampled, style, activity)
         pose = snap_pose(gained, accents, self.beat_snap(controls))
         pose, delta = _apply_controls(pose, delta, np.asarray(source, np.float32), controls)

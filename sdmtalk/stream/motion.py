@@ -110,6 +110,8 @@ class MotionStream:
         self._k_used: int | None = None
         self._activity: np.ndarray | None = None  # head-activity envelope of the feature window
         self._snap = model.beat_snap(self.controls)
+        style = model.cfg.stream_pose_style  # the stream's own gains relative to offline's
+        self._gain_style = np.asarray(style, np.float64).reshape(2, 4) if len(style) else None
         self._accents: list[int] = []  # recent accent frames (beat_snap), stream indices
         self._accents_to = 0  # frames before this one are judged for accents
 
@@ -313,7 +315,7 @@ class MotionStream:
                                                       band_start=i, gain_state=self._gain_state,
                                                       with_state=True, sampled=self._k_used is not None,
                                                       activity=None if activity is None else activity[lo:],
-                                                      accents=accents, **extra)
+                                                      accents=accents, gain_style=self._gain_style, **extra)
         recent = gained[:i + commit][-SMOOTH_MARGIN:]  # context frames already hold what was emitted
         self._gain_state = PoseGainState(low[i + commit - 1], first, self.done + commit, recent)
         return Motion(motion.pose[i:i + commit], motion.delta[i:i + commit])

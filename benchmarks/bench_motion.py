@@ -90,6 +90,8 @@ def score_clip(model, controls_kw, data, seeds):
         gens.append(aligned(apply_motion(real[0], motion), sims[0]))
     real_a = aligned(real, sims[0])
     g = gens[0]
+    gen_bas = [bas_pair(x, None, data["onsets"], len(real)) for x in gens]
+    real_bas = bas_pair(real_a, valid, data["onsets"], len(real))
     row = {
         "lmd_mouth": lmd(g, real_a, MOUTH, valid), "lmd_face": lmd(g, real_a, None, valid),
         "lmd_mouth_shape": lmd(g, real_a, MOUTH, valid, centre=True),
@@ -108,14 +110,14 @@ def score_clip(model, controls_kw, data, seeds):
         "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
         # head motion and prosody: beat alignment with the audio's onsets, and head speed in
         # pauses over head speed in speech (real heads slow down in pauses)
-        "bas_seeds": [beat_align(kinematic_beats(head_speed(x)), data["onsets"]) for x in gens],
-        "real_bas": beat_align(kinematic_beats(head_speed(real_a, valid)), data["onsets"]),
+        "bas_seeds": [b for b, _ in gen_bas],
+        "real_bas": real_bas[0],
         "pause_speed": _mean([pause_speed_ratio(head_speed(x), data["speech"]) for x in gens]),
         "real_pause_speed": pause_speed_ratio(head_speed(real_a, valid), data["speech"]),
-        "bas_chance": _mean([chance_bas(kinematic_beats(head_speed(x)), data["onsets"], len(real)) for x in gens]),
+        "bas_chance": _mean([c for _, c in gen_bas]),
         "coupling": _mean([prosody_coupling(x, data["energy"]) for x in gens]),
         "real_coupling": prosody_coupling(real_a, data["energy"], valid),
-        "real_bas_chance": chance_bas(kinematic_beats(head_speed(real_a, valid)), data["onsets"], len(real)),
+        "real_bas_chance": real_bas[1],
     }
     row["bas"] = _mean(row["bas_seeds"])
     if len(seeds) > 1:
@@ -206,6 +208,12 @@ def prosody_coupling(landmarks: np.ndarray, energy: np.ndarray, valid=None) -> f
     if ok.sum() < 10:
         return float("nan")
     return float(np.corrcoef(np.log(speed[: len(loud)][ok] + 1e-3), loud[ok])[0, 1])
+
+
+def bas_pair(landmarks: np.ndarray, valid, onsets: np.ndarray, frames: int) -> tuple[float, float]:
+    """(BAS, chance BAS) of one head's landmarks (T, 68, 2) against the audio's onsets."""
+    beats = kinematic_beats(head_speed(landmarks, valid))
+    return beat_align(beats, onsets), chance_bas(beats, onsets, frames)
 
 
 def chance_bas(beats: np.ndarray, onsets: np.ndarray, frames: int, shifts: int = 20) -> float:

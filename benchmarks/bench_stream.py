@@ -132,6 +132,20 @@ def clip_audio(source: Path, num_frames: int) -> np.ndarray:
     return align_audio(track.samples, track.start_time - video_start_time(source), num_frames)
 
 
+def dev_clip_inputs(model, reader, rec, data_root: Path):
+    """A cached dev clip -> (its cache data, its audio lined up (N,), the first frame's
+    canonical face (68, 2), the frames' similarities to canonical, its features for `model`)."""
+    from sdmtalk.audio import compute_features
+    from sdmtalk.face import to_canonical
+
+    data = reader.load(rec)
+    real = data["landmarks"]
+    wav = clip_audio(data_root / rec.source, len(real))
+    source, sims = to_canonical(real[:1])
+    feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
+    return data, wav, source[0], sims, feats
+
+
 ORACLE_PARTS = ("phonemes", "mel", "prosody", "mel_mean")
 
 
@@ -167,7 +181,6 @@ def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
 def lip_sync(args) -> None:
     from bench_motion import aligned
 
-    from sdmtalk.audio import compute_features
     from sdmtalk.data.cache import CacheReader
     from sdmtalk.evaluate.metrics import (
         amplitude_ratio,
@@ -179,7 +192,6 @@ def lip_sync(args) -> None:
         kinematic_beats,
         lip_gap_correlation,
     )
-    from sdmtalk.face import to_canonical
     from sdmtalk.motion.types import apply_motion
     from sdmtalk.pipeline import load_motion_model
 
@@ -188,24 +200,21 @@ def lip_sync(args) -> None:
     config = StreamConfig(**args.stream_kw)
     rows = {"offline": [], "stream": []}
     for rec in reader.clips("val"):
-        data = reader.load(rec)
+        data, wav, source, sims, feats = dev_clip_inputs(model, reader, rec, Path(args.data))
         real, valid = data["landmarks"], data["valid"] > 0.5
-        wav = clip_audio(Path(args.data) / rec.source, len(real))
-        source, sims = to_canonical(real[:1])
-        feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
         real_a = aligned(real, sims[0])
         onsets = audio_onsets(wav, len(real))
         for seed in range(args.seeds):
             controls = MotionControls(seed=seed)
-            streamed = (oracle_stream_motion(model, wav, source[0], controls, config, feats, args.oracle)
-                        if args.oracle else stream_motion(model, wav, source[0], controls, config))
-            for name, motion in (("offline", model.generate(feats, source[0], controls)), ("stream", streamed)):
+            streamed = (oracle_stream_motion(model, wav, source, controls, config, feats, args.oracle)
+                        if args.oracle else stream_motion(model, wav, source, controls, config))
+            for name, motion in (("offline", model.generate(feats, source, controls)), ("stream", streamed)):
                 g = aligned(apply_motion(real[0], motion)[: len(real)], sims[0])
+                head = head_motion_stats(head_pose(g))
                 rows[name].append({"frames": len(real),
                                    "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
                                    "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
-                                   "roll_std": head_motion_stats(head_pose(g))["roll_std"],
-                                   "speed": head_motion_stats(head_pose(g))["pos_speed"],
+                                   "roll_std": head["roll_std"], "speed": head["pos_speed"],
                                    "bas": beat_align(kinematic_beats(head_speed(g)), onsets)})
     print(f"lip sync on {len(reader.clips('val'))} dev clips x {args.seeds} seed(s), stream config {config}"
           + (f", offline features for: {', '.join(args.oracle)}" if args.oracle else ""))

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_motion import aligned, apply_overrides, chance_bas, load_scored_clips
+from bench_motion import aligned, apply_overrides, bas_pair, load_scored_clips
 from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.audio import AudioFeatures
-from sdmtalk.evaluate.metrics import beat_align, head_speed, kinematic_beats
 from sdmtalk.face import to_canonical
 from sdmtalk.motion.beat_snap import snap_pose
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
@@ -48,14 +47,9 @@ def clip_scores(model, data: dict, seeds: list[int], strengths: list[float]) -> 
             model.cfg.beat_snap = s
             pose = snap_pose(motion.pose, model.accents(feats, controls), model.beat_snap(controls))
             moved = aligned(apply_motion(real[0], Motion(pose=pose, delta=motion.delta)), sims[0])
-            out[s].append(_bas_pair(moved, None, data["onsets"], len(real)))
-    out["real"] = _bas_pair(aligned(real, sims[0]), data["valid"] > 0.5, data["onsets"], len(real))
+            out[s].append(bas_pair(moved, None, data["onsets"], len(real)))
+    out["real"] = bas_pair(aligned(real, sims[0]), data["valid"] > 0.5, data["onsets"], len(real))
     return out
-
-
-def _bas_pair(landmarks, valid, onsets, frames: int) -> tuple[float, float]:
-    beats = kinematic_beats(head_speed(landmarks, valid))
-    return beat_align(beats, onsets), chance_bas(beats, onsets, frames)
 
 
 def summary(rows: list[dict], key) -> tuple[float, float]:

@@ -22,12 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_stream import clip_audio
+from bench_stream import dev_clip_inputs
 from calibrate_pose_gain import write_calibrated
 
-from sdmtalk.audio import compute_features
 from sdmtalk.data.cache import CacheReader
-from sdmtalk.face import to_canonical
 from sdmtalk.motion.pose_gain import STYLE_RANGE, pose_band_stats
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import load_motion_model
@@ -36,10 +34,7 @@ from sdmtalk.stream import StreamConfig, stream_motion
 
 def clip_stats(model, data_root: Path, reader: CacheReader, rec, seeds: list[int]) -> list[tuple]:
     """[(offline band stats (2, 4), stream band stats (2, 4)) per seed] of one dev clip."""
-    real = reader.load(rec)["landmarks"]
-    wav = clip_audio(data_root / rec.source, len(real))
-    source = to_canonical(real[:1])[0][0]
-    feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
+    _, wav, source, _, feats = dev_clip_inputs(model, reader, rec, data_root)
     out = []
     for seed in seeds:
         controls = MotionControls(seed=seed)

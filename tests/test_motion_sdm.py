@@ -149,7 +149,7 @@ def test_depth_zero_is_the_coarse_motion(trained, clip):
     assert trained.last_k == []
     no_diff = trained.generate(f, SRC, MotionControls(seed=2, ablation="no_diffusion"))
     assert np.array_equal(k0.delta, no_diff.delta) and np.array_equal(k0.pose, no_diff.pose)
-    coarse, _ = trained._coarse_sequence(f, MotionControls(seed=2))
+    coarse, _, _ = trained._coarse_sequence(f, MotionControls(seed=2))
     pose, delta = trained.denormalize(coarse)
     np.testing.assert_allclose(k0.pose, pose[0].detach().numpy(), atol=1e-6)
     shallow = trained.generate(f, SRC, MotionControls(seed=2, diffusion_steps=10))

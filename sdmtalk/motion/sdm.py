@@ -311,7 +311,6 @@ class SDMModel(nn.Module):
         self.register_buffer("kpred_steps", torch.tensor(0, dtype=torch.long))
         self.last_k: list[int] = []
         self.last_k_windows: list[int] = []
-        self.last_activity: np.ndarray | None = None  # the last generate's head-activity envelope
 
     def _register_stats(self, stats: dict) -> None:
         sizes = {"motion": MOTION_DIM, "mel": self.cfg.n_mels, "prosody": self.cfg.prosody_dim}
@@ -632,13 +631,13 @@ class SDMModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            coarse, content = self._coarse_sequence(features, controls)
+            coarse, content, activity = self._coarse_sequence(features, controls)
             final = self._diffuse_sequence(coarse, content, controls, progress)
         finally:
             self.train(was_training)
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
         return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k),
-                                  activity=self.last_activity, accents=self.accents(features, controls))
+                                  activity=activity, accents=self.accents(features, controls))
 
     def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
                       origin: np.ndarray | None = None, band_start: int = 0,
@@ -695,8 +694,8 @@ class SDMModel(nn.Module):
         return torch.Generator().manual_seed(int(controls.seed) * 2 + stream)
 
     def _coarse_sequence(self, features, controls):
-        """-> (coarse (1, T, D), the denoiser's condition (1, T, C or C + E)): f_con / f_rhy in
-        chunks, G_c carried."""
+        """-> (coarse (1, T, D), the denoiser's condition (1, T, C or C + E), the head-activity
+        envelope (T,) or None): f_con / f_rhy in chunks, G_c carried."""
         dev = self.motion_mean.device
         mel = torch.as_tensor(np.asarray(features.mel), dtype=torch.float32, device=dev)[None]
         pros = torch.as_tensor(np.asarray(features.prosody), dtype=torch.float32, device=dev)[None]
@@ -722,9 +721,8 @@ class SDMModel(nn.Module):
             parts.append(coarse)
         coarse = torch.cat(parts, 1)
         scale = rhythm_weight(controls.ablation, controls.rhythm_scale)
-        self.last_activity = head_activity(self.cfg, emb[0].detach().cpu().numpy(), pros[0].detach().cpu().numpy(),
-                                           scale)
-        return coarse, self._condition(content, emb, scale)
+        activity = head_activity(self.cfg, emb[0].detach().cpu().numpy(), pros[0].detach().cpu().numpy(), scale)
+        return coarse, self._condition(content, emb, scale), activity
 
     def _chunked(self, fn, x, rate: int, T: int, margin: int = 16):
         """fn over frames [s - margin, s + chunk + margin) of x (1, rate T, F), cropped: the same

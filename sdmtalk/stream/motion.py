@@ -299,7 +299,8 @@ class MotionStream:
 
     # ---- finish and commit ------------------------------------------------------------
     def _finish(self, final, c: int, commit: int, activity: np.ndarray | None = None) -> Motion:
-        """SDMModel.finish_motion over [a - 4, end) (smoothing sees real neighbours) -> span.
+        """SDMModel.finish_motion over [a - SMOOTH_MARGIN, end) (smoothing and the beat snap see
+        real neighbours) -> span.
         activity: the head-activity envelope of final's frames."""
         lo = c - min(c, SMOOTH_MARGIN)
         smooth = self.cfg.pose_smooth if self._k_used is not None else 0.0

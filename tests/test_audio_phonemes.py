@@ -34,3 +34,14 @@ def test_long_audio_is_recognised_in_chunks_that_agree(speech, monkeypatch):
     chunked = P.phoneme_posteriors(speech, T)
     assert chunked.shape == whole.shape
     assert np.mean(chunked.argmax(1) == whole.argmax(1)) > 0.8
+
+
+@pytest.mark.parametrize("frames", [1, 320, 500, 501, 1500, 2001, 15000])
+def test_long_audio_is_cut_into_an_even_number_of_equal_chunks(frames):
+    size = P.chunk_frames(frames)
+    count = -(-frames // size)
+    assert size <= P.CHUNK_FRAMES
+    if frames <= P.CHUNK_FRAMES:
+        assert count == 1  # clips up to 20 s: one pass, as the cache was prepared
+    else:  # two recognisers finish together: no chunk is left for one of them alone
+        assert count % 2 == 0 and frames - (count - 1) * size >= size - count

@@ -163,3 +163,7 @@ def test_sdm_still_method_moves_the_lips_not_the_head():
     assert np.abs(held.pose - held.pose[:1]).max() < 1e-6
     assert np.abs(moving.pose - moving.pose[:1]).max() > 1e-3
     assert np.std(held.delta[:, 62:68, 1]) > 1e-3  # the inner lips still move
+    half, = parse_methods("sdm-half-head")  # the head's motion at half scale, same seed
+    halved = runner.generate(half, image, wav, seed=1).motion
+    ratio = np.std(halved.pose[:, 1]) / np.std(moving.pose[:, 1])
+    assert 0.3 < ratio < 0.7, ratio

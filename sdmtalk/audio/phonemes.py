@@ -38,15 +38,17 @@ def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1) -> np
     """(N,) float32 16 kHz mono -> (num_frames, V) float32 CTC posteriors per video frame
     (rows sum to 1; frames past the recogniser's output are left at 0).
 
-    Long audio is recognised in 20 s chunks, each with 1 s of audio context on both sides
-    that is dropped from its output, so memory stays flat at any length. workers > 1:
+    Long audio is recognised in chunks of at most 20 s (chunk_frames), each with 1 s of
+    audio context on both sides that is dropped from its output, so memory stays flat at
+    any length. workers > 1:
     chunks run on up to MAX_WORKERS threads at once, each with its own recogniser (the
     native engine releases the GIL), with the same numbers as one worker."""
     wav = np.asarray(wav, np.float32)
     spf = SAMPLE_RATE // FPS
     spans = []
-    for start in range(0, max(num_frames, 1), CHUNK_FRAMES):
-        end = min(start + CHUNK_FRAMES, num_frames)
+    size = chunk_frames(num_frames)
+    for start in range(0, max(num_frames, 1), size):
+        end = min(start + size, num_frames)
         spans.append((start, end, max(0, start - CONTEXT_FRAMES), min(num_frames, end + CONTEXT_FRAMES)))
 
     def chunk(span):
@@ -62,6 +64,17 @@ def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1) -> np
         with ThreadPoolExecutor(workers, thread_name_prefix="sdmtalk-phonemes") as pool:
             parts = list(pool.map(chunk, spans))
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def chunk_frames(num_frames: int) -> int:
+    """Frames per recogniser chunk: audio up to CHUNK_FRAMES is one chunk; longer audio is cut
+    into an even number of equal chunks of at most CHUNK_FRAMES, so two recognisers finish
+    together (60 s: 4 x 15 s, not 20 + 20 + 20 s with one recogniser idle for the last).
+    It depends on the length only: the same posteriors at any number of workers."""
+    if num_frames <= CHUNK_FRAMES:
+        return max(num_frames, 1)
+    pairs = -(-num_frames // (2 * CHUNK_FRAMES))
+    return -(-num_frames // (2 * pairs))
 
 
 def _recognise(wav: np.ndarray, num_frames: int) -> np.ndarray:

@@ -20,7 +20,7 @@ class Method:
     """name: as in --methods; motion: the pipeline's motion model; ablation: the
     MotionControls.ablation value (None = full model); seeded: whether the output depends on
     the seed (only seeded methods run several seeds); still: the head held at the photo's
-    pose (MotionControls.still: lips and blinks only)."""
+    pose (MotionControls.still: lips and blinks only); pose_scale: MotionControls.pose_scale."""
 
     name: str
     motion: str
@@ -29,6 +29,7 @@ class Method:
     seeded: bool = True
     blink: bool = True
     still: bool = False
+    pose_scale: float = 1.0
 
 
 METHODS = {m.name: m for m in (
@@ -43,6 +44,7 @@ METHODS = {m.name: m for m in (
     # what rendering costs the image without head motion (SSIM punishes any head motion that
     # is not the speaker's own): not in the default list
     Method("sdm-still", "sdm", "SDM, head still", still=True),
+    Method("sdm-half-head", "sdm", "SDM, head motion x0.5", pose_scale=0.5),
 )}
 DEFAULT_METHODS = ("static", "energy", "linear", "sdm", "sdm-no-pose", "sdm-no-rhythm", "sdm-no-diffusion",
                    "sdm-full-diffusion")
@@ -90,7 +92,8 @@ class MethodRunner:
         (T, H, W, 3) in the photo's pixel frame."""
         from sdmtalk.motion.types import MotionControls
 
-        controls = MotionControls(seed=seed, ablation=method.ablation, still=method.still)
+        controls = MotionControls(seed=seed, ablation=method.ablation, still=method.still,
+                                   pose_scale=method.pose_scale)
         result = self._pipes[(method.motion, method.blink)].animate(image, wav, controls, face=face)
         if result.frames.shape[1:3] != image.shape[:2]:
             raise RuntimeError(f"{method.name}: crop='full' gave frames of {result.frames.shape[1:3]}, "

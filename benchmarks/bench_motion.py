@@ -6,8 +6,9 @@
 For each clip of the split the source is the clip's first frame and the driving audio its own
 track (cached features). Generated and real landmarks go through the same fixed alignment
 (the real first frame's similarity to the canonical template, inter-ocular = 0.3 x 256 px),
-then: mouth and face LMD (px), lip-gap correlation with the real clip, lip amplitude ratio,
-head-pose diversity across seeds (roll degrees, position px), real-vs-generated head motion
+then: mouth and face LMD (px), lip-gap correlation with the real clip, lip amplitude ratio
+(the mouth columns: mean over seeds; the head's std and speed: seed 0), head-pose diversity
+across seeds (roll degrees, position px), real-vs-generated head motion
 std, motion-stage seconds per second of audio, and the shallow diffusion depth used.
 When the cache has an offsets table (sdmtalk.data.offsets) each clip's audio is re-aligned to
 its video first, so that the real lips are scored against in-sync speech (--no-offsets: the
@@ -93,11 +94,7 @@ def score_clip(model, controls_kw, data, seeds):
     gen_bas = [bas_pair(x, None, data["onsets"], len(real)) for x in gens]
     real_bas = bas_pair(real_a, valid, data["onsets"], len(real))
     row = {
-        "lmd_mouth": lmd(g, real_a, MOUTH, valid), "lmd_face": lmd(g, real_a, None, valid),
-        "lmd_mouth_shape": lmd(g, real_a, MOUTH, valid, centre=True),
-        "lip_r": lip_gap_correlation(lip_gap(g), lip_gap(real_a), valid),
-        "lip_amp": amplitude_ratio(lip_gap(g), lip_gap(real_a), valid),
-        **fast_and_slow_lip_r(lip_gap(g), lip_gap(real_a), valid),
+        **_seed_mean([mouth_scores(x, real_a, valid, data["speech"]) for x in gens]),
         "roll_std": head_motion_stats(head_pose(g))["roll_std"],
         "real_roll_std": head_motion_stats(head_pose(real_a), valid)["roll_std"],
         "pos_std": head_motion_stats(head_pose(g))["pos_std"],
@@ -105,8 +102,6 @@ def score_clip(model, controls_kw, data, seeds):
         "real_pos_speed": head_motion_stats(head_pose(real_a), valid)["pos_speed"],
         "real_pos_std": head_motion_stats(head_pose(real_a), valid)["pos_std"],
         "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
-        # does the mouth rest in silence? lip-gap std over the clip's non-speech frames
-        "sil_std": silent_std(lip_gap(g), data["speech"], valid),
         "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
         # head motion and prosody: beat alignment with the audio's onsets, and head speed in
         # pauses over head speed in speech (real heads slow down in pauses)
@@ -124,6 +119,23 @@ def score_clip(model, controls_kw, data, seeds):
         div = pose_diversity(np.stack([head_pose(x) for x in gens]))
         row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
     return row, ks
+
+
+def mouth_scores(gen: np.ndarray, real: np.ndarray, valid: np.ndarray, speech: np.ndarray) -> dict:
+    """One generated clip's mouth against the real one: landmark distances, lip sync, lip
+    amplitude and whether the mouth rests in silence (lip-gap std over non-speech frames)."""
+    gen_gap, real_gap = lip_gap(gen), lip_gap(real)
+    return {"lmd_mouth": lmd(gen, real, MOUTH, valid), "lmd_face": lmd(gen, real, None, valid),
+            "lmd_mouth_shape": lmd(gen, real, MOUTH, valid, centre=True),
+            "lip_r": lip_gap_correlation(gen_gap, real_gap, valid),
+            "lip_amp": amplitude_ratio(gen_gap, real_gap, valid),
+            **fast_and_slow_lip_r(gen_gap, real_gap, valid),
+            "sil_std": silent_std(gen_gap, speech, valid)}
+
+
+def _seed_mean(rows: list[dict]) -> dict:
+    """Each key's mean over seeds (NaNs left out)."""
+    return {k: _mean([r[k] for r in rows]) for k in rows[0]}
 
 
 def apply_overrides(model, overrides: list[str]) -> None:

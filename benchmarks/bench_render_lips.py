@@ -24,7 +24,7 @@ from sdmtalk.data.cache import CacheReader
 from sdmtalk.evaluate import metrics as M
 from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.methods import METHODS, MethodRunner
-from sdmtalk.evaluate.runner import find_clips, load_real_clip, to_metric_size
+from sdmtalk.evaluate.runner import find_clips, generated_crops, load_real_clip
 from sdmtalk.face import LandmarkTracker
 
 COLUMNS = ("real track", "motion vs real", "re-detected vs motion", "re-detected vs real")
@@ -41,8 +41,7 @@ def clip_row(clip, cached: dict, runner, tracker, seconds: float) -> tuple[float
     start = real.source_index
     cache_gap = M.inner_lip_gap(cached["landmarks"])[start:start + len(real.crops)]
     cache_ok = np.asarray(cached["valid"][start:start + len(real.crops)]) > 0.5
-    result = runner.generate(METHODS["sdm"], real.source, real.wav, 0, face=real.face)
-    crops = to_metric_size(result.frames[: len(real.crops)], 256)
+    crops, result = generated_crops(runner, METHODS["sdm"], real, 0, 256)
     landmarks, valid = tracker.track(crops)[:2]
     asked = M.inner_lip_gap(np.asarray(result.landmarks[: len(real.crops)], np.float64))
     found = M.inner_lip_gap(np.asarray(landmarks, np.float64))

@@ -167,3 +167,32 @@ def test_sdm_still_method_moves_the_lips_not_the_head():
     halved = runner.generate(half, image, wav, seed=1).motion
     ratio = np.std(halved.pose[:, 1]) / np.std(moving.pose[:, 1])
     assert 0.3 < ratio < 0.7, ratio
+
+
+def test_evaluation_canvas_is_black_outside_the_photo_not_streaked():
+    """A face at the photo's top edge: the aligned canvas reaches past the photo. Those pixels
+    are black in every frame (real and generated alike), not the top row repeated upwards."""
+    from sdmtalk.evaluate.runner import warp
+    from sdmtalk.face.align import Similarity
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(40, 250, (120, 160, 3), dtype=np.uint8)
+    canvas = warp(photo, Similarity(scale=2.0, tx=0.0, ty=100.0), side=256)  # photo rows start at y = 100
+    assert (canvas[:96] == 0).all()
+    assert canvas[110:200].mean() > 100  # the photo itself is there
+
+
+def test_methods_animate_the_source_frame_and_are_aligned_like_the_real_frames(tmp_path):
+    """The static method's frames, taken through the real frames' alignment, are the real
+    source crop: the methods see the video's own frame (true edges), not the canvas."""
+    from sdmtalk.evaluate.methods import MethodRunner, parse_methods
+    from sdmtalk.evaluate.runner import ClipSource, generated_crops, load_real_clip
+    from sdmtalk.face import LandmarkTracker
+
+    path = astronaut_clip(tmp_path / "still.mp4", 0)
+    real = load_real_clip(ClipSource("still", path), 1.0, 128, LandmarkTracker(quiet=True))
+    assert real.photo.shape[:2] == (320, 320) and real.alignment is not None
+    static = parse_methods("static")[0]
+    crops, _ = generated_crops(MethodRunner([static], size=256), static, real, 0, 128)
+    assert crops.shape == real.crops.shape
+    assert np.abs(crops.astype(int) - real.crops[0].astype(int)).max() <= 1

@@ -46,9 +46,12 @@ class ClipSource:
 
 @dataclass
 class RealClip:
-    """One clip ready for scoring. source: (WORK, WORK, 3) canvas of the source frame;
-    crops: (T, size, size, 3) aligned real frames (crops[0] is the source); wav: (T*640,);
-    landmarks (T, 68, 2) detected on crops; valid (T,) bool."""
+    """One clip ready for scoring. source: (WORK, WORK, 3) canvas of the source frame, face:
+    its face on that canvas; crops: (T, size, size, 3) aligned real frames (crops[0] is the
+    source); wav: (T*640,); landmarks (T, 68, 2) detected on crops; valid (T,) bool.
+    photo, photo_face, alignment: the source frame as the video has it, its face, and the
+    similarity onto the canvas: the methods animate the photo, and their frames are aligned
+    as the real ones are (generated_crops)."""
 
     clip: ClipSource
     source_index: int
@@ -58,6 +61,9 @@ class RealClip:
     wav: np.ndarray
     landmarks: np.ndarray
     valid: np.ndarray
+    photo: np.ndarray | None = None
+    photo_face: object = None
+    alignment: Similarity | None = None
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -105,9 +111,11 @@ def canvas_alignment(landmarks: np.ndarray, side: int = WORK) -> Similarity:
 
 
 def warp(frame: np.ndarray, sim: Similarity, side: int = WORK) -> np.ndarray:
-    """Photo frame -> (side, side, 3) canvas; pixels outside the photo repeat its border."""
+    """Photo frame -> (side, side, 3) canvas; pixels outside the photo are black, in real and
+    generated frames alike (repeating the border drew streaks above heads at the frame's top
+    edge, which moved with the real head and not with the generated one)."""
     return cv2.warpAffine(frame, sim.matrix(), (side, side), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
 def to_metric_size(frames: np.ndarray, size: int) -> np.ndarray:
@@ -145,6 +153,7 @@ def load_real_clip(clip: ClipSource, max_seconds: float, size: int, tracker) -> 
     wav = video.audio[start * hop:(start + len(frames)) * hop]
     sim = canvas_alignment(face.landmarks)
     canvas = np.stack([warp(f, sim) for f in frames])
+    photo = np.ascontiguousarray(frames[0])
     del video, frames
     source = canvas[0]
     crops = to_metric_size(canvas, size)
@@ -152,7 +161,18 @@ def load_real_clip(clip: ClipSource, max_seconds: float, size: int, tracker) -> 
     landmarks, valid = tracker.track(crops)[:2]
     canvas_face = detect_face(source, name=f"{clip.path} frame {start} (aligned)")
     return RealClip(clip, start, source, canvas_face, crops, wav, np.asarray(landmarks, np.float64),
-                    np.asarray(valid, bool))
+                    np.asarray(valid, bool), photo, face, sim)
+
+
+def generated_crops(runner, method, real: RealClip, seed: int, size: int):
+    """A method's video of the clip -> (its frames aligned as the real ones, (n, size, size, 3);
+    the AnimateResult). The method animates the source frame as the video has it (the
+    renderer sees the photo's true edges), then each frame takes the real frames' alignment."""
+    result = runner.generate(method, real.photo, real.wav, seed, face=real.photo_face)
+    frames = result.frames[: len(real.crops)]
+    crops = to_metric_size(np.stack([warp(f, real.alignment) for f in frames]), size)
+    result.frames = None  # the full-size frames are not kept
+    return crops, result
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -302,9 +322,7 @@ class Evaluator:
                 own_offset: int = 0) -> dict:
         per_seed, poses, valids = [], [], []
         for seed in seeds_for(method, self.seeds):
-            result = self.runner.generate(method, real.source, real.wav, seed, face=real.face)
-            crops = to_metric_size(result.frames[: len(real.crops)], self.size)
-            del result
+            crops, _ = generated_crops(self.runner, method, real, seed, self.size)
             lm, valid = self.tracker.track(crops)[:2]
             gen = Track(np.asarray(lm, np.float64), np.asarray(valid, bool))
             scores = {**paired_metrics(real, crops, gen, own_offset), **motion_metrics(gen, loud, onsets, mel)}

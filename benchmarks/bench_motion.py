@@ -93,14 +93,12 @@ def score_clip(model, controls_kw, data, seeds):
     g = gens[0]
     gen_bas = [bas_pair(x, None, data["onsets"], len(real)) for x in gens]
     real_bas = bas_pair(real_a, valid, data["onsets"], len(real))
+    head, real_head = head_motion_stats(head_pose(g)), head_motion_stats(head_pose(real_a), valid)
     row = {
         **_seed_mean([mouth_scores(x, real_a, valid, data["speech"]) for x in gens]),
-        "roll_std": head_motion_stats(head_pose(g))["roll_std"],
-        "real_roll_std": head_motion_stats(head_pose(real_a), valid)["roll_std"],
-        "pos_std": head_motion_stats(head_pose(g))["pos_std"],
-        "pos_speed": head_motion_stats(head_pose(g))["pos_speed"],
-        "real_pos_speed": head_motion_stats(head_pose(real_a), valid)["pos_speed"],
-        "real_pos_std": head_motion_stats(head_pose(real_a), valid)["pos_std"],
+        "roll_std": head["roll_std"], "real_roll_std": real_head["roll_std"],
+        "pos_std": head["pos_std"], "real_pos_std": real_head["pos_std"],
+        "pos_speed": head["pos_speed"], "real_pos_speed": real_head["pos_speed"],
         "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
         "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
         # head motion and prosody: beat alignment with the audio's onsets, and head speed in

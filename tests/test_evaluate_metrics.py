@@ -264,3 +264,21 @@ def test_audio_onsets_on_clicks():
     on = M.audio_onsets(wav, 100)
     assert len(on) == 3
     np.testing.assert_allclose(on, [20, 45, 70], atol=1)
+
+
+def test_sync_expert_reads_tracks_smoothed_as_prepare_smooths_them():
+    """The expert learned from prepare's smoothed tracks: evaluate's raw dlib jitter is taken
+    off the same way before it scores a video (the lip gap's slow motion stays)."""
+    from sdmtalk.face.align import to_canonical
+    from sdmtalk.face.track import landmark_jitter
+
+    rng = np.random.default_rng(0)
+    t = np.arange(100)
+    lm = np.repeat((CANONICAL_TEMPLATE * 80 + 128)[None], 100, 0).astype(np.float64)
+    lm[:, 57, 1] += 6 * np.sin(2 * np.pi * t / 20)  # a mouth opening 1.25 times a second
+    noisy = lm + rng.normal(0, 0.8, lm.shape)
+    canon, keep = M._canonical(noisy)
+    raw = to_canonical(noisy)[0]
+    assert keep.all() and canon.shape == (100, 68, 2)
+    assert landmark_jitter(canon) < 0.6 * landmark_jitter(raw)
+    assert np.corrcoef(canon[:, 57, 1], to_canonical(lm)[0][:, 57, 1])[0, 1] > 0.9

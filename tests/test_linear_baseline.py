@@ -98,3 +98,47 @@ def test_pipeline_linear_motion(trained):
     post = np.random.default_rng(0).dirichlet(np.ones(191), size=100).astype(np.float32)
     motion = model.generate(SimpleNamespace(mel=mel, phonemes=post), canon[0], MotionControls())
     assert motion.delta.shape == (100, 68, 2)
+
+
+def test_the_photo_is_the_resting_face(tmp_path):
+    """With speech marks the fit stores the resting face (median target over frames without
+    speech) and generate takes the photo for it, as the SDM does: frame 0 no longer has to be
+    a closed mouth. Weights without one keep the old frame-0 reference."""
+    from sdmtalk.motion.linear import resting_face
+
+    def rows(i):
+        mel, canon = synthetic_clip(i)
+        speech = (np.arange(100) % 40 >= 10).astype(np.uint8)  # 10 quiet frames in every 40
+        return clip_rows(f"c{i}", f"s{i % 5}", mel, canon, np.ones(100), CFG, speech=speech)
+
+    train = [rows(i) for i in range(20)]
+    assert resting_face(train[:1]) is None  # 30 quiet frames are too few to call a face at rest
+    rest = resting_face(train)
+    quiet = np.concatenate([c.y[c.quiet] for c in train])
+    assert rest.shape == (136,) and np.allclose(rest, np.median(quiet, 0))
+    path, _ = train_linear(None, tmp_path, CFG, quiet=True, train_clips=train, val_clips=[rows(60)])
+    model = LinearBaseline.load(path)
+    assert np.allclose(model.rest, rest)
+    mel, canon = synthetic_clip(99)
+    feats = SimpleNamespace(mel=mel)
+    motion = model.generate(feats, canon[0], MotionControls())
+    assert np.allclose(motion.delta, model.predict_shape(feats) - rest.reshape(1, 68, 2), atol=1e-6)
+    old = LinearBaseline(model.cfg, model.weight, model.bias, model.x_mean, model.x_std)
+    assert np.allclose(old.generate(feats, canon[0], MotionControls()).delta[0], 0)
+
+
+def test_loaded_weights_do_not_follow_the_file(trained, tmp_path):
+    """safetensors maps the file it reads: a baseline already loaded keeps its weights when
+    new ones are copied over the file (as the model card's `cp` does), instead of reading
+    whatever bytes now lie there."""
+    import shutil
+
+    path, _ = trained
+    copy = tmp_path / "linear_baseline.safetensors"
+    shutil.copy(path, copy)
+    model = LinearBaseline.load(copy)
+    before = model.weight.copy()
+    with open(copy, "r+b") as f:  # overwrite the same file in place, as cp does
+        f.seek(-4096, 2)
+        f.write(b"\x7f" * 4096)
+    assert np.array_equal(model.weight, before)

@@ -88,12 +88,21 @@ def test_same_seed_same_stream(trained):
     assert not np.allclose(a[0], c[0])
 
 
-def test_no_seams_at_span_edges(trained):
+def test_no_seams_at_span_edges():
     """Frame-to-frame steps into and out of each committed span are no larger than elsewhere
-    (the emitted frames are held fixed in the diffusion of the next span)."""
-    T, config = 750, StreamConfig()
-    pose, delta = stream_motion(trained, features_of(synth_clip(T, np.random.default_rng(9))),
-                                MotionControls(seed=0), config)
+    (the emitted frames are held fixed in the diffusion of the next span). On the shipped
+    model and speech: the tiny test model's edge steps depend on the CPU's float kernels
+    (1.33x the other steps on one machine, under 1.3x on another, same commit), the
+    shipped model's are about 1.0x (0.86x for the lip gap)."""
+    from sdmtalk.audio import compute_features, synthesize_speech
+    from sdmtalk.pipeline import load_motion_model
+
+    model = load_motion_model("sdm")
+    text = ("Please call Stella and ask her to bring these things with her from the store. "
+            "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack.")
+    feats = compute_features(synthesize_speech(text), phonemes=True)
+    T, config = feats.num_frames, StreamConfig()
+    pose, delta = stream_motion(model, feats, MotionControls(seed=0), config)
     x = np.concatenate([pose, delta.reshape(T, -1)], 1)
     step = np.linalg.norm(np.diff(x, axis=0), axis=1)  # step[i]: frame i -> i + 1
     edges = np.arange(config.span - 1, T - 1, config.span)  # last frame of a span -> next span

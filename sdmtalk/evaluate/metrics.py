@@ -462,28 +462,36 @@ def clip_log_mel(wav: np.ndarray, num_frames: int) -> np.ndarray:
     return log_mel(wav)[: 4 * num_frames]
 
 
-def _canonical(landmarks: np.ndarray, valid=None):
+def _canonical(landmarks: np.ndarray, valid=None, smooth: bool = True):
     """Detected landmarks (T, 68, 2) -> (canonical (T, 68, 2), keep (T,)) for the sync
-    expert, or None with fewer than 3 usable frames."""
+    expert, or None with fewer than 3 usable frames. With smooth, the track is smoothed over
+    time as `prepare` smooths the tracks the shipped expert was trained on (raw dlib jitter is not what it
+    learned: on the dev clips it hid 2 of the 4 offsets that the cache's table finds)."""
+    from sdmtalk.data.prepare import PrepareConfig
     from sdmtalk.face.align import to_canonical
+    from sdmtalk.face.track import smooth_landmarks
 
     lm = np.asarray(landmarks, np.float64)
     keep = _mask(valid, len(lm)) & np.isfinite(lm).all(axis=(1, 2))
     if keep.sum() < 3:
         return None
+    if smooth:
+        cfg = PrepareConfig()
+        lm = smooth_landmarks(lm, keep, cfg.smooth_window, cfg.smooth_polyorder).astype(np.float64)
     lm = np.where(keep[:, None, None], lm, lm[np.argmax(keep)])  # lost frames: any finite stand-in
     return to_canonical(lm)[0], keep
 
 
-def expert_sync(mel: np.ndarray, landmarks: np.ndarray, valid=None, expert=None) -> dict:
+def expert_sync(mel: np.ndarray, landmarks: np.ndarray, valid=None, expert=None, smooth: bool = True) -> dict:
     """Sync expert scores of one video: log-mel (4T, 80) of its audio and landmarks
     (T, 68, 2) detected on its frames (any pixel frame; each frame is aligned to the
     canonical template here) -> sync_conf (s(0) - median_d s(d)), sync_offset (argmax_d
     s(d), frames, + = mouth lags audio), sync_offset_conf (s(best) - median_d s(d)).
-    Definitions in docs/METRICS.md; our measure, not SyncNet's LSE-C / LSE-D."""
+    Definitions in docs/METRICS.md; our measure, not SyncNet's LSE-C / LSE-D. smooth: as
+    _canonical (False for an expert trained on unsmoothed tracks)."""
     from sdmtalk.sync.score import sync_scores
 
-    prep = _canonical(landmarks, valid)
+    prep = _canonical(landmarks, valid, smooth)
     if prep is None:
         nan = float("nan")
         return {"sync_conf": nan, "sync_offset": nan, "sync_offset_conf": nan}

@@ -46,7 +46,7 @@ class LinearConfig:
     weight of a speaker = (its frames) ** speaker_power."""
 
     kind: str = "linear_baseline"
-    context: int = 4
+    context: int = 8  # dev lip r 0.488 / 0.499 / 0.494 at 4 / 8 / 12 (docs/RESULTS.md §22)
     pool_mel: bool = True
     extra_dims: int = 0
     alpha: float = 0.01
@@ -88,16 +88,20 @@ def phoneme_log_features(posteriors: np.ndarray) -> np.ndarray:
 
 
 class LinearBaseline:
-    """Ridge MotionModel. weight (D, 136), bias (136,), x_mean/x_std (D,) float32."""
+    """Ridge MotionModel. weight (D, 136), bias (136,), x_mean/x_std (D,) float32; rest
+    (136,) or None: the resting face relative to the clip's mean shape (the median target
+    over training frames without speech), which generate takes the photo's face to be, as
+    the SDM does (without it, the predicted face of frame 0)."""
 
     name = "linear"
 
-    def __init__(self, cfg: LinearConfig, weight, bias, x_mean, x_std):
+    def __init__(self, cfg: LinearConfig, weight, bias, x_mean, x_std, rest=None):
         self.cfg = cfg
         self.weight = np.asarray(weight, np.float32)
         self.bias = np.asarray(bias, np.float32)
         self.x_mean = np.asarray(x_mean, np.float32)
         self.x_std = np.asarray(x_std, np.float32)
+        self.rest = None if rest is None else np.asarray(rest, np.float32).reshape(136)
         if self.weight.shape != (cfg.feature_dims(), 136):
             raise ValueError(f"weight must be ({cfg.feature_dims()}, 136), got {self.weight.shape}")
 
@@ -120,7 +124,10 @@ class LinearBaseline:
         """AudioFeatures (T frames) + source canonical (68, 2) -> Motion (T frames, pose 0)."""
         controls = baseline_controls(controls, source_canonical)
         shape = self.predict_shape(features)
-        delta = (shape - shape[:1]) * float(controls.lip_scale) if len(shape) else shape
+        # The photo is the face at rest: taking it for frame 0's prediction instead cost 0.044
+        # dev lip r (a frame 0 predicted open pushed later closed mouths through each other)
+        rest = shape[:1] if self.rest is None else self.rest.reshape(1, 68, 2)
+        delta = (shape - rest) * float(controls.lip_scale) if len(shape) else shape
         return Motion(np.zeros((len(shape), 4), np.float32), delta)
 
     def save(self, path, extra: dict | None = None) -> Path:
@@ -130,7 +137,8 @@ class LinearBaseline:
         from sdmtalk.config import to_dict
         from sdmtalk.train.checkpoint import export_weights
 
-        tensors = {k: torch.from_numpy(getattr(self, k)) for k in ("weight", "bias", "x_mean", "x_std")}
+        names = ("weight", "bias", "x_mean", "x_std") + (() if self.rest is None else ("rest",))
+        tensors = {k: torch.from_numpy(getattr(self, k)) for k in names}
         return export_weights({"model": tensors, "config": {"model": to_dict(self.cfg), "train": {}},
                                "step": 0, "trainer": {}}, path, notes=extra)
 
@@ -142,7 +150,8 @@ class LinearBaseline:
         tensors, cfg = read_tagged_weights(
             path or BUNDLED_LINEAR_WEIGHTS, "linear_baseline", LinearConfig, "linear baseline",
             "python -m sdmtalk.motion.linear --data CACHE --out RUN")
-        return cls(cfg, *(tensors[k].numpy() for k in ("weight", "bias", "x_mean", "x_std")))
+        rest = tensors["rest"].numpy() if "rest" in tensors else None
+        return cls(cfg, *(tensors[k].numpy() for k in ("weight", "bias", "x_mean", "x_std")), rest=rest)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -151,7 +160,8 @@ class LinearBaseline:
 @dataclass
 class RidgeClip:
     """Training rows of one clip: x (T, D) features, y (T, 136) shape minus the clip mean,
-    ok (T,) frames to use (landmarks detected and finite), mean (68, 2) the clip's mean shape."""
+    ok (T,) frames to use (landmarks detected and finite), mean (68, 2) the clip's mean shape,
+    quiet (T,) the usable frames without speech."""
 
     clip_id: str
     speaker: str
@@ -159,10 +169,11 @@ class RidgeClip:
     y: np.ndarray
     ok: np.ndarray
     mean: np.ndarray
+    quiet: np.ndarray | None = None
 
 
 def clip_rows(clip_id: str, speaker: str, mel: np.ndarray, canonical: np.ndarray, valid,
-              cfg: LinearConfig, extra=None) -> RidgeClip:
+              cfg: LinearConfig, extra=None, speech=None) -> RidgeClip:
     x = speech_feature_matrix(mel, cfg.context, cfg.pool_mel, extra)
     canon = np.asarray(canonical, np.float64)[: len(x)]
     ok = np.isfinite(canon).all(axis=(1, 2)) & (np.asarray(valid)[: len(x)] > 0)
@@ -170,7 +181,16 @@ def clip_rows(clip_id: str, speaker: str, mel: np.ndarray, canonical: np.ndarray
     if ok.any():
         mean = canon[ok].mean(axis=0)
         y = (canon - mean).reshape(len(x), -1).astype(np.float32)
-    return RidgeClip(clip_id, speaker, x[: len(canon)], y, ok, np.asarray(mean, np.float32))
+    quiet = None if speech is None else ok & (np.asarray(speech)[: len(ok)] < 0.5)
+    return RidgeClip(clip_id, speaker, x[: len(canon)], y, ok, np.asarray(mean, np.float32), quiet)
+
+
+def resting_face(clips: list[RidgeClip]) -> np.ndarray | None:
+    """(136,) median target over the frames without speech (the SDM's delta_rest, for the
+    ridge), None with fewer than 50 such frames."""
+    rows = [c.y[c.quiet] for c in clips if c.quiet is not None and c.quiet.any()]
+    quiet = np.concatenate(rows) if rows else np.zeros((0, 136), np.float32)
+    return np.median(quiet, 0).astype(np.float32) if len(quiet) >= 50 else None
 
 
 def speaker_weights(clips: list[RidgeClip], power: float) -> list[float]:
@@ -245,7 +265,7 @@ def load_rows(reader, split: str, cfg: LinearConfig, offsets=None) -> list[Ridge
         if offsets is not None:
             d = shift_audio(d, offsets.get(rec))
         out.append(clip_rows(rec.clip_id, rec.speaker, d["mel"], d["canonical"], d["valid"], cfg,
-                             d.get("phonemes")))
+                             d.get("phonemes"), d.get("speech")))
     return out
 
 
@@ -276,9 +296,10 @@ def train_linear(cache, out_dir, cfg: LinearConfig | None = None, quiet: bool = 
     if not train_clips or not val_clips:
         raise InputError(f"{cache}: the linear baseline needs clips in the train and val splits")
     fits = fit_ridge(train_clips, cfg)
+    rest = resting_face(train_clips)
     results, best = {}, None
     for a, params in fits.items():
-        model = LinearBaseline(replace(cfg, alpha=a), *params)
+        model = LinearBaseline(replace(cfg, alpha=a), *params, rest=rest)
         results[a] = val_lip_correlation(model, val_clips)
         log(f"alpha {a:g}: val lip r {results[a]['lip_r']:.3f}, amplitude {results[a]['lip_amp']:.2f}")
         if best is None or results[a]["lip_r"] > results[best[0]]["lip_r"]:

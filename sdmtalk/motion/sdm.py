@@ -43,6 +43,7 @@ from sdmtalk.motion.beat_snap import BeatSnap, accent_frames, snap_pose
 from sdmtalk.motion.content_encoder import ContentEncoder
 from sdmtalk.motion.denoiser import MotionDenoiser, StepPredictorNet
 from sdmtalk.motion.head_activity import head_activity
+from sdmtalk.motion.lip_ensemble import mix_ridge_lips, ridge_for
 from sdmtalk.motion.motion_autoencoder import MotionAutoencoder, masked_mean, regularization_loss
 from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, reference_style
 from sdmtalk.motion.pose_mode import PoseModeBranch, gaussian_kl
@@ -127,6 +128,10 @@ class SDMConfig:
     #   benchmarks/calibrate_beat_snap.py to the real heads' beat alignment): 0 = off
     beat_snap_gap: int = 4  # least frames between two accents
     beat_snap_threshold: float = 0.3  # least onset strength (0..1 of the clip's peak) of an accent
+    ridge_mix: float = 0.0  # share of the bundled ridge baseline's mouth motion in the lips, an
+    #   ensemble of two lip predictors (motion/lip_ensemble.py; fitted on dev by
+    #   benchmarks/calibrate_ridge_mix.py): 0 = the SDM's lips alone
+    ridge_gain: float = 1.0  # the ridge's mouth motion is scaled by this to the SDM's amplitude
     stream_pose_style: tuple[float, ...] = ()  # (2 x 4) multipliers of pose_gain_slow and pose_gain
     #   in a stream: its per-span sampling gives the head less slow wander and more jitter than
     #   offline's 100-frame windows; fitted by benchmarks/calibrate_stream_pose.py so that the
@@ -298,6 +303,9 @@ class SDMModel(nn.Module):
             raise ValueError(f"pose_steps must be >= 0 (0 = DDPM), got {c.pose_steps}")
         if len(c.k_prior_fit) not in (0, 2) or not all(math.isfinite(float(v)) for v in c.k_prior_fit):
             raise ValueError(f"k_prior_fit must be empty or 2 finite numbers (a, b), got {c.k_prior_fit}")
+        if not 0.0 <= c.ridge_mix <= 1.0 or not 0.0 < c.ridge_gain <= 10.0:
+            raise ValueError(f"ridge_mix must be in [0, 1] and ridge_gain in (0, 10], got {c.ridge_mix} "
+                             f"and {c.ridge_gain}")
         if len(c.stream_pose_style) not in (0, 8):
             raise ValueError(f"stream_pose_style must be empty or 8 multipliers, got {len(c.stream_pose_style)}")
         if len(c.head_activity) not in (0, c.rhythm_dim + c.prosody_dim + 1):
@@ -637,13 +645,21 @@ class SDMModel(nn.Module):
             self.train(was_training)
         smooth = self.cfg.pose_smooth if self.last_k else 0.0  # only diffusion samples jitter
         return self.finish_motion(final[0], source, controls, smooth, sampled=bool(self.last_k),
-                                  activity=activity, accents=self.accents(features, controls))
+                                  activity=activity, accents=self.accents(features, controls),
+                                  ridge=self.ridge_lips(features))
+
+    def ridge_lips(self, features) -> np.ndarray | None:
+        """The ridge's shape (T, 68, 2) that the lips mix in (lip_ensemble), None when not
+        mixed. Offline only: a stream does not mix it (lip_ensemble's docstring says why)."""
+        ridge = ridge_for(self)
+        return None if ridge is None else ridge.predict_shape(features)
 
     def finish_motion(self, final: torch.Tensor, source: np.ndarray, controls, smooth: float = 0.0,
                       origin: np.ndarray | None = None, band_start: int = 0,
                       gain_state: PoseGainState | None = None, with_state: bool = False,
                       sampled: bool = True, activity: np.ndarray | None = None,
-                      accents: np.ndarray | None = None, gain_style: np.ndarray | None = None):
+                      accents: np.ndarray | None = None, gain_style: np.ndarray | None = None,
+                      ridge: np.ndarray | None = None):
         """Normalized motion (T, D) -> the user's Motion: relative to the photo's face (minus
         the resting face with delta_ref "clip"; with pose_ref "clip" the pose re-referenced
         to `origin`, the model's pose (4,) of the photo's frame, default this span's frame 0),
@@ -658,10 +674,12 @@ class SDMModel(nn.Module):
         activity (T,): the rhythmic branch's head-activity envelope (head_activity.py). accents
         (K,): frames (from final's frame 0) of the speech's accents, where the head's speed dips
         (beat_snap.py; off with the rhythmic branch). gain_style (2, 4): further multipliers of
-        the slow and fast pose gains (a stream's cfg.stream_pose_style)."""
+        the slow and fast pose gains (a stream's cfg.stream_pose_style). ridge (T, 68, 2): the
+        ridge's shape of final's frames, mixed into the lips (ridge_lips, lip_ensemble)."""
         from sdmtalk.motion.types import Motion
 
         pose, delta = (v.cpu().numpy().astype(np.float32) for v in self.denormalize(final))
+        delta = mix_ridge_lips(delta, ridge, self.cfg.ridge_mix, self.cfg.ridge_gain)
         if self.cfg.delta_ref == "clip":  # relative to the resting face = the photo's face
             delta = delta - self.delta_rest.cpu().numpy().reshape(N_POINTS, 2)
         if smooth > 0:

@@ -180,7 +180,9 @@ def read_weights(path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
+        # load_file maps the file: copy, so that weights written over it later (a retrained
+        # ridge copied into place) cannot change a model that is already loaded
+        tensors = {k: v.clone() for k, v in load_file(str(path)).items()}
     except (SafetensorError, OSError) as err:
         raise InputError(f"weights {path} cannot be read ({err}); export them again") from None
     if meta.get("format") != WEIGHTS_FORMAT or "model_config" not in meta:

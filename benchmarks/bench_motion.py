@@ -264,6 +264,16 @@ def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> tuple
     return records, clips
 
 
+def speaker_half_splits(records) -> list[tuple[list[int], list[int]]]:
+    """Cross-validation over speakers: the split's sorted speakers dealt into two halves, as
+    [(clip indices of half A, of half B), (of half B, of half A)] (fit on one, score on the
+    other, both ways)."""
+    speakers = sorted({r.speaker for r in records})
+    halves = [set(speakers[0::2]), set(speakers[1::2])]
+    index = [[i for i, r in enumerate(records) if r.speaker in h] for h in halves]
+    return [(index[0], index[1]), (index[1], index[0])]
+
+
 def _mean(values) -> float:
     values = np.asarray(values, float)
     return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")

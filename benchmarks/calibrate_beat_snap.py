@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_motion import aligned, apply_overrides, bas_pair, load_scored_clips
+from bench_motion import aligned, apply_overrides, bas_pair, load_scored_clips, speaker_half_splits
 from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.audio import AudioFeatures
@@ -113,11 +113,7 @@ def main() -> None:
 
 def _cross_validate(table: dict, records) -> None:
     """Fit on half of the speakers, score on the other half, both ways."""
-    speakers = sorted({r.speaker for r in records})
-    halves = [set(speakers[0::2]), set(speakers[1::2])]
-    for fit, held in (halves, halves[::-1]):
-        fit_i = [i for i, r in enumerate(records) if r.speaker in fit]
-        held_i = [i for i, r in enumerate(records) if r.speaker in held]
+    for fit_i, held_i in speaker_half_splits(records):
         sm, s = best(table, fit_i)
         rows = [table[sm][i] for i in held_i]
         bas, excess = summary(rows, s)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_motion import _mean, aligned, apply_overrides, load_scored_clips
+from bench_motion import _mean, aligned, apply_overrides, load_scored_clips, speaker_half_splits
 from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.audio import AudioFeatures
@@ -57,11 +57,13 @@ def fit_gain(model, ridge, clips: list[dict], seeds: list[int]) -> float:
     return float(np.mean(ratios))
 
 
-def scores(model, clips: list[dict], seeds: list[int], share: float) -> list[tuple[float, float]]:
-    """Per clip (lip r, amplitude ratio), mean over seeds, with the model mixing `share`."""
+def scores(model, clips: list[dict], refs: list[np.ndarray], seeds: list[int],
+           share: float) -> list[tuple[float, float]]:
+    """Per clip (lip r, amplitude ratio against its real lip gap in `refs`), mean over seeds,
+    with the model mixing `share`."""
     model.cfg.ridge_mix, out = share, []
-    for data in clips:
-        ref, valid = real_gap(data), data["valid"] > 0.5
+    for data, ref in zip(clips, refs, strict=True):
+        valid = data["valid"] > 0.5
         gaps = lip_gaps(model, data, seeds)
         out.append((_mean([lip_gap_correlation(g, ref, valid) for g in gaps]),
                     _mean([amplitude_ratio(g, ref, valid) for g in gaps])))
@@ -87,9 +89,9 @@ def main() -> None:
     gain = model.cfg.ridge_gain = fit_gain(model, LinearBaseline.load(), clips, seeds)
     print(f"ridge_gain {gain:.3f} (mean std ratio of the SDM's lip gap to the ridge's, {len(clips)} clips)")
     groups = sorted({clip_group(r.speaker) for r in records})
-    table = {}
+    refs, table = [real_gap(d) for d in clips], {}
     for share in sorted({0.0, *(float(s) for s in args.shares.split(","))}):  # 0: the reference
-        table[share] = scores(model, clips, seeds, share)
+        table[share] = scores(model, clips, refs, seeds, share)
         per_group = "  ".join(
             f"{g} {_mean([r for (r, _), rec in zip(table[share], records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
             for g in groups)
@@ -113,11 +115,7 @@ def best_share(table: dict, clips) -> float:
 
 def _cross_validate(table: dict, records) -> None:
     """Fit on half of the speakers, score on the other half, both ways."""
-    speakers = sorted({r.speaker for r in records})
-    halves = [set(speakers[0::2]), set(speakers[1::2])]
-    for fit, held in (halves, halves[::-1]):
-        fit_i = [i for i, r in enumerate(records) if r.speaker in fit]
-        held_i = [i for i, r in enumerate(records) if r.speaker in held]
+    for fit_i, held_i in speaker_half_splits(records):
         s = best_share(table, fit_i)
         print(f"cross-validated: fit on {len(fit_i)} clips -> ridge_mix {s}; on the other {len(held_i)}: "
               f"lip r {_mean([table[s][i][0] for i in held_i]):.3f} against "

@@ -1,5 +1,6 @@
 """The SDM's lips mixed with the ridge baseline's (motion/lip_ensemble.py): the mix itself,
-its config checks, and that the shipped model mixes only the mouth, offline and in a stream."""
+its config checks, that the shipped model mixes only the mouth, and that a stream keeps the
+SDM's own lips."""
 
 from __future__ import annotations
 

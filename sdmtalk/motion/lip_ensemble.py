@@ -3,8 +3,8 @@
 On the dev speakers the SDM's lip gap and the ridge's correlate only 0.67 with each other, so
 each carries something the other misses (the ridge is the steadier estimate, the SDM the
 livelier one). Mixing a share `ridge_mix` of the ridge's mouth motion, scaled by `ridge_gain`
-to the SDM's amplitude (the ridge opens the mouth about 2.3x less), raised the dev lip-gap r
-from 0.492 to 0.508 in landmark space (docs/RESULTS.md §22). Only the mouth points mix:
+to the SDM's amplitude (the ridge opens the mouth about 2x less), raised the dev lip-gap r
+from 0.491 to 0.528 in landmark space with the shipped 0.6 (docs/RESULTS.md §22). Only the mouth points mix:
 the ridge holds the head still and the SDM's jaw, eyes and brows stay its own.
 
 Both predictors' shapes are relative to the clip's mean shape, so the mix needs no state of

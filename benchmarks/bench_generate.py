@@ -3,6 +3,11 @@
     python benchmarks/bench_generate.py [--motion sdm|energy] [--threads 2] [--seconds 10]
 
 Real-time factor = processing seconds / audio seconds (below 1 is faster than real time).
+Prints, per output size (256, 512), each stage's seconds, the total and the real-time factor.
+Feeds docs/RESULTS.md, "Speed and memory" (its current table; "First `generate` and renderer
+timings"; "Threads and a busy machine"), e.g.
+
+    python benchmarks/bench_generate.py --threads 1 --seconds 10
 """
 
 from __future__ import annotations
@@ -18,23 +23,12 @@ from skimage import data
 
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.audio import compute_features
-from sdmtalk.audio.speech import synthesize_speech
+from sdmtalk.evaluate.bench_support import speech_of_length
 from sdmtalk.face import detect_face, to_canonical
 from sdmtalk.motion.types import MotionControls, apply_motion
 from sdmtalk.pipeline import load_motion_model
 from sdmtalk.render import Renderer, add_blinks
 from sdmtalk.video import write_mp4
-
-TEXT = (
-    "Good morning everyone. Today I will show you how a single photograph can speak. "
-    "The lips follow the words, and the head moves the way real speakers move."
-)
-
-
-def speech_of_length(seconds: float) -> np.ndarray:
-    wav = synthesize_speech(TEXT)
-    reps = int(np.ceil(seconds * SAMPLE_RATE / len(wav)))
-    return np.tile(wav, reps)[: int(seconds * SAMPLE_RATE)]
 
 
 def timed(fn):

@@ -1,4 +1,4 @@
-"""Does the head-activity readout predict when a real head moves? (issue 11, item 2)
+"""Does the head-activity readout predict when a real head moves? (prints three lines)
 
     python benchmarks/bench_head_activity.py --cache CACHE [--weights W]
 
@@ -6,24 +6,23 @@ The readout of the weights' config (sdmtalk/motion/head_activity.py, fitted on t
 calibrate_pose_gain.py --activity) against the real head of every dev clip (split "val",
 2 s or more with a face at frame 0): within-clip Pearson r of a_t with the real head's
 centred log speed (head_activity.log_pose_speed), mean and median over clips, and the same
-for the frame loudness alone (a baseline that needs no rhythmic branch).
+for the frame loudness alone (a baseline that needs no rhythmic branch). Feeds
+docs/RESULTS.md, "Head motion" (current numbers; "Head-activity envelope from the rhythmic
+branch"):
+
+    python benchmarks/bench_head_activity.py --cache /work/cache/shared
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_motion import load_scored_clips  # noqa: E402
-from calibrate_pose_gain import real_pose  # noqa: E402
-
-from sdmtalk.motion.head_activity import log_pose_speed, model_inputs, readout  # noqa: E402
-from sdmtalk.pipeline import load_motion_model  # noqa: E402
+from sdmtalk.evaluate.landmark_bench import load_scored_clips, real_pose
+from sdmtalk.motion.head_activity import log_pose_speed, model_inputs, readout
+from sdmtalk.pipeline import load_motion_model
 
 
 def within_clip_r(a: np.ndarray, y: np.ndarray) -> float:

@@ -6,23 +6,24 @@ For each clip whose first frame has a face: the real clip's mean roll relative t
 first frame, and the generated one's (3 seeds) from the same first frame, plus the
 generated roll at frame 0 (0 = the video starts at the photo's pose). A sampler that
 tilts every head the same way shows as a generated mean far from the real one.
+Prints one line: the clip count and the three mean rolls (deg). Feeds docs/RESULTS.md,
+"Head motion" (current numbers; "Two-band pose gain calibrated on dev speakers"):
+
+    python benchmarks/bench_head_tilt.py --cache /work/cache/shared
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from sdmtalk.audio import AudioFeatures
+from sdmtalk.evaluate.bench_support import apply_overrides
+from sdmtalk.evaluate.landmark_bench import load_scored_clips
 from sdmtalk.motion.types import MotionControls, motion_from_landmarks
 from sdmtalk.pipeline import load_motion_model
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_motion import apply_overrides, load_scored_clips  # noqa: E402
 
 
 def main() -> None:

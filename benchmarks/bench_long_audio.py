@@ -7,28 +7,28 @@ percentile of frame-to-frame steps, the largest step within 3 frames of a window
 the largest step anywhere (a seam would show as edge steps above the rest), plus the time
 and peak memory of the motion stage; then the head per minute (roll in degrees, position in
 canonical units: mean and std), where a drift would show as a mean that wanders off.
+Feeds docs/RESULTS.md, "Speed and memory" (long audio) and "Head motion" (5 minutes of
+speech: drift and seams):
+
+    python benchmarks/bench_long_audio.py --seconds 300
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.audio import compute_features, synthesize_speech
+from sdmtalk.evaluate.bench_support import apply_overrides, print_seams
 from sdmtalk.face import CANONICAL_TEMPLATE
-from sdmtalk.motion.sdm import window_spans
+from sdmtalk.motion.sdm_sampling import window_spans
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import load_motion_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_motion import apply_overrides  # noqa: E402
 
 TEXT = "Now this is a longer talk about the weather, the markets and the news of the day. " * 6
 
@@ -74,19 +74,6 @@ def print_drift(pose: np.ndarray, fps: int = 25) -> None:
         print(f"minute {i // minute + 1}: roll mean {roll.mean():+.2f} std {roll.std():.2f} max |{np.abs(roll).max():.1f}| deg; "
               f"tx mean {p[:, 2].mean():+.3f} std {p[:, 2].std():.3f}; ty mean {p[:, 3].mean():+.3f} "
               f"std {p[:, 3].std():.3f}")
-
-
-POSE_NAMES = ["log scale", "roll (rad)", "tx", "ty"]
-
-
-def print_seams(series: np.ndarray, near: np.ndarray, names=POSE_NAMES) -> None:
-    """Per column of series (T, K): the 95th percentile of frame-to-frame steps, the largest
-    step where near (T - 1,) is true (at a window edge) and the largest elsewhere: a seam
-    shows as edge steps above the rest."""
-    step = np.abs(np.diff(series, axis=0))
-    for d, name in enumerate(names):
-        print(f"{name:>10}: step p95 {np.percentile(step[:, d], 95):.4f}  max near edges "
-              f"{step[near, d].max():.4f}  max elsewhere {step[~near, d].max():.4f}  std {series[:, d].std():.4f}")
 
 
 if __name__ == "__main__":

@@ -12,40 +12,24 @@ across seeds (roll degrees, position px), real-vs-generated head motion
 std, motion-stage seconds per second of audio, and the shallow diffusion depth used.
 When the cache has an offsets table (sdmtalk.data.offsets) each clip's audio is re-aligned to
 its video first, so that the real lips are scored against in-sync speech (--no-offsets: the
-clips as recorded).
+clips as recorded). The scoring itself is sdmtalk/evaluate/landmark_bench.py. Prints the table,
+the real clips' row, beat alignment over seeds and lip r per dev group. Feeds docs/RESULTS.md,
+"Lips" and "Head motion" (their current numbers and most experiments), e.g.
+
+    python benchmarks/bench_motion.py --cache /work/cache/shared --seeds 5 --methods linear,sdm
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-from sdmtalk import FPS
-from sdmtalk.audio import AudioFeatures
-from sdmtalk.data.cache import CacheReader
-from sdmtalk.data.offsets import OffsetTable, shift_audio
-from sdmtalk.data.phonemes import PhonemeTable
+from sdmtalk.evaluate.bench_support import apply_overrides
 from sdmtalk.evaluate.groups import clip_group
-from sdmtalk.evaluate.metrics import (
-    amplitude_ratio,
-    beat_align,
-    head_motion_stats,
-    head_pose,
-    head_speed,
-    kinematic_beats,
-    lip_gap_correlation,
-    lmd,
-    pose_diversity,
-)
-from sdmtalk.face import to_canonical
-from sdmtalk.face.align import sim_apply
-from sdmtalk.motion.types import MOUTH, MotionControls, apply_motion, lip_gap
+from sdmtalk.evaluate.landmark_bench import load_scored_clips, nan_mean, score_clip
 from sdmtalk.pipeline import load_motion_model
-
-CROP_SCALE = 0.3 * 256  # canonical inter-ocular 1 -> 76.8 px, as `sdmtalk evaluate` crops
 
 METHODS = {  # name: (motion, controls)
     "static": ("static", {}),
@@ -68,81 +52,6 @@ def method_spec(name: str) -> tuple[str, dict]:
     if name.startswith("sdm-k") and name[5:].isdigit():
         return "sdm", {"diffusion_steps": int(name[5:])}
     raise SystemExit(f"unknown method {name!r}: use {', '.join(METHODS)} or sdm-k<N>")
-
-
-def aligned(landmarks: np.ndarray, ref_sim: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) photo pixels -> the fixed crop frame of the clip's first real frame."""
-    return sim_apply(ref_sim, landmarks) * CROP_SCALE
-
-
-def score_clip(model, controls_kw, data, seeds):
-    real = data["landmarks"]
-    valid = data["valid"] > 0.5
-    feats = AudioFeatures(mel=data["mel"], prosody=data["prosody"], energy=data["energy"],
-                          phonemes=data.get("phonemes"))
-    source, sims = to_canonical(real[:1])
-    source_canonical = source[0]
-    gens, seconds, ks = [], 0.0, []
-    for seed in seeds:
-        t0 = time.perf_counter()
-        motion = model.generate(feats, source_canonical, MotionControls(seed=seed, **controls_kw))
-        seconds += time.perf_counter() - t0
-        ks += list(getattr(model, "last_k_windows", []) or getattr(model, "last_k", []))
-        gens.append(aligned(apply_motion(real[0], motion), sims[0]))
-    real_a = aligned(real, sims[0])
-    g = gens[0]
-    gen_bas = [bas_pair(x, None, data["onsets"], len(real)) for x in gens]
-    real_bas = bas_pair(real_a, valid, data["onsets"], len(real))
-    head, real_head = head_motion_stats(head_pose(g)), head_motion_stats(head_pose(real_a), valid)
-    row = {
-        **_seed_mean([mouth_scores(x, real_a, valid, data["speech"]) for x in gens]),
-        "roll_std": head["roll_std"], "real_roll_std": real_head["roll_std"],
-        "pos_std": head["pos_std"], "real_pos_std": real_head["pos_std"],
-        "pos_speed": head["pos_speed"], "real_pos_speed": real_head["pos_speed"],
-        "sec_per_audio_sec": seconds / len(seeds) / (len(real) / FPS),
-        "real_sil_std": silent_std(lip_gap(real_a), data["speech"], valid),
-        # head motion and prosody: beat alignment with the audio's onsets, and head speed in
-        # pauses over head speed in speech (real heads slow down in pauses)
-        "bas_seeds": [b for b, _ in gen_bas],
-        "real_bas": real_bas[0],
-        "pause_speed": _mean([pause_speed_ratio(head_speed(x), data["speech"]) for x in gens]),
-        "real_pause_speed": pause_speed_ratio(head_speed(real_a, valid), data["speech"]),
-        "bas_chance": _mean([c for _, c in gen_bas]),
-        "coupling": _mean([prosody_coupling(x, data["energy"]) for x in gens]),
-        "real_coupling": prosody_coupling(real_a, data["energy"], valid),
-        "real_bas_chance": real_bas[1],
-    }
-    row["bas"] = _mean(row["bas_seeds"])
-    if len(seeds) > 1:
-        div = pose_diversity(np.stack([head_pose(x) for x in gens]))
-        row["div_roll"], row["div_pos"] = div["roll_deg"], div["pos_px"]
-    return row, ks
-
-
-def mouth_scores(gen: np.ndarray, real: np.ndarray, valid: np.ndarray, speech: np.ndarray) -> dict:
-    """One generated clip's mouth against the real one: landmark distances, lip sync, lip
-    amplitude and whether the mouth rests in silence (lip-gap std over non-speech frames)."""
-    gen_gap, real_gap = lip_gap(gen), lip_gap(real)
-    return {"lmd_mouth": lmd(gen, real, MOUTH, valid), "lmd_face": lmd(gen, real, None, valid),
-            "lmd_mouth_shape": lmd(gen, real, MOUTH, valid, centre=True),
-            "lip_r": lip_gap_correlation(gen_gap, real_gap, valid),
-            "lip_amp": amplitude_ratio(gen_gap, real_gap, valid),
-            **fast_and_slow_lip_r(gen_gap, real_gap, valid),
-            "sil_std": silent_std(gen_gap, speech, valid)}
-
-
-def _seed_mean(rows: list[dict]) -> dict:
-    """Each key's mean over seeds (NaNs left out)."""
-    return {k: _mean([r[k] for r in rows]) for k in rows[0]}
-
-
-def apply_overrides(model, overrides: list[str]) -> None:
-    """KEY=VALUE strings (inference settings: pose_k, k_tau_infer, k_auto_max...) onto a
-    loaded model's config, parsed and type-checked as `train --set` does (sdmtalk.config)."""
-    from sdmtalk.config import override, parse_override
-
-    for item in overrides:
-        model.cfg = override(model.cfg, parse_override(item), "--set")
 
 
 def bas_interval_lines(seed_bas: dict) -> list[str]:
@@ -172,111 +81,6 @@ def window_k_text(model, ks: list[int]) -> str:
     lo, mid, hi = np.percentile(ks, [10, 50, 90])
     pinned = f", {100 * np.mean(np.asarray(ks) >= clamp):.0f} % at {clamp}" if clamp else ""
     return f"{mid:.0f} ({lo:.0f}-{hi:.0f}){pinned}"
-
-
-def fast_and_slow_lip_r(gen: np.ndarray, real: np.ndarray, valid: np.ndarray) -> dict:
-    """Lip-gap r of the fast part (each series minus its 2 s moving average: syllables) and
-    of the slow part (the moving average: how open the mouth is over a phrase)."""
-    from scipy.ndimage import uniform_filter1d
-
-    n = min(len(gen), len(real))
-    real = np.where(np.isfinite(real[:n]), real[:n], np.nanmean(real[:n]))
-    slow = [uniform_filter1d(np.asarray(x[:n], float), 2 * int(FPS), mode="nearest") for x in (gen, real)]
-    return {"lip_r_fast": lip_gap_correlation(gen[:n] - slow[0], real - slow[1], valid[:n]),
-            "lip_r_slow": lip_gap_correlation(slow[0], slow[1], valid[:n])}
-
-
-def mel_onsets(mel: np.ndarray, num_frames: int) -> np.ndarray:
-    """Audio beats from the cached log-mel (4 rows per video frame): spectral-flux onsets as
-    `sdmtalk evaluate` takes them from the waveform -> video frame indices (K,)."""
-    import librosa
-
-    env = librosa.onset.onset_strength(S=np.asarray(mel, np.float32).T, sr=16000, hop_length=160)
-    rows = librosa.onset.onset_detect(onset_envelope=env, sr=16000, hop_length=160, units="frames")
-    frames = np.unique(rows // 4)
-    return frames[frames < num_frames]
-
-
-def pause_speed_ratio(speed: np.ndarray, speech: np.ndarray) -> float:
-    """Mean head speed over frames without speech / over frames with speech (NaN when
-    either has under 10 frames)."""
-    n = min(len(speed), len(speech))
-    speed, talk = speed[:n], speech[:n] > 0.5
-    ok = np.isfinite(speed)
-    quiet, loud = ok & ~talk, ok & talk
-    if quiet.sum() < 10 or loud.sum() < 10:
-        return float("nan")
-    return float(speed[quiet].mean() / max(speed[loud].mean(), 1e-9))
-
-
-def prosody_coupling(landmarks: np.ndarray, energy: np.ndarray, valid=None) -> float:
-    """Within-clip Pearson r of the head's log speed (rigid points, Gaussian sigma 3 frames)
-    with the frame loudness: real heads move more while the voice is loud (NaN under 10 frames)."""
-    speed = head_speed(landmarks, valid, smooth=3.0)
-    loud = np.asarray(energy, np.float64)[: len(speed)]
-    ok = np.isfinite(speed[: len(loud)]) & np.isfinite(loud)
-    if ok.sum() < 10:
-        return float("nan")
-    return float(np.corrcoef(np.log(speed[: len(loud)][ok] + 1e-3), loud[ok])[0, 1])
-
-
-def bas_pair(landmarks: np.ndarray, valid, onsets: np.ndarray, frames: int) -> tuple[float, float]:
-    """(BAS, chance BAS) of one head's landmarks (T, 68, 2) against the audio's onsets."""
-    beats = kinematic_beats(head_speed(landmarks, valid))
-    return beat_align(beats, onsets), chance_bas(beats, onsets, frames)
-
-
-def chance_bas(beats: np.ndarray, onsets: np.ndarray, frames: int, shifts: int = 20) -> float:
-    """Beat alignment of the same motion beats with the onsets moved by seeded random circular
-    shifts: what BAS gives for motion unrelated to the audio's rhythm. Shifts of 10 frames
-    or more (a quarter of a clip under 40 frames: the 1.2 s dev clips count too, where BAS
-    is highest and would otherwise have no chance level to compare with)."""
-    if frames < 16 or len(onsets) == 0:
-        return float("nan")
-    rng = np.random.default_rng(frames)
-    least = min(10, frames // 4)
-    return _mean([beat_align(beats, (np.asarray(onsets) + rng.integers(least, frames - least + 1)) % frames)
-                  for _ in range(shifts)])
-
-
-def silent_std(gap: np.ndarray, speech: np.ndarray, valid: np.ndarray) -> float:
-    """Std of the lip gap over valid frames without speech (NaN under 10 such frames)."""
-    quiet = valid & (speech[: len(gap)] < 0.5)
-    return float(gap[quiet].std()) if quiet.sum() >= 10 else float("nan")
-
-
-def load_scored_clips(cache: str, split: str, use_offsets: bool = True) -> tuple[list, list[dict]]:
-    """(the split's ClipRecords, its clips as score_clip takes them: cached features, phoneme
-    posteriors, the audio re-aligned by the cache's offsets.json unless use_offsets is False,
-    onsets)."""
-    reader, table, offsets = CacheReader(cache), PhonemeTable(cache), OffsetTable(cache)
-    records = reader.clips(split)
-    clips = [{**reader.load(r), "phonemes": table.get(r) if table.available else None} for r in records]
-    if offsets.available and use_offsets:
-        moved = [(r.clip_id, offsets.get(r)) for r in records if offsets.get(r)]
-        clips = [shift_audio(c, offsets.get(r)) for c, r in zip(clips, records, strict=True)]
-        print(f"audio re-aligned by {cache}/offsets.json on {len(moved)} clip(s): "
-              + (", ".join(f"{c} {o:+d}" for c, o in moved) or "none"))
-    else:
-        print("clips as recorded (" + ("offsets ignored" if offsets.available else "no offsets.json") + ")")
-    for data in clips:
-        data["onsets"] = mel_onsets(data["mel"], len(data["landmarks"]))
-    return records, clips
-
-
-def speaker_half_splits(records) -> list[tuple[list[int], list[int]]]:
-    """Cross-validation over speakers: the split's sorted speakers dealt into two halves, as
-    [(clip indices of half A, of half B), (of half B, of half A)] (fit on one, score on the
-    other, both ways)."""
-    speakers = sorted({r.speaker for r in records})
-    halves = [set(speakers[0::2]), set(speakers[1::2])]
-    index = [[i for i, r in enumerate(records) if r.speaker in h] for h in halves]
-    return [(index[0], index[1]), (index[1], index[0])]
-
-
-def _mean(values) -> float:
-    values = np.asarray(values, float)
-    return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
 
 
 def main() -> None:
@@ -320,16 +124,16 @@ def main() -> None:
             rows.append(row)
             ks += k
         real_rows = rows
-        seed_bas[name] = np.array([_mean([r["bas_seeds"][i] for r in rows]) for i in range(len(seeds))])
+        seed_bas[name] = np.array([nan_mean([r["bas_seeds"][i] for r in rows]) for i in range(len(seeds))])
         group_lines.append(f"{name}: " + "  ".join(
-            f"{g} r {_mean([r['lip_r'] for r, rec in zip(rows, records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
+            f"{g} r {nan_mean([r['lip_r'] for r, rec in zip(rows, records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
             for g in sorted({clip_group(rec.speaker) for rec in records})))
-        means = [_mean([r.get(c, np.nan) for r in rows]) for c in cols]
+        means = [nan_mean([r.get(c, np.nan) for r in rows]) for c in cols]
         k_txt = window_k_text(model, ks)
         print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {k_txt} |", flush=True)
-    real = [_mean([r[c] for r in real_rows])
+    real = [nan_mean([r[c] for r in real_rows])
             for c in ("real_sil_std", "real_roll_std", "real_pos_std", "real_pos_speed")]
-    bas = [_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_bas_chance", "real_pause_speed",
+    bas = [nan_mean([r[c] for r in real_rows]) for c in ("real_bas", "real_bas_chance", "real_pause_speed",
                                                        "real_coupling")]
     print("| real clips | | | | 1 | 1 | 1 | 1 | " + " | ".join(f"{v:.3f}" for v in real) + " | | | "
           + " | ".join(f"{v:.3f}" for v in bas) + " | | |")

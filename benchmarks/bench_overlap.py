@@ -4,7 +4,13 @@ process (imports, model loading, encoding included) and the pipeline's stages.
     python benchmarks/bench_overlap.py [--seconds 60] [--old-tree DIR] [--front-end [--set KEY=VALUE]]
 
 --old-tree: a checkout of an older sdmtalk (git worktree add DIR REV) run the same way
-first, for a before/after pair on the same machine state.
+first, for a before/after pair on the same machine state. Prints the whole process's seconds
+and the stage times per tree; --front-end also the seconds of each part of the speech
+front-end and the front-end + motion cost per audio second on one thread. Feeds
+docs/RESULTS.md, "Speed and memory" (its current table; "Phoneme recogniser in balanced
+chunks; where 10x stands"):
+
+    python benchmarks/bench_overlap.py --seconds 60 --front-end
 """
 
 from __future__ import annotations
@@ -21,10 +27,8 @@ import soundfile as sf
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_generate import speech_of_length  # noqa: E402
-
-from sdmtalk import SAMPLE_RATE  # noqa: E402
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.evaluate.bench_support import speech_of_length
 
 # An older tree: drop the editable install's finder (it would win over sys.path) and import
 # sdmtalk from the tree.
@@ -97,9 +101,9 @@ def speech_and_motion(wav, overrides: list[str]) -> None:
     model on one thread, in seconds per second of audio (bar: under 0.15)."""
     import numpy as np
     import torch
-    from bench_motion import apply_overrides
 
     from sdmtalk.audio import compute_features
+    from sdmtalk.evaluate.bench_support import apply_overrides
     from sdmtalk.face.template import CANONICAL_TEMPLATE
     from sdmtalk.motion.types import MotionControls
     from sdmtalk.pipeline import load_motion_model

@@ -6,22 +6,21 @@ Each clip is generated three ways: no reference, its own real head track as refe
 another clip's (the cache's tracked landmarks stand in for tracking the video again). Prints
 the mean roll std / position std / head speed and, over clips, the correlation of each with
 the real clip's: a reference that works makes the generated head follow its own clip.
+Feeds docs/RESULTS.md, "Head motion" (current numbers; "A reference video's head style"):
+
+    python benchmarks/bench_pose_reference.py --cache /work/cache/shared
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from sdmtalk.evaluate.landmark_bench import load_scored_clips, score_clip
 from sdmtalk.motion.pose_reference import MIN_REFERENCE_FRAMES, pose_reference_from_landmarks
 from sdmtalk.pipeline import load_motion_model
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_motion import load_scored_clips, score_clip  # noqa: E402
 
 STATS = ("roll_std", "pos_std", "pos_speed")
 

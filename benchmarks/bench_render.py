@@ -4,6 +4,11 @@ crop="full" renders the face box at the photo's own resolution, so its speed dep
 photo, not on `size`: it is measured on the astronaut photo (512 px) and a 2x upscale.
 
     .venv/bin/python benchmarks/bench_render.py [--frames 200]
+
+Prints frames/s per crop and size. Feeds docs/RESULTS.md, "Speed and memory" (renderer row;
+"First `generate` and renderer timings") and "Image quality" ("Renderer on real photos"):
+
+    python benchmarks/bench_render.py --frames 100
 """
 
 from __future__ import annotations

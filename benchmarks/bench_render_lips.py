@@ -1,4 +1,4 @@
-"""Where rendered lip sync is lost (issue 10): the real track, the motion, the rendering.
+"""Where rendered lip sync is lost: the real track, the motion, the rendering (prints a table).
 
     python benchmarks/bench_render_lips.py --cache CACHE [--data ../shared/data] [--seconds 6]
 
@@ -9,6 +9,9 @@ re-detected at 256 px). Per clip and per dev group, within-clip r of the inner-l
 - motion vs real: the lip gap the motion asked for against the real one (before rendering);
 - re-detected vs motion: what dlib finds on the rendered frames against what was asked for;
 - re-detected vs real: what `evaluate` scores (its lip-gap r, seed 0).
+Feeds docs/RESULTS.md, "Lips" ("Where rendered lip sync is lost"):
+
+    python benchmarks/bench_render_lips.py --cache /work/cache/shared
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import numpy as np
 import torch
 
 from sdmtalk.data.cache import CacheReader
-from sdmtalk.evaluate import metrics as M
 from sdmtalk.evaluate.groups import clip_group
+from sdmtalk.evaluate.lip_metrics import inner_lip_gap
 from sdmtalk.evaluate.methods import METHODS, MethodRunner
 from sdmtalk.evaluate.runner import find_clips, generated_crops, load_real_clip
 from sdmtalk.face import LandmarkTracker
@@ -39,13 +42,13 @@ def _r(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
 def clip_row(clip, cached: dict, runner, tracker, seconds: float) -> tuple[float, ...]:
     real = load_real_clip(clip, seconds, 256, tracker)
     start = real.source_index
-    cache_gap = M.inner_lip_gap(cached["landmarks"])[start:start + len(real.crops)]
+    cache_gap = inner_lip_gap(cached["landmarks"])[start:start + len(real.crops)]
     cache_ok = np.asarray(cached["valid"][start:start + len(real.crops)]) > 0.5
     crops, result = generated_crops(runner, METHODS["sdm"], real, 0, 256)
     landmarks, valid = tracker.track(crops)[:2]
-    asked = M.inner_lip_gap(np.asarray(result.landmarks[: len(real.crops)], np.float64))
-    found = M.inner_lip_gap(np.asarray(landmarks, np.float64))
-    real_gap, both = M.inner_lip_gap(real.landmarks), np.asarray(valid, bool) & real.valid
+    asked = inner_lip_gap(np.asarray(result.landmarks[: len(real.crops)], np.float64))
+    found = inner_lip_gap(np.asarray(landmarks, np.float64))
+    real_gap, both = inner_lip_gap(real.landmarks), np.asarray(valid, bool) & real.valid
     return (_r(real_gap, cache_gap, real.valid & np.resize(cache_ok, len(real.valid))),
             _r(asked, real_gap, real.valid), _r(found, asked, np.asarray(valid, bool)), _r(found, real_gap, both))
 

@@ -1,7 +1,8 @@
-"""Streaming numbers (issue 14): latency, sustained frame rate, memory, seams, lip sync.
+"""Streaming numbers: latency, sustained frame rate, memory, seams, lip sync (prints tables).
 
     python benchmarks/bench_stream.py [--minutes 0.5] [--size 256]          # real-time run
-    python benchmarks/bench_stream.py --minutes 10                          # the issue's 10 minutes
+    python benchmarks/bench_stream.py --minutes 10                          # 10 minutes
+    python benchmarks/bench_stream.py --minutes 1 --skip-seams --competitor # one core kept busy
     python benchmarks/bench_stream.py --skip-realtime --cache /work/cache/shared --data ../shared/data
 
 Real-time run: the astronaut photo speaks espeak-ng speech fed at real-time pace in 40 ms
@@ -9,19 +10,26 @@ chunks (a microphone's pace) through TalkingFacePipeline.open_stream; frames go 
 callback that only records the time. Latency of frame i = time it reached the callback -
 time the chunk holding its first audio sample was pushed. Prints first-frame latency,
 p50/p95/max latency, frames per second and latency per 10 s stretch (falling behind shows
-as latency growing), RSS every 10 s, and per-stage seconds.
+as latency growing), RSS every 10 s, per-stage seconds, and the stream's own stats():
+frames out, frames dropped (later than the latency budget --max-latency, StreamConfig.max_latency_s;
+a dropped frame counts as missing above) and latency p50/p95/max of the frames out.
+--competitor: a CPU-bound process holds one core meanwhile (sdmtalk.evaluate.competitor).
 Seams: frame-to-frame head-pose and lip-gap steps across span edges vs elsewhere
-(bench_long_audio's measure), for the stream's motion of the first minute.
+(bench_long_audio's measure, sdmtalk.evaluate.bench_support.print_seams), for 60 s of stream motion.
 Lip sync (--cache): per dev clip, its own audio (decoded from --data, lined up as `prepare`
 does) through model.generate and through the stream (stream_motion, same model and seed):
 lip-gap correlation with the real clip (bench_motion's alignment and metric), lip
-amplitude ratio and head roll std.
+amplitude ratio and head roll std. Feeds docs/RESULTS.md, "Streaming" (current numbers and
+every experiment there), e.g.
+
+    python benchmarks/bench_stream.py --skip-seams
+    python benchmarks/bench_stream.py --skip-realtime --cache /work/cache/shared --data ../shared/data --seeds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -29,15 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_generate import speech_of_length  # noqa: E402
-from bench_long_audio import print_seams  # noqa: E402
-
-from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE  # noqa: E402
-from sdmtalk.face import CANONICAL_TEMPLATE  # noqa: E402
-from sdmtalk.motion.types import MotionControls, lip_gap  # noqa: E402
-from sdmtalk.pipeline import TalkingFacePipeline  # noqa: E402
-from sdmtalk.stream import StreamConfig, stream_motion  # noqa: E402
+from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
+from sdmtalk.evaluate.bench_support import dev_clip_inputs, print_seams, speech_of_length
+from sdmtalk.evaluate.competitor import cpu_competitor
+from sdmtalk.face import CANONICAL_TEMPLATE
+from sdmtalk.motion.types import MotionControls, lip_gap
+from sdmtalk.pipeline import TalkingFacePipeline
+from sdmtalk.stream import StreamConfig, stream_motion
 
 CHUNK = SAMPLE_RATE // FPS  # 40 ms
 
@@ -87,19 +93,24 @@ def realtime_run(args, photo: Path) -> None:
 def report_realtime(out, pushed, rss, stream, seconds, args) -> None:
     lat = out - pushed
     print(f"real-time run: {seconds:.0f} s of speech, {args.size} px, {len(out)} frames, "
-          f"stream config {StreamConfig(**args.stream_kw)}")
-    print(f"first frame out {lat[0]:.3f} s after the first audio; latency p50 {np.nanpercentile(lat, 50):.3f} s, "
+          f"stream config {StreamConfig(**args.stream_kw)}"
+          + (", a CPU-bound competitor on one core" if args.competitor else ""))
+    first = lat[~np.isnan(lat)][0]
+    print(f"first frame out {first:.3f} s after its audio; latency p50 {np.nanpercentile(lat, 50):.3f} s, "
           f"p95 {np.nanpercentile(lat, 95):.3f} s, max {np.nanmax(lat):.3f} s; frames missing {int(np.isnan(lat).sum())}")
     per = 10 * FPS
     for s in range(0, len(out), per):
         part = slice(s, min(len(out), s + per))
         span = np.nanmax(out[part]) - np.nanmin(out[part])
-        fps = (part.stop - part.start - 1) / span if span > 0 else float("nan")
+        fps = (np.count_nonzero(~np.isnan(out[part])) - 1) / span if span > 0 else float("nan")
         print(f"  {s / FPS:6.0f}-{part.stop / FPS:.0f} s: {fps:5.1f} frames/s, latency p50 "
               f"{np.nanpercentile(lat[part], 50):.3f} p95 {np.nanpercentile(lat[part], 95):.3f} s")
     print("RSS (MB) at t s: " + "  ".join(f"{t:.0f}:{m:.0f}" for t, m in rss))
     busy = stream.stage_seconds
     print("stage seconds per audio second: " + "  ".join(f"{k} {v / seconds:.3f}" for k, v in busy.items()))
+    st = stream.stats()
+    print(f"stream stats: {st['frames']} frames out, {st['dropped']} dropped; latency p50 {st['latency_p50']:.3f} s, "
+          f"p95 {st['latency_p95']:.3f} s, max {st['latency_max']:.3f} s")
 
 
 def seams(args) -> None:
@@ -109,7 +120,7 @@ def seams(args) -> None:
     config = StreamConfig(**args.stream_kw)
     wav = speech_of_length(60.0)
     for label, snap in (("", model.cfg.beat_snap), (" without the beat snap", 0.0)):
-        model.cfg.beat_snap = snap  # the snap moves where the pose's small steps fall (RESULTS §20)
+        model.cfg.beat_snap = snap  # the snap moves where the pose's small steps fall (docs/RESULTS.md, Streaming)
         motion = stream_motion(model, wav, CANONICAL_TEMPLATE.copy(), MotionControls(seed=0), config)
         T = len(motion)
         near = np.zeros(T - 1, bool)
@@ -121,29 +132,6 @@ def seams(args) -> None:
             print_seams(series, near, ["log scale", "roll (rad)", "tx", "ty", "lip gap"])
         print(f"mean step at edges / elsewhere{label}: " + "  ".join(
             f"{step[near, d].mean() / step[~near, d].mean():.2f}" for d in range(series.shape[1])))
-
-
-def clip_audio(source: Path, num_frames: int) -> np.ndarray:
-    """A dev clip's audio lined up with its video as `sdmtalk prepare` lines it up."""
-    from sdmtalk.audio.loading import decode_audio
-    from sdmtalk.video import align_audio, video_start_time
-
-    track = decode_audio(source)
-    return align_audio(track.samples, track.start_time - video_start_time(source), num_frames)
-
-
-def dev_clip_inputs(model, reader, rec, data_root: Path):
-    """A cached dev clip -> (its cache data, its audio lined up (N,), the first frame's
-    canonical face (68, 2), the frames' similarities to canonical, its features for `model`)."""
-    from sdmtalk.audio import compute_features
-    from sdmtalk.face import to_canonical
-
-    data = reader.load(rec)
-    real = data["landmarks"]
-    wav = clip_audio(data_root / rec.source, len(real))
-    source, sims = to_canonical(real[:1])
-    feats = compute_features(wav, num_frames=len(real), phonemes=model.needs_phonemes)
-    return data, wav, source[0], sims, feats
 
 
 ORACLE_PARTS = ("phonemes", "mel", "prosody", "mel_mean")
@@ -179,19 +167,17 @@ def oracle_stream_motion(model, wav, source, controls, config, offline, parts):
 
 
 def lip_sync(args) -> None:
-    from bench_motion import aligned
-
     from sdmtalk.data.cache import CacheReader
-    from sdmtalk.evaluate.metrics import (
-        amplitude_ratio,
+    from sdmtalk.evaluate.head_metrics import (
         audio_onsets,
         beat_align,
         head_motion_stats,
         head_pose,
         head_speed,
         kinematic_beats,
-        lip_gap_correlation,
     )
+    from sdmtalk.evaluate.landmark_bench import aligned
+    from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
     from sdmtalk.motion.types import apply_motion
     from sdmtalk.pipeline import load_motion_model
 
@@ -244,6 +230,9 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=StreamConfig.context, help="held frames in the diffusion")
     ap.add_argument("--cmn-prior", type=int, default=StreamConfig.cmn_prior_frames,
                     help="frames of weight of the training-set mean log-mel in the running mean")
+    ap.add_argument("--max-latency", type=float, default=StreamConfig.max_latency_s,
+                    help="latency budget (s) of the real-time run; 0: never drop a frame")
+    ap.add_argument("--competitor", action="store_true", help="real-time run with one core kept busy")
     ap.add_argument("--skip-realtime", action="store_true")
     ap.add_argument("--skip-seams", action="store_true")
     ap.add_argument("--cache", help="prepared cache: also measure lip sync on its val split")
@@ -257,14 +246,16 @@ def main() -> None:
         ap.error(f"--oracle: choose from {', '.join(ORACLE_PARTS)}")
     args.stream_kw = {"span": args.span, "lookahead": args.lookahead, "lip_steps": args.lip_steps or None,
                       "pose_steps": args.pose_steps or None, "phoneme_context_s": args.phoneme_context,
-                      "context": args.context, "cmn_prior_frames": args.cmn_prior}
+                      "context": args.context, "cmn_prior_frames": args.cmn_prior,
+                      "max_latency_s": args.max_latency or None}
     torch.set_num_threads(1)
     if not args.skip_realtime:
         import tempfile
 
-        from sdmtalk.cli import demo_inputs
+        from sdmtalk.assets import demo_inputs
 
-        with tempfile.TemporaryDirectory() as tmp:
+        busy = cpu_competitor(args.minutes * 60 + 120) if args.competitor else contextlib.nullcontext()
+        with tempfile.TemporaryDirectory() as tmp, busy:
             photo, _ = demo_inputs(Path(tmp))
             realtime_run(args, photo)
     if not args.skip_seams:

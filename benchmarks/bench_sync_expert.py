@@ -11,7 +11,10 @@ For each clip (cached canonical landmarks of the real video and its log-mel):
   (relative).
 Both "as recorded" and, when the cache has an offsets table (sdmtalk.data.offsets),
 "corrected": each clip's audio first re-aligned by the offset the table applies.
-Goal (issue 10): ranking >= 95 % of clips, offset >= 90 % of (clip, shift) pairs.
+Goal: ranking >= 95 % of clips, offset >= 90 % of (clip, shift) pairs. Prints the rates per
+variant. Feeds docs/RESULTS.md, "Sync expert and AV offsets":
+
+    python benchmarks/bench_sync_expert.py --cache /work/cache/shared
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from sdmtalk.data.cache import CacheReader
 from sdmtalk.data.offsets import OffsetTable
 from sdmtalk.sync.expert import load_expert
-from sdmtalk.sync.train import KNOWN_SHIFTS, RANK_SHIFT, benchmark, load_clips
+from sdmtalk.train.sync_expert import KNOWN_SHIFTS, RANK_SHIFT, benchmark, load_clips
 
 
 def summary(res: dict, label: str) -> list[str]:

@@ -1,7 +1,9 @@
 """generate of N s of speech at 256 px, as it is and beside a CPU-bound competitor (prints
-numbers for docs/RESULTS.md, "Threads and a busy machine").
+seconds per run; feeds docs/RESULTS.md, "Speed and memory": its current table and "Threads
+and a busy machine").
 
     python benchmarks/bench_threads.py [--seconds 60] [--threads 1 2]
+    python benchmarks/bench_threads.py --seconds 60 --old-seconds 10     # as in docs/RESULTS.md
 
 The competitor is another process running torch matrix products on every core (what a
 training job does). "old motion" times the SDM motion stage alone on torch's default thread
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,14 +23,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_generate import speech_of_length  # noqa: E402
-
-from sdmtalk import SAMPLE_RATE  # noqa: E402
-from sdmtalk.audio import compute_features  # noqa: E402
-from sdmtalk.face import detect_face, to_canonical  # noqa: E402
-from sdmtalk.motion.types import MotionControls  # noqa: E402
-from sdmtalk.pipeline import TalkingFacePipeline, load_motion_model  # noqa: E402
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.audio import compute_features
+from sdmtalk.evaluate.bench_support import speech_of_length
+from sdmtalk.face import detect_face, to_canonical
+from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import TalkingFacePipeline, load_motion_model
 
 
 def burn(stop) -> None:

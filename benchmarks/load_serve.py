@@ -3,7 +3,9 @@ sdmtalk.client (a 429 waits its Retry-After and tries again). Bounded: it stops 
 Prints jobs/minute, p50/p95 latency (accepted -> downloaded), 429s, 5xx, failed jobs,
 invalid mp4s and the server's memory (idle after warm-up, peak, after the results expired).
 
-    nice -n 10 python benchmarks/load_serve.py --clients 20 --jobs 5 --workers 2 --seconds 1
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/load_serve.py --clients 20 --jobs 5 --workers 2 --queue 8 --seconds 1 --ttl 20
+
+Feeds docs/RESULTS.md, "Serving".
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from sdmtalk.cli import DEMO_SPEECH, demo_inputs
+from sdmtalk.assets import DEMO_SPEECH, demo_inputs
 from sdmtalk.client import Busy, Client, ServerError
 
 

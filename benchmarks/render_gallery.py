@@ -9,8 +9,12 @@ widest mouth, the furthest head), crop "face" and crop "full" (around the face b
 
     python benchmarks/render_gallery.py [--seeds 3] [--out docs/img/gallery.png]
 
-Prints per photo: the largest new-streak share, outside-the-photo share and mouth flicker
-over all seeds (the tests hold the same numbers to limits on synthetic motion).
+Writes the contact sheet (--out) and prints per photo: the largest new-streak share,
+outside-the-photo share and mouth flicker over all seeds (the tests hold the same numbers to
+limits on synthetic motion). Feeds docs/RESULTS.md, "Image quality" (current numbers;
+"Renderer on real photos") and docs/img/gallery.png:
+
+    python benchmarks/render_gallery.py --seeds 3 --stride 4
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import skimage.data
 from PIL import Image
 
 from sdmtalk.audio import load_audio
-from sdmtalk.cli import DEMO_SPEECH
+from sdmtalk.assets import DEMO_SPEECH
 from sdmtalk.errors import NoFaceError
 from sdmtalk.face import detect_face
 from sdmtalk.motion.types import MotionControls

@@ -5,7 +5,8 @@
 
 sounddevice delivers 40 ms blocks of 16 kHz mono audio from the default input device; each
 block goes straight into the stream. Frames arrive on the callback while you speak (here
-they are only counted and kept; a real application would show them).
+they are only counted and kept; a real application would show them). A frame the stream
+skipped to keep its latency (a busy machine) is absent: the mp4 shows the one before it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
+from sdmtalk.stream import hold_skipped
 from sdmtalk.video import write_mp4
 
 
@@ -35,7 +37,7 @@ def main() -> None:
 
     frames, heard = [], []
     pipe = TalkingFacePipeline(quiet=True)
-    stream = pipe.open_stream(args.image, lambda frame, index: frames.append(frame), MotionControls())
+    stream = pipe.open_stream(args.image, lambda frame, index: frames.append((index, frame)), MotionControls())
 
     def on_audio(block, n, timing, status) -> None:
         mono = block[:, 0].astype(np.float32).copy()
@@ -51,8 +53,9 @@ def main() -> None:
             print(f"\r{len(frames)} frames", end="", flush=True)
     stream.close()
     print()
-    write_mp4(args.output, frames, np.concatenate(heard), fps=FPS)
-    print(f"wrote {args.output}: {len(frames)} frames")
+    write_mp4(args.output, hold_skipped(frames), np.concatenate(heard), fps=FPS)
+    s = stream.stats()
+    print(f"wrote {args.output}: {s['frames']} frames, {s['dropped']} dropped; latency p95 {s['latency_p95']} s")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import NoReturn
 
 from sdmtalk import __version__
+from sdmtalk.assets import demo_inputs
+from sdmtalk.data.offsets import summary_lines
+from sdmtalk.data.prepare import add_prepare_arguments, run_prepare
 from sdmtalk.errors import InputError, Stopped, one_line
-from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX
-from sdmtalk.pipeline import MAX_SAMPLES, MOTIONS
-
-DEMO_SPEECH = Path(__file__).parent / "assets" / "demo_speech.wav"
+from sdmtalk.evaluate.runner import add_evaluate_arguments, run_evaluate
+from sdmtalk.motion.pose_reference import check_pose_reference_motion, with_pose_reference
+from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX, MotionControls
+from sdmtalk.pipeline import MAX_SAMPLES, MOTIONS, TalkingFacePipeline, validate_request
+from sdmtalk.serve.command import add_serve_arguments, run_serve
+from sdmtalk.train.offsets import measure_offsets
+from sdmtalk.train.trainer import add_train_arguments, run_train
 
 
 def _diffusion_steps(value: str):
@@ -70,23 +81,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes (warnings stay)")
 
 
-def demo_inputs(tmp_dir: Path) -> tuple[Path, Path]:
-    """The bundled demo: scikit-image's public-domain astronaut photo + bundled espeak-ng speech."""
-    from skimage import data
-    from skimage.io import imsave
-
-    photo = tmp_dir / "demo_astronaut.png"
-    imsave(photo, data.astronaut(), check_contrast=False)
-    if not DEMO_SPEECH.is_file():
-        raise InputError(f"demo speech {DEMO_SPEECH} is missing: reinstall sdmtalk")
-    return photo, DEMO_SPEECH
-
-
 def run_generate(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from sdmtalk.motion.types import MotionControls
-    from sdmtalk.pipeline import TalkingFacePipeline, validate_request
 
     # The controls first: they cost nothing and a typo should not wait for a model to load.
     controls = MotionControls(
@@ -95,8 +90,6 @@ def run_generate(args: argparse.Namespace) -> int:
         diffusion_steps=args.diffusion_steps, ablation=args.ablation,
     )
     if args.pose_reference:
-        from sdmtalk.motion.pose_reference import check_pose_reference_motion
-
         check_pose_reference_motion(args.motion)
     if not args.demo and (not args.image or not args.audio):
         raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
@@ -108,8 +101,6 @@ def run_generate(args: argparse.Namespace) -> int:
         out = Path(args.output or ("sdmtalk_demo.mp4" if args.demo else "sdmtalk_out.mp4"))
         validate_request(image, audio, out, controls, args.num_samples, args.face_index)
         if args.pose_reference:  # after the cheap checks: tracking a video takes seconds
-            from sdmtalk.motion.pose_reference import with_pose_reference
-
             controls = with_pose_reference(controls, args.pose_reference, quiet=args.quiet)
         pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, size=args.size, crop=args.crop,
                                    blink=not args.no_blink, quiet=args.quiet, threads=args.threads)
@@ -153,30 +144,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="photo + speech -> talking-face mp4")
     add_generate_arguments(gen)
     gen.set_defaults(func=run_generate)
-    _add_optional(sub, "prepare", "videos -> training cache", "sdmtalk.data.prepare",
-                  "add_prepare_arguments", "run_prepare")
-    _add_optional(sub, "train", "train the SDM motion model on a cache", "sdmtalk.train.trainer",
-                  "add_train_arguments", "run_train")
-    _add_optional(sub, "evaluate", "metrics of methods on real clips", "sdmtalk.evaluate.runner",
-                  "add_evaluate_arguments", "run_evaluate")
-    _add_optional(sub, "serve", "web page + HTTP API on one local server (pip install 'sdmtalk[serve]')",
-                  "sdmtalk.serve.command", "add_serve_arguments", "run_serve")
+    _add_command(sub, "prepare", "videos -> training cache", add_prepare_arguments, run_prepare_command)
+    _add_command(sub, "train", "train the SDM motion model on a cache", add_train_arguments, run_train)
+    _add_command(sub, "evaluate", "metrics of methods on real clips", add_evaluate_arguments, run_evaluate)
+    _add_command(sub, "serve", "web page + HTTP API on one local server (pip install 'sdmtalk[serve]')",
+                 add_serve_arguments, run_serve)
     return parser
 
 
-def _add_optional(sub, name, help_text, module, add_name, run_name):
+def _add_command(sub, name, help_text, add_arguments, run):
     """Register a subcommand whose arguments live in its own stage module."""
-    import importlib
-
-    mod = importlib.import_module(module)
     p = sub.add_parser(name, help=help_text)
-    getattr(mod, add_name)(p)
-    p.set_defaults(func=getattr(mod, run_name))
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run_prepare_command(args: argparse.Namespace) -> int:
+    """`sdmtalk prepare`: the cache and its phoneme table, then the audio-video offsets table
+    measured by the sync expert (unless --no-offsets; a --merge is measured by hand)."""
+    code = run_prepare(args)
+    if code == 0 and not args.merge and not args.no_offsets:
+        table = measure_offsets(args.out, quiet=args.quiet)
+        if not args.quiet:
+            print("audio-video offsets (offsets.json): " + "; ".join(summary_lines(table)))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Every user mistake ends as one line on stderr and exit code 2; a
     SIGTERM or Ctrl-C removes the unfinished output, says so, and exits 128 + signal."""
+    # The interpreter's last garbage collections at exit walk every object torch made: about
+    # a second after the work is done (or a Ctrl-C handled) for memory the OS frees anyway.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     args = build_parser().parse_args(argv)
     with _warnings_to_stderr(), _signals_raise_stopped():
         try:
@@ -188,7 +188,20 @@ def main(argv: list[str] | None = None) -> int:
             signum = getattr(stop, "signum", signal.SIGINT)
             print(f"sdmtalk: stopped by {signal.Signals(signum).name}: unfinished output removed",
                   file=sys.stderr)
+            if isinstance(stop, Stopped) and args.func is run_generate:
+                _exit_now(128 + signum)
             return 128 + signum
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End a stopped `generate` at once: its output is removed and nothing else needs a
+    clean-up, while the interpreter's teardown (torch's destructors, every module) takes
+    over a second on a busy machine, longer beside the phoneme recogniser's abandoned
+    threads, which finish their chunk (hama's engine cannot be interrupted)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @contextmanager

@@ -14,16 +14,14 @@ Command-line overrides use dotted keys: ``train.steps=100``, ``train.betas=0.5,0
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sdmtalk.errors import InputError
-from sdmtalk.motion.sdm import SDMConfig
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
+from sdmtalk.typed_config import from_dict, merge_nested, override, parse_override, to_dict
 
 PRESETS = ("tiny", "base")
 
@@ -125,105 +123,6 @@ class ExperimentConfig:
         return from_dict(cls, data, source)
 
 
-def to_dict(obj) -> dict:
-    """A dataclass as nested dicts of JSON types (tuples become lists)."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def from_dict(cls, data: dict, source: str = "config"):
-    """Build ``cls`` from defaults overridden by ``data``; unknown keys raise InputError."""
-    return override(cls(), data, source)
-
-
-def override(obj, data: dict, source: str, prefix: str = ""):
-    """A copy of dataclass ``obj`` with the values of ``data`` (nested dicts) replacing its own."""
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a table of keys")
-    hints = typing.get_type_hints(type(obj))
-    known = {f.name for f in dataclasses.fields(obj)}
-    changes = {}
-    for key, value in data.items():
-        name = prefix + key
-        if key not in known:
-            raise InputError(f"{source}: unknown config key '{name}' (known here: "
-                             f"{', '.join(sorted(known))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            changes[key] = override(current, value, source, name + ".")
-        else:
-            changes[key] = _check_type(value, hints[key], name, source)
-    return dataclasses.replace(obj, **changes)
-
-
-def _check_type(value: Any, hint, name: str, source: str):
-    """``value`` converted to the field type ``hint`` (int -> float, list -> tuple), or InputError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):  # Optional[X] / X | None
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _check_type(value, inner, name, source)
-    if origin is typing.Literal:
-        if value in args:
-            return value
-        raise InputError(f"{source}: '{name}' must be one of {list(args)}, not {value!r}")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise InputError(f"{source}: '{name}' must be a list, not {value!r}")
-        inner = list(args) if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
-        if len(inner) != len(value):
-            raise InputError(f"{source}: '{name}' needs {len(inner)} values, got {len(value)}")
-        items = [_check_type(v, h, f"{name}[{i}]", source) for i, (v, h) in enumerate(zip(value, inner, strict=True))]
-        return origin(items)
-    if hint in (int, float, str, bool):
-        ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
-            raise InputError(f"{source}: '{name}' must be {hint.__name__}, not {value!r}")
-    return value
-
-
-def parse_override(text: str) -> dict:
-    """``"train.steps=100"`` -> ``{"train": {"steps": 100}}``. Values are read as JSON
-    literals when they parse (numbers, true/false, [lists], null), a comma list becomes a
-    list, anything else is a string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"config override '{text}' is not KEY=VALUE (e.g. train.steps=100)")
-    value = _parse_value(raw.strip())
-    parts = key.strip().split(".")
-    nested: dict = {parts[-1]: value}
-    for part in reversed(parts[:-1]):
-        nested = {part: nested}
-    return nested
-
-
-def _parse_value(raw: str):
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        pass  # not a JSON literal: a bare word or a comma list
-    if "," in raw:
-        return [_parse_value(p.strip()) for p in raw.split(",")]
-    return raw
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def read_config_file(path: Path) -> dict:
     """The raw nested dict of a .json or .toml config file."""
     if not path.is_file():
@@ -266,7 +165,7 @@ def load_config(name_or_path: str | Path = "base", overrides: list[str] | None =
     check_model_config(config.model, source)
     extra: dict = {}
     for text in overrides or []:
-        extra = _merge(extra, parse_override(text))
+        extra = merge_nested(extra, parse_override(text))
     config = override(config, extra, "command-line override")
     config.train.check("command-line override")
     check_model_config(config.model, "command-line override")
@@ -276,8 +175,6 @@ def load_config(name_or_path: str | Path = "base", overrides: list[str] | None =
 def check_model_config(model: SDMConfig, source: str) -> None:
     """InputError for a model config the model refuses (its constructor holds the checks:
     sizes, choices such as content_norm or delta_ref, k ranges), before any data is read."""
-    from sdmtalk.motion.sdm import build_model
-
     try:
         build_model(model)
     except ValueError as err:

@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints their message as one line and exits non-zero."""
 
+import sys
+
 
 class InputError(Exception):
     """Bad user input: the message names the file and says what to do."""
@@ -22,6 +24,11 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+class Cancelled(KeyboardInterrupt):
+    """Work given up because its caller set a stop event (a stop asked for from another
+    thread). A KeyboardInterrupt, like Stopped: `except Exception` does not swallow it."""
+
+
 def one_line(err: BaseException) -> str:
     """An error's message on one line (the first line of a multi-line library message)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -31,8 +38,6 @@ def one_line(err: BaseException) -> str:
 def exit_code_of(command, *args, **kwargs) -> int:
     """Run a command-line entry point's work: 0 when it returns, 2 with one line on stderr
     when it raises InputError (the module entry points outside `sdmtalk` use this)."""
-    import sys
-
     try:
         command(*args, **kwargs)
     except InputError as err:

@@ -8,15 +8,15 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -24,8 +24,16 @@ from sdmtalk import FPS
 from sdmtalk.audio import compute_features, load_audio
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
+from sdmtalk.face.mouth_state import rest_mouth
+from sdmtalk.motion.energy import EnergyBaseline
+from sdmtalk.motion.linear import LinearBaseline
+from sdmtalk.motion.load import load_model
+from sdmtalk.motion.sdm import SDMModel
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion, check_seed
 from sdmtalk.render import Renderer, add_blinks
+from sdmtalk.stream import FaceStream
+from sdmtalk.threads import default_threads, in_background, torch_threads
+from sdmtalk.video import ReservedOutput, write_mp4
 
 _LOG = logging.getLogger(__name__)
 MOTIONS = ("sdm", "energy", "static", "linear")
@@ -71,18 +79,12 @@ def load_motion_model(motion: str, weights: str | os.PathLike | None = None):
     if motion == "static":
         return StaticMotion()
     if motion == "energy":
-        from sdmtalk.motion.energy import EnergyBaseline
-
         return EnergyBaseline()
     if motion == "linear":  # ridge baseline; `weights` are SDM's, the baseline ships its own
-        from sdmtalk.motion.linear import LinearBaseline
-
         return LinearBaseline.load()
     if motion != "sdm":
         raise InputError(f"unknown motion '{motion}': choose one of {', '.join(MOTIONS)}")
     path = check_weights(weights)
-    from sdmtalk.train.checkpoint import load_model
-
     try:
         return load_model(path)
     except InputError as err:  # torch explains an unpickling refusal over many lines
@@ -170,83 +172,37 @@ def _check_controls_and_photo(image_path, controls, num_samples, face_index) -> 
     _check_input_file(Path(image_path), "photo", "use a JPEG or PNG photo")
 
 
-def default_threads() -> int:
-    """Cores this process may use, at most 2: rendering and encoding overlap on two."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
-
-
-@contextmanager
-def torch_threads(n: int):
-    """torch intra-op threads for a block. The motion models are small: one thread is as fast
-    as two on an idle machine and does not collapse (60 s instead of 1 s) when another
-    process keeps the cores busy; it also makes the motion identical on every machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _in_background(frames: Iterator[np.ndarray], maxsize: int = 8) -> Iterator[np.ndarray]:
-    """Run the `frames` iterator in a worker thread (rendering on one core while the caller
-    encodes on another). Bounded queue: memory stays flat. Errors re-raise in the caller;
-    when the caller stops early (error, Ctrl-C, SIGTERM) the worker stops too."""
-    q: queue.Queue = queue.Queue(maxsize)
-    stop, done = threading.Event(), object()
-
-    def work():
-        try:
-            for frame in frames:
-                while not stop.is_set():
-                    try:
-                        q.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as err:  # handed to the caller, which raises it
-            q.put(err)
-
-    worker = threading.Thread(target=work, name="sdmtalk-render", daemon=True)
-    worker.start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 class _Result:
-    """The outcome of a call run in a worker thread: result() waits, then returns or raises."""
+    """The outcome of fn(stop) run in a worker thread: result() waits, then returns or raises.
+    `stop` is set when the caller gives up (an error, Ctrl-C): fn should then end early."""
 
-    def __init__(self, fn: Callable[[], object]):
-        self._value, self._error = None, None
+    def __init__(self, fn: Callable[[threading.Event], object]):
+        self._value, self._error, self.stop = None, None, threading.Event()
         self._thread = threading.Thread(target=self._run, args=(fn,), name="sdmtalk-features", daemon=True)
         self._thread.start()
 
     def _run(self, fn) -> None:
         try:
-            self._value = fn()
+            self._value = fn(self.stop)
         except BaseException as err:  # re-raised in the caller by result()
             self._error = err
 
-    def wait(self) -> None:
-        self._thread.join()
+    def abandon(self, wait: bool = True) -> None:
+        """Tell fn to stop, and wait until it has (not for a Ctrl-C: the process is ending)."""
+        self.stop.set()
+        if wait:
+            self._thread.join()
 
-    def result(self):
-        self._thread.join()
+    def result(self, poll: Callable[[], object] | None = None):
+        """Wait in steps of 0.1 s, calling poll() after each (a Ctrl-C acts within a step)."""
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.1)
+                if poll is not None:
+                    poll()
+        except BaseException:
+            self.stop.set()
+            raise
         if self._error is not None:
             raise self._error
         return self._value
@@ -264,8 +220,8 @@ def _timed(items: Iterator, seconds: list) -> Iterator:
         yield item
 
 
-def _in_thread(fn: Callable[[], object]) -> _Result:
-    """Start fn() in a worker thread now (a stage that overlaps the caller's work)."""
+def _in_thread(fn: Callable[[threading.Event], object]) -> _Result:
+    """Start fn(stop) in a worker thread now (a stage that overlaps the caller's work)."""
     return _Result(fn)
 
 
@@ -300,11 +256,15 @@ class TalkingFacePipeline:
     thread). The motion model always runs on one torch thread, so a seed gives the same
     video at any thread count. progress(stage, done, total): called as each stage moves
     ("face", "audio", "motion", "render <file>"); default: bars on a terminal unless quiet.
+    mouth_at_rest: motion starts from the photo's face with its mouth at rest (closed, as
+    face.mouth_state.rest_mouth makes it); False animates around the photo's own opening
+    (for comparisons: an open photo mouth then never closes).
     """
 
     def __init__(self, motion: str = "sdm", weights: str | os.PathLike | None = None, size: int = 256,
                  crop: str = "face", blink: bool = True, quiet: bool = False,
-                 threads: int | None = None, progress: Callable[[str, int, int], object] | None = None):
+                 threads: int | None = None, progress: Callable[[str, int, int], object] | None = None,
+                 mouth_at_rest: bool = True):
         if size not in (256, 512):
             raise InputError(f"--size {size} is not supported: use 256 or 512")
         if crop not in ("face", "full"):
@@ -316,27 +276,41 @@ class TalkingFacePipeline:
         with torch_threads(1):
             self.model = load_motion_model(motion, weights)
         self.size, self.crop, self.blink, self.quiet = size, crop, blink, quiet
+        self.mouth_at_rest = mouth_at_rest
         self.progress = progress or (None if quiet else TerminalProgress())
 
-    def features(self, wav):
-        """AudioFeatures of (N,) 16 kHz audio, with phoneme posteriors when the model reads them."""
+    def features(self, wav, progress=None, stop: threading.Event | None = None):
+        """AudioFeatures of (N,) 16 kHz audio, with phoneme posteriors when the model reads them
+        (progress(done, total) per recogniser chunk; a set `stop` ends it: Cancelled)."""
         return compute_features(wav, phonemes=bool(getattr(self.model, "needs_phonemes", False)),
-                                phoneme_workers=self.threads)
+                                phoneme_workers=self.threads, phoneme_progress=progress, stop=stop)
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
 
+    def rest_landmarks(self, face: FaceDetection) -> np.ndarray:
+        """The face's landmarks with its mouth at rest (face.mouth_state): every motion starts
+        from a resting mouth, whatever the photo shows; the still photo stays as it is."""
+        if self.motion_name == "static" or not self.mouth_at_rest:
+            return face.landmarks
+        return rest_mouth(face.landmarks)
+
+    def renderer(self, image, face: FaceDetection) -> Renderer:
+        return Renderer(image, face.landmarks, size=self.size, crop=self.crop,
+                        rest_landmarks=self.rest_landmarks(face))
+
     def landmarks_for(self, image, wav, controls, face=None, features=None):
         """Face, features and motion -> (landmarks (T, 68, 2) photo pixels, motion, face)."""
         face = face if face is not None else detect_face(image)
         features = features if features is not None else self.features(wav)
-        canonical, _ = to_canonical(face.landmarks[None])
+        rest = self.rest_landmarks(face)
+        canonical, _ = to_canonical(rest[None])
         self._report("motion", 0, 1)
         with torch_threads(1):
             motion = self._generate_motion(features, canonical[0], controls)
         self._report("motion", 1, 1)
-        landmarks = apply_motion(face.landmarks, motion)
+        landmarks = apply_motion(rest, motion)
         if self.blink:
             landmarks = add_blinks(landmarks, seed=controls.seed, fps=FPS)
         return landmarks, motion, face
@@ -352,7 +326,7 @@ class TalkingFacePipeline:
         """In memory: image (H, W, 3) uint8 RGB + wav (N,) 16 kHz -> AnimateResult (short clips)."""
         controls = controls or MotionControls()
         landmarks, motion, face = self.landmarks_for(image, wav, controls, face)
-        renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
+        renderer = self.renderer(image, face)
         frames = np.stack(list(renderer.render_sequence(landmarks)))
         return AnimateResult(frames, landmarks, motion, face, FPS, list(getattr(self.model, "last_k", [])))
 
@@ -362,8 +336,6 @@ class TalkingFacePipeline:
 
         Cheap checks (validate_request) and the claim on every output (video.ReservedOutput)
         come before any decoding; an error or a stop leaves no output and no temp file."""
-        from sdmtalk.video import ReservedOutput
-
         controls = controls or MotionControls()
         paths = validate_request(image_path, audio_path, out_path, controls, num_samples, face_index)
         with ExitStack() as claims:
@@ -379,20 +351,27 @@ class TalkingFacePipeline:
     def _generate(self, image_path, audio_path, controls, reserved, face_index) -> list[GenerateResult]:
         """Overlapped stages: the speech features (the phoneme recogniser on up to two threads)
         run while the photo is decoded and its face found; rendering runs while encoding."""
-        t0 = time.perf_counter()
-        speech = _in_thread(lambda: self._speech(audio_path)) if self.threads >= 2 else None
+        t0, chunks = time.perf_counter(), [0, 1]  # the recogniser's chunks: done, in all
+
+        def on_chunk(done: int, total: int) -> None:
+            chunks[:] = done, total
+            if self.threads < 2:  # the features run on this thread: report at once
+                self._report("audio", done, total)
+
+        speech = _in_thread(lambda stop: self._speech(audio_path, on_chunk, stop)) if self.threads >= 2 else None
         self._report("face", 0, 1)
         try:  # a photo error is reported before an audio error, as without the overlap
-            image = load_image(image_path)
-            face = detect_face(image, face_index=face_index, name=str(image_path))
-            renderer = Renderer(image, face.landmarks, size=self.size, crop=self.crop)
-        except BaseException:
+            image, face, renderer = _in_thread(lambda stop: self._photo(image_path, face_index)).result()
+        except BaseException as err:  # the features stop too; a Ctrl-C does not wait for them
             if speech is not None:
-                speech.wait()
+                speech.abandon(wait=not isinstance(err, KeyboardInterrupt))
             raise
         self._report("audio", 0, 1)
-        wav, features = speech.result() if speech is not None else self._speech(audio_path)
-        self._report("audio", 1, 1)
+        if speech is not None:  # the bar moves per chunk
+            wav, features = speech.result(poll=lambda: self._report("audio", *chunks))
+        else:
+            wav, features = self._speech(audio_path, on_chunk)
+        self._report("audio", chunks[1], chunks[1])
         self._report_faces(face, image_path)
         t_features = time.perf_counter() - t0
         results = []
@@ -407,18 +386,22 @@ class TalkingFacePipeline:
                                           list(getattr(self.model, "last_k", [])), render))
         return results
 
-    def _speech(self, audio_path):
+    def _photo(self, image_path, face_index):
+        """Decode the photo, find its face, set up the renderer -> (image, face, renderer). Run
+        in a worker thread: a Ctrl-C while dlib loads its models acts at once."""
+        image = load_image(image_path)
+        face = detect_face(image, face_index=face_index, name=str(image_path))
+        return image, face, self.renderer(image, face)
+
+    def _speech(self, audio_path, progress=None, stop: threading.Event | None = None):
         """Decode the speech and compute its features -> (wav, AudioFeatures)."""
         wav = load_audio(audio_path)
-        return wav, self.features(wav)
+        return wav, self.features(wav, progress, stop)
 
     def _render_encode(self, renderer, landmarks, wav, claim) -> float:
         """Render and encode into the claimed output; with threads >= 2 rendering runs in a
         worker thread while this one encodes (OpenCV gets the cores beyond those two).
         Returns the seconds spent rendering."""
-        import cv2
-
-        from sdmtalk.video import write_mp4
 
         stage, total, done = f"render {claim.path.name}", len(landmarks), [0]
 
@@ -433,7 +416,7 @@ class TalkingFacePipeline:
             busy = [0.0]
             frames = _timed(renderer.render_sequence(landmarks), busy)
             if self.threads >= 2:
-                frames = _in_background(frames)
+                frames = in_background(frames)
             write_mp4(claim.path, frames, wav, fps=FPS, progress=tick, reserved=claim)
         finally:
             cv2.setNumThreads(cv_threads)
@@ -443,9 +426,6 @@ class TalkingFacePipeline:
                     face_index: int | None = None, config=None):
         """A FaceStream (sdmtalk.stream): push speech as it arrives, get frames on_frame(frame,
         index) as they are ready. The same checks and one-line errors as generate; SDM only."""
-        from sdmtalk.motion.sdm import SDMModel
-        from sdmtalk.stream import FaceStream
-
         controls = controls or MotionControls()
         validate_stream_request(image_path, controls, face_index)
         if not isinstance(self.model, SDMModel):

@@ -11,7 +11,8 @@ from skimage import data
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.audio import synthesize_speech
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.train.checkpoint import export_weights
 
 

@@ -11,11 +11,11 @@ from sdmtalk.config import (
     ExperimentConfig,
     TrainConfig,
     load_config,
-    parse_override,
     save_config,
 )
 from sdmtalk.errors import InputError
-from sdmtalk.motion.sdm import SDMConfig
+from sdmtalk.motion.sdm_config import SDMConfig
+from sdmtalk.typed_config import parse_override
 
 
 def _an_int_model_field() -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sdmtalk.data.offsets import shift_audio
-from sdmtalk.evaluate import metrics as M
+from sdmtalk.evaluate import lip_metrics, sync_metrics
 from sdmtalk.evaluate.report import group_summary, markdown
 from sdmtalk.evaluate.runner import ClipSource, RealClip, Track, paired_metrics
 
@@ -35,10 +35,10 @@ def test_realign_pairs_frames_as_shift_audio_does(d):
     gen, lm = rng.normal(size=T), _landmarks(np.abs(rng.normal(size=T)), rng)
     clip = {"landmarks": lm, "valid": np.ones(T, np.float32), "energy": gen, "mel": np.zeros((4 * T, 80))}
     moved = shift_audio(clip, d)
-    g, r, keep = M.realign(gen, M.inner_lip_gap(lm), d)
+    g, r, keep = lip_metrics.realign(gen, lip_metrics.inner_lip_gap(lm), d)
     assert keep.all() and len(g) == T - abs(d)
     np.testing.assert_array_equal(g, moved["energy"])
-    np.testing.assert_allclose(r, M.inner_lip_gap(moved["landmarks"]))
+    np.testing.assert_allclose(r, lip_metrics.inner_lip_gap(moved["landmarks"]))
 
 
 @pytest.mark.parametrize("d", [-5, 3, 7])
@@ -51,17 +51,17 @@ def test_real_series_delayed_by_d_realigned_by_d_gives_the_undelayed_r(d):
     gen = base + 0.3 * rng.normal(size=T)
     t = np.arange(max(0, -d), T - max(d, 0))
     undelayed = np.corrcoef(gen[t], base[t])[0, 1]
-    out = M.aligned_lip_sync(gen, real, d)
+    out = lip_metrics.aligned_lip_sync(gen, real, d)
     assert out["lip_gap_corr_aligned"] == pytest.approx(undelayed, abs=1e-12)
     assert out["lip_amp_ratio_aligned"] == pytest.approx(gen[t].std() / base[t].std(), abs=1e-12)
-    assert M.lip_gap_correlation(gen, real) < undelayed - 0.2  # as recorded: penalised
-    assert M.aligned_lip_sync(gen, real, -d)["lip_gap_corr_aligned"] < undelayed - 0.2  # wrong sign
+    assert lip_metrics.lip_gap_correlation(gen, real) < undelayed - 0.2  # as recorded: penalised
+    assert lip_metrics.aligned_lip_sync(gen, real, -d)["lip_gap_corr_aligned"] < undelayed - 0.2  # wrong sign
 
 
 def test_realign_drops_frames_invalid_on_either_side():
     gen_valid, real_valid = np.ones(10, bool), np.ones(10, bool)
     gen_valid[4], real_valid[2] = False, False
-    _, _, keep = M.realign(np.arange(10.0), np.arange(10.0), 2, gen_valid, real_valid)
+    _, _, keep = lip_metrics.realign(np.arange(10.0), np.arange(10.0), 2, gen_valid, real_valid)
     assert len(keep) == 8 and keep.sum() == 6
     assert not keep[4] and not keep[0]  # gen frame 4 lost; gen frame 0 pairs with the lost real frame 2
 
@@ -88,23 +88,21 @@ def test_paired_metrics_aligned_columns():
 
 
 def test_own_offset_measures_once_and_applies_the_rule(monkeypatch):
-    import sdmtalk.data.offsets as offsets
-
     seen = []
 
     def fake(model, mel, canonical, valid=None, max_shift=None):
         seen.append((canonical.shape, valid.sum()))
         return dict(result)
 
-    monkeypatch.setattr(offsets, "clip_offset", fake)
+    monkeypatch.setattr(sync_metrics, "clip_offset", fake)
     lm, mel = _landmarks(np.ones(T), np.random.default_rng(3)), np.zeros((4 * T, 80))
     result = {"offset": -4, "confidence": 0.2, "z": 5.0, "windows": 50}
-    assert M.own_offset(mel, lm, expert=object())["applied"] == -4
+    assert sync_metrics.own_offset(mel, lm, expert=object())["applied"] == -4
     assert seen == [((T, 68, 2), T)]
     for bad in ({"z": 2.0}, {"offset": 1}, {"offset": 14}, {"windows": 10}, {"offset": None}):
         result = {"offset": -4, "confidence": 0.2, "z": 5.0, "windows": 50, **bad}
-        assert M.own_offset(mel, lm, expert=object())["applied"] == 0, bad
-    out = M.own_offset(mel, lm, np.zeros(T, bool), expert=object())  # no face: no estimate
+        assert sync_metrics.own_offset(mel, lm, expert=object())["applied"] == 0, bad
+    out = sync_metrics.own_offset(mel, lm, np.zeros(T, bool), expert=object())  # no face: no estimate
     assert out["applied"] == 0 and out["offset"] is None and len(seen) == 6
 
 

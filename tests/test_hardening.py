@@ -195,7 +195,7 @@ def test_python_api_shares_the_checks(inputs, out):
 
 
 def test_fid_is_skipped_with_a_note_when_its_extra_is_missing(monkeypatch, caplog):
-    from sdmtalk.evaluate import metrics as M
+    from sdmtalk.evaluate import image_metrics as M
 
     monkeypatch.setattr(M, "_inception_file", lambda: None)
     M._inception.cache_clear()

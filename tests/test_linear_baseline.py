@@ -11,13 +11,13 @@ import pytest
 from sdmtalk.errors import InputError
 from sdmtalk.face import CANONICAL_TEMPLATE
 from sdmtalk.motion.linear import (
+    BUNDLED_LINEAR_WEIGHTS,
     LinearBaseline,
     LinearConfig,
-    clip_rows,
     speech_feature_matrix,
-    train_linear,
 )
 from sdmtalk.motion.types import MotionControls, MotionModel, lip_gap
+from sdmtalk.train.linear import clip_rows, resting_face, train_linear
 
 
 def synthetic_clip(seed: int, frames: int = 100):
@@ -85,7 +85,6 @@ def test_weights_kind_is_checked(trained, tmp_path):
 
 
 def test_pipeline_linear_motion(trained):
-    from sdmtalk.motion.linear import BUNDLED_LINEAR_WEIGHTS
     from sdmtalk.pipeline import load_motion_model
 
     if not BUNDLED_LINEAR_WEIGHTS.is_file():
@@ -104,7 +103,6 @@ def test_the_photo_is_the_resting_face(tmp_path):
     """With speech marks the fit stores the resting face (median target over frames without
     speech) and generate takes the photo for it, as the SDM does: frame 0 no longer has to be
     a closed mouth. Weights without one keep the old frame-0 reference."""
-    from sdmtalk.motion.linear import resting_face
 
     def rows(i):
         mel, canon = synthetic_clip(i)

@@ -11,7 +11,7 @@ import torch
 from sdmtalk.audio import compute_features, synthesize_speech
 from sdmtalk.face import CANONICAL_TEMPLATE
 from sdmtalk.motion.lip_ensemble import mix_ridge_lips
-from sdmtalk.motion.sdm import SDMConfig
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.motion.types import MOUTH, MotionControls, lip_gap
 from sdmtalk.pipeline import load_motion_model
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sdmtalk.evaluate.metrics import kinematic_beats
+from sdmtalk.evaluate.head_metrics import kinematic_beats
 from sdmtalk.motion.beat_snap import (
     CATCH_UP,
     MAX_STRENGTH,
@@ -17,7 +17,8 @@ from sdmtalk.motion.beat_snap import (
     warp_pose,
     warp_times,
 )
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.motion.types import MotionControls
 
 

@@ -16,7 +16,8 @@ from sdmtalk.motion.head_activity import (
     log_pose_speed,
 )
 from sdmtalk.motion.pose_gain import apply_pose_gain
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 
 E, P = SDMConfig.tiny().rhythm_dim, SDMConfig.tiny().prosody_dim
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, slow_band
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 
 
 def gain_cfg(fast=(1.0,) * 4, slow=(1.0,) * 4, band=0.0, bias=(0.0,) * 4, ease=0.0) -> SDMConfig:

@@ -11,14 +11,9 @@ from sdmtalk.audio import AudioFeatures
 from sdmtalk.errors import InputError
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.motion.energy import OPENING_PATTERN
-from sdmtalk.motion.sdm import (
-    MOTION_DIM,
-    SDMConfig,
-    SDMModel,
-    build_model,
-    crossfade_weights,
-    window_spans,
-)
+from sdmtalk.motion.sdm import SDMModel, build_model
+from sdmtalk.motion.sdm_config import MOTION_DIM, SDMConfig
+from sdmtalk.motion.sdm_sampling import crossfade_weights, window_spans
 from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel, lip_gap
 
 SRC = CANONICAL_TEMPLATE.astype(np.float32)

@@ -8,7 +8,8 @@ from sdmtalk.data.cache import ClipRecord
 from sdmtalk.data.windows import MotionWindows, _start_frame, compute_motion_stats, make_window
 from sdmtalk.face.align import to_canonical
 from sdmtalk.face.template import CANONICAL_TEMPLATE
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Audio-video offsets of a cache (sdmtalk.data.offsets): shift_audio's sign and cropping on
+"""Audio-video offsets of a cache (sdmtalk.data.offsets, measured by sdmtalk.train.offsets): shift_audio's sign and cropping on
 synthetic arrays, measure -> table -> correction end to end on a tiny synthetic cache with a
 tiny expert (seconds), the prepare hook, and (realdata) the shipped expert on the dev cache."""
 
@@ -13,19 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from sdmtalk.cli import run_prepare_command
 from sdmtalk.data.cache import ClipRecord, ShardResult, finalize, write_shard
-from sdmtalk.data.offsets import (
-    OffsetRule,
-    OffsetTable,
-    clip_offset,
-    main,
-    measure_offsets,
-    offsets_file,
-    shift_audio,
-)
+from sdmtalk.data.offsets import OffsetRule, OffsetTable, offsets_file, shift_audio
 from sdmtalk.sync.expert import SyncExpertConfig, load_expert
-from sdmtalk.sync.score import shifted_pair
-from sdmtalk.sync.train import SyncTrainConfig, prepare_clip, train
+from sdmtalk.sync.score import clip_offset, shifted_pair
+from sdmtalk.train.offsets import main, measure_offsets
+from sdmtalk.train.sync_expert import SyncTrainConfig, prepare_clip, train
 
 CACHE = Path("/work/cache/shared")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -159,7 +153,7 @@ def test_measure_table_and_correction_end_to_end(tiny_expert, tmp_path, monkeypa
     assert offsets.get("no/such") == 0
 
     # a rerun measures nothing again; another rule re-decides on the kept measurements
-    import sdmtalk.data.offsets as mod
+    import sdmtalk.train.offsets as mod
 
     monkeypatch.setattr(mod, "clip_offset", lambda *a, **k: pytest.fail("measured again"))
     assert measure_offsets(cache, weights=tiny_expert, quiet=True)["clips"] == clips  # rule kept
@@ -171,7 +165,7 @@ def test_measure_table_and_correction_end_to_end(tiny_expert, tmp_path, monkeypa
 
 
 def test_cross_fit_measures_train_clips_with_experts_that_never_saw_them(tmp_path, monkeypatch):
-    import sdmtalk.data.offsets as mod
+    import sdmtalk.train.offsets as mod
 
     monkeypatch.setattr(mod, "CROSS_FIT_STEPS", 20)  # the plumbing, not the experts' quality
     cache = tiny_cache(tmp_path / "cache")
@@ -188,7 +182,8 @@ def test_cross_fit_measures_train_clips_with_experts_that_never_saw_them(tmp_pat
 
 def test_linear_rows_use_the_table(tiny_expert, tmp_path):
     from sdmtalk.data.cache import CacheReader
-    from sdmtalk.motion.linear import LinearConfig, load_rows
+    from sdmtalk.motion.linear import LinearConfig
+    from sdmtalk.train.linear import load_rows
 
     cache = tiny_cache(tmp_path / "cache")
     measure_offsets(cache, weights=tiny_expert, quiet=True)
@@ -216,12 +211,12 @@ def test_prepare_writes_the_table_at_its_end(tmp_path, monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     prepare_module.add_prepare_arguments(parser)
     out = tmp_path / "c"
-    assert prepare_module.run_prepare(parser.parse_args([str(tmp_path), "--out", str(out), "--no-phonemes"])) == 0
+    assert run_prepare_command(parser.parse_args([str(tmp_path), "--out", str(out), "--no-phonemes"])) == 0
     assert "audio-video offsets (offsets.json): train:" in capsys.readouterr().out
     assert set(json.loads(offsets_file(out).read_text())["clips"]) == set(TRUE_OFFSETS)
     other = tmp_path / "d"
     args = parser.parse_args([str(tmp_path), "--out", str(other), "--no-phonemes", "--no-offsets", "-q"])
-    assert prepare_module.run_prepare(args) == 0 and not offsets_file(other).exists()
+    assert run_prepare_command(args) == 0 and not offsets_file(other).exists()
 
 
 @pytest.mark.realdata

@@ -13,7 +13,7 @@ from sdmtalk.errors import InputError
 from sdmtalk.face import CANONICAL_TEMPLATE
 from sdmtalk.motion.pose_gain import apply_pose_gain, pose_band_stats, reference_style
 from sdmtalk.motion.pose_reference import PoseReference, pose_reference_from_video
-from sdmtalk.motion.sdm import SDMConfig
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import load_motion_model
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from sdmtalk.evaluate.metrics import mouth_crops
+from sdmtalk.evaluate.image_metrics import mouth_crops
 from sdmtalk.face import detect_face
 from sdmtalk.render import Renderer
 from sdmtalk.render import quality as Q

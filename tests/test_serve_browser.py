@@ -95,7 +95,7 @@ def _upload(wait, selector: str, path) -> None:
 
 
 def test_page_makes_a_playable_video_of_the_demo(server, browser, tmp_path):
-    from sdmtalk.cli import demo_inputs
+    from sdmtalk.assets import demo_inputs
 
     photo, speech = demo_inputs(tmp_path)
     browser.get(server + "/")
@@ -117,7 +117,7 @@ def test_page_makes_a_playable_video_of_the_demo(server, browser, tmp_path):
 
 
 def test_page_shows_a_bad_input_as_the_cli_line_without_a_trace(server, browser, tmp_path):
-    from sdmtalk.cli import demo_inputs
+    from sdmtalk.assets import demo_inputs
 
     photo, _ = demo_inputs(tmp_path)
     browser.get(server + "/")

@@ -54,17 +54,70 @@ def run_stream(ws, wav):
 def test_a_stream_gives_every_frame_in_order(tmp_path, stream_media):
     folder, speech = stream_media
     wav = speech[: 2 * SAMPLE_RATE]
-    with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
+    config = config_for(tmp_path, stream_media, stream_max_latency_s=None)  # sent at once: keep every frame
+    with TestClient(create_app(config, page=False)) as client:
         answer = open_stream(client, folder / "face.png", seed=3, lip_scale=1.2)
         assert answer.status_code == 201, answer.text
         with client.websocket_connect(answer.json()["websocket"]) as ws:
             ready, indices, jpegs, end = run_stream(ws, wav)
         assert ready["event"] == "ready" and ready["fps"] == 25 and ready["sample_rate"] == SAMPLE_RATE
-        assert indices == list(range(50)) and end == {"event": "end", "frames": 50, "dropped": 0}
+        assert indices == list(range(50))
+        assert {k: end[k] for k in ("event", "frames", "dropped", "dropped_render", "dropped_client")} == \
+            {"event": "end", "frames": 50, "dropped": 0, "dropped_render": 0, "dropped_client": 0}
+        assert 0 <= end["latency_p50"] <= end["latency_p95"] <= end["latency_max"]
         frame = cv2.imdecode(np.frombuffer(jpegs[10], np.uint8), cv2.IMREAD_COLOR)
         assert frame.shape == (ready["height"], ready["width"], 3) == (256, 256, 3)
         assert client.get("/stream").status_code == 200
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("stream-*"))
+
+
+def test_a_slow_stream_drops_late_frames_and_counts_them(tmp_path, stream_media, monkeypatch):
+    """Each frame takes 0.1 s to encode and 2 s of speech arrive at once: past the latency
+    budget the stream skips to its newest frame; the end event counts and times it all."""
+    import sdmtalk.serve.streams as streams
+
+    encode = streams.jpeg_message
+
+    def slow_jpeg(frame, index):
+        time.sleep(0.1)
+        return encode(frame, index)
+
+    monkeypatch.setattr(streams, "jpeg_message", slow_jpeg)
+    folder, speech = stream_media
+    with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
+        answer = open_stream(client, folder / "face.png")
+        with client.websocket_connect(answer.json()["websocket"]) as ws:
+            _, indices, _, end = run_stream(ws, speech[: 2 * SAMPLE_RATE])
+    assert indices == sorted(set(indices)) and indices[-1] == 49 and end["frames"] == len(indices)
+    assert end["dropped_render"] > 0 and end["frames"] + end["dropped"] == 50
+    assert end["dropped"] == end["dropped_render"] + end["dropped_client"]
+    assert 0 < end["latency_p50"] <= end["latency_p95"] <= end["latency_max"]
+
+
+def test_the_outbox_sends_the_newest_frame_once_the_oldest_is_late():
+    import asyncio
+
+    from sdmtalk.serve.streams import FrameOutbox
+
+    now = [100.0]
+    loop = asyncio.new_event_loop()
+    try:
+        outbox = FrameOutbox(loop, size=3, now=lambda: now[0])
+        outbox.pace(lambda i: 99.0 if i < 3 else 100.0, 0.5)  # frames 0-2 pushed 1 s ago
+        for i in range(4):
+            outbox.put((i, b"%d" % i))  # the full buffer drops frame 0
+        assert loop.run_until_complete(outbox.get()) == (1, b"1")  # late, but it did not wait
+        now[0] = 100.3
+        assert loop.run_until_complete(outbox.get()) == (3, b"3") and outbox.dropped == 2  # 2 waited 0.3 s
+        outbox.sent(3)
+        outbox.put((4, b"4"))
+        outbox.put((5, b"5"))
+        outbox.close()
+        got = [loop.run_until_complete(outbox.get()) for _ in range(3)]
+        assert got == [(4, b"4"), (5, b"5"), None] and outbox.dropped == 2
+        assert outbox.frames_sent == 1 and outbox.latency.summary()["latency_max"] == pytest.approx(0.3)
+    finally:
+        loop.close()
 
 
 def test_bad_inputs_answer_with_the_cli_line(tmp_path, stream_media, capsys, monkeypatch):
@@ -190,6 +243,7 @@ def test_slow_and_vanishing_clients_never_stall_the_server(live_server, stream_m
             break
         indices.append(struct.unpack("<I", payload[:4])[0])
     ok.close()
-    assert end["event"] == "end" and end["frames"] == 50
-    assert indices == sorted(indices) and len(indices) + end["dropped"] == 50
+    assert end["event"] == "end" and end["frames"] == len(indices) and indices[-1] == 49
+    assert indices == sorted(set(indices)) and len(indices) + end["dropped"] == 50
+    assert end["dropped"] == end["dropped_render"] + end["dropped_client"]
     assert _health_seconds(url) < 2.0

@@ -9,7 +9,8 @@ import pytest
 import torch
 from test_motion_sdm import SRC, features_of, synth_clip, synth_stats, train
 
-from sdmtalk.motion.sdm import SDMConfig, build_model
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.motion.types import MotionControls, lip_gap
 from sdmtalk.stream import MotionStream, StreamConfig
 from sdmtalk.stream.motion import _rows

@@ -9,18 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from sdmtalk.config import TrainConfig, to_dict
+from sdmtalk.config import TrainConfig
 from sdmtalk.errors import InputError
-from sdmtalk.train.checkpoint import (
-    capture_rng_state,
-    export_weights,
-    load_checkpoint,
-    read_weights,
-    restore_rng_state,
-)
+from sdmtalk.train.checkpoint import capture_rng_state, export_weights, restore_rng_state
 from sdmtalk.train.distributed import StepBatchSampler, val_indices
 from sdmtalk.train.logging import MetricsLog
 from sdmtalk.train.trainer import CKPT_BEST, CKPT_LAST, fit, seed_everything
+from sdmtalk.typed_config import to_dict
+from sdmtalk.weights.io import load_checkpoint, read_weights
 
 torch.set_num_threads(1)
 

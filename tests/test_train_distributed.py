@@ -15,9 +15,9 @@ import torch
 import torch.multiprocessing as mp
 from test_train import Pairs, Regression, make_cfg
 
-from sdmtalk.config import to_dict
 from sdmtalk.train.distributed import setup, teardown
 from sdmtalk.train.trainer import fit, seed_everything
+from sdmtalk.typed_config import to_dict
 
 WORLD = 2
 

@@ -25,10 +25,11 @@ from sdmtalk.data.cache import ARRAYS, ClipRecord, ShardResult, finalize, write_
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import to_canonical
 from sdmtalk.face.template import CANONICAL_TEMPLATE
-from sdmtalk.motion.sdm import SDMConfig
+from sdmtalk.motion.load import load_model
+from sdmtalk.motion.sdm_config import SDMConfig
 from sdmtalk.motion.types import motion_from_landmarks
-from sdmtalk.train.checkpoint import load_checkpoint, load_model
 from sdmtalk.train.trainer import CKPT_BEST, CKPT_LAST, add_train_arguments, run_train, train
+from sdmtalk.weights.io import load_checkpoint
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]

@@ -6,6 +6,8 @@ mel frames 4i .. 4i+3 (10 ms hop, centred windows), so every feature lines up wi
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +16,7 @@ import parselmouth
 import scipy.signal
 
 from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
+from sdmtalk.audio.phonemes import phoneme_posteriors
 
 N_MELS = 80
 PROSODY_ONSET = 3  # prosody's column of the spectral-flux onset strength
@@ -56,13 +59,16 @@ def num_frames_for(num_samples: int) -> int:
 
 
 def compute_features(wav: np.ndarray, num_frames: int | None = None,
-                     phonemes: bool = False, phoneme_workers: int = 1) -> AudioFeatures:
+                     phonemes: bool = False, phoneme_workers: int = 1,
+                     phoneme_progress: Callable[[int, int], object] | None = None,
+                     stop: threading.Event | None = None) -> AudioFeatures:
     """(N,) float32 16 kHz mono -> AudioFeatures for T = num_frames (default num_frames_for(N)).
 
     The waveform is cut or zero-padded to T * 640 samples first, so every output has
     exactly T (or 4T) rows. phonemes: also run the phoneme recogniser (about 0.1-0.2 s
     per second of audio on one core), for models that take its posteriors; on audio over
-    20 s its chunks run on up to `phoneme_workers` threads (the same numbers).
+    20 s its chunks run on up to `phoneme_workers` threads (the same numbers), calling
+    phoneme_progress(done, total) as each ends; a set `stop` event ends it (Cancelled).
     """
     num_frames = num_frames_for(len(wav)) if num_frames is None else int(num_frames)
     wav = fit_length(_as_mono(wav), num_frames * SAMPLES_PER_FRAME)
@@ -75,9 +81,8 @@ def compute_features(wav: np.ndarray, num_frames: int | None = None,
     )
     post = None
     if phonemes:
-        from sdmtalk.audio.phonemes import phoneme_posteriors
-
-        post = phoneme_posteriors(wav, num_frames, workers=phoneme_workers)
+        post = phoneme_posteriors(wav, num_frames, workers=phoneme_workers,
+                                  progress=phoneme_progress, stop=stop)
     return AudioFeatures(mel=mel, prosody=prosody.astype(np.float32), energy=energy, phonemes=post)
 
 

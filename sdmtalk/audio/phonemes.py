@@ -7,19 +7,24 @@ engine: nothing downloads at run time. Its CTC output is 20 ms frames over 191 I
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
+import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 
 from sdmtalk import FPS, SAMPLE_RATE
-from sdmtalk.errors import InputError
+from sdmtalk.errors import Cancelled, InputError
 
 HAMA_FRAMES_PER_VIDEO_FRAME = 2  # 20 ms CTC frames per 40 ms video frame
 CHUNK_FRAMES = 500  # video frames (20 s) recognised at once: the recogniser's cost and memory
 CONTEXT_FRAMES = 25  # grow faster than linearly with its input; 1 s of context on each side
 MAX_WORKERS = 2  # recognisers that may run at once, each its own native session: the engine is
 #                 not documented as thread-safe, and `sdmtalk serve` runs jobs in several threads
+POLL_SECONDS = 0.1  # the caller looks for a stop (Ctrl-C, a stop event) this often
 _FREE_SLOTS: queue.Queue = queue.Queue()
 for _slot in range(MAX_WORKERS):
     _FREE_SLOTS.put(_slot)
@@ -34,36 +39,101 @@ def _hama_model(slot: int = 0):
     return hama.ASRModel()
 
 
-def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1) -> np.ndarray:
+def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
+                       progress: Callable[[int, int], object] | None = None,
+                       stop: threading.Event | None = None) -> np.ndarray:
     """(N,) float32 16 kHz mono -> (num_frames, V) float32 CTC posteriors per video frame
     (rows sum to 1; frames past the recogniser's output are left at 0).
 
     Long audio is recognised in chunks of at most 20 s (chunk_frames), each with 1 s of
     audio context on both sides that is dropped from its output, so memory stays flat at
-    any length. workers > 1:
-    chunks run on up to MAX_WORKERS threads at once, each with its own recogniser (the
-    native engine releases the GIL), with the same numbers as one worker."""
+    any length. The chunks run on up to `workers` (at most MAX_WORKERS) daemon threads, each
+    with its own recogniser (the native engine releases the GIL), with the same numbers at
+    any count; the calling thread waits for them in steps of POLL_SECONDS, calling
+    progress(done, total) as each chunk ends. A Ctrl-C in that wait, or a set `stop` event
+    (-> Cancelled), ends the call at once: hama's engine cannot be interrupted inside a
+    chunk, so a busy thread finishes its chunk, drops the result and starts no other."""
     wav = np.asarray(wav, np.float32)
-    spf = SAMPLE_RATE // FPS
-    spans = []
-    size = chunk_frames(num_frames)
-    for start in range(0, max(num_frames, 1), size):
-        end = min(start + size, num_frames)
-        spans.append((start, end, max(0, start - CONTEXT_FRAMES), min(num_frames, end + CONTEXT_FRAMES)))
-
-    def chunk(span):
-        start, end, lo, hi = span
-        return _recognise(wav[lo * spf:hi * spf], hi - lo)[start - lo:end - lo]
-
+    spans = chunk_spans(num_frames)
     workers = max(1, min(int(workers), MAX_WORKERS, len(spans)))
-    if workers == 1:
-        parts = [chunk(span) for span in spans]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers, thread_name_prefix="sdmtalk-phonemes") as pool:
-            parts = list(pool.map(chunk, spans))
+    if stop is not None and stop.is_set():
+        raise Cancelled("phoneme recognition was stopped before it started")
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for index in range(len(spans)):
+        todo.put(index)
+    given_up = threading.Event()
+    threads = [threading.Thread(target=_chunk_worker, args=(wav, spans, todo, results, given_up),
+                                name="sdmtalk-phonemes", daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    parts: list = [None] * len(spans)
+    try:
+        for done in range(1, len(spans) + 1):
+            index, part = _next_chunk(results, stop)
+            parts[index] = part
+            if progress is not None:
+                progress(done, len(spans))
+    except BaseException:
+        _lower_priority(threads)
+        raise
+    finally:  # an error or a stop: the workers start no further chunk
+        given_up.set()
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def chunk_spans(num_frames: int) -> list[tuple[int, int, int, int]]:
+    """The recogniser's chunks of num_frames video frames: (start, end, lo, hi) each, where
+    [start, end) are the frames it gives and [lo, hi) the frames it hears (1 s of context)."""
+    size = chunk_frames(num_frames)
+    return [(start, min(start + size, num_frames), max(0, start - CONTEXT_FRAMES),
+             min(num_frames, start + size + CONTEXT_FRAMES))
+            for start in range(0, max(num_frames, 1), size)]
+
+
+def _chunk_worker(wav, spans, todo, results, given_up: threading.Event) -> None:
+    """Recognise chunks from `todo` until none is left or the caller gave up."""
+    spf = SAMPLE_RATE // FPS
+    while not given_up.is_set():
+        try:
+            index = todo.get_nowait()
+        except queue.Empty:
+            return
+        start, end, lo, hi = spans[index]
+        try:
+            post = _recognise(wav[lo * spf:hi * spf], hi - lo, given_up)
+            results.put((index, None if post is None else post[start - lo:end - lo], None))
+        except BaseException as err:  # handed to the caller, which raises it
+            results.put((index, None, err))
+            return
+
+
+def _lower_priority(threads: list[threading.Thread]) -> None:
+    """Abandoned workers finish their chunk at the lowest CPU priority (nice 19; Linux sets it
+    per thread), out of the way of the cleanup after a stop or of the jobs still running."""
+    if not sys.platform.startswith("linux"):
+        return
+    for thread in threads:
+        if thread.is_alive() and thread.native_id is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, thread.native_id, 19)
+            except OSError:  # ended meanwhile
+                pass
+
+
+def _next_chunk(results: queue.SimpleQueue, stop: threading.Event | None):
+    """The next finished chunk -> (index, posteriors), waiting in steps of POLL_SECONDS so
+    that a signal is handled and `stop` is seen within one step; raises a worker's error."""
+    while True:
+        if stop is not None and stop.is_set():
+            raise Cancelled("phoneme recognition was stopped")
+        try:
+            index, part, err = results.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if err is not None:
+            raise err
+        return index, part
 
 
 def chunk_frames(num_frames: int) -> int:
@@ -77,11 +147,14 @@ def chunk_frames(num_frames: int) -> int:
     return -(-num_frames // (2 * pairs))
 
 
-def _recognise(wav: np.ndarray, num_frames: int) -> np.ndarray:
+def _recognise(wav: np.ndarray, num_frames: int,
+               given_up: threading.Event | None = None) -> np.ndarray | None:
     """One pass of the recogniser over (N,) samples -> (num_frames, V) posteriors, on the
-    first free recogniser slot."""
+    first free recogniser slot (None when `given_up` was set while waiting for one)."""
     slot = _FREE_SLOTS.get()  # waits while every recogniser is busy
     try:
+        if given_up is not None and given_up.is_set():
+            return None
         log_probs = _run(_hama_model(slot), wav)
     finally:
         _FREE_SLOTS.put(slot)

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from sdmtalk import FPS
+from sdmtalk.audio.phonemes import phoneme_posteriors
+from sdmtalk.data.cache import CacheReader
 from sdmtalk.errors import InputError, exit_code_of
+from sdmtalk.video import aligned_audio, video_start_time
 
 PHONEME_DIR = "phonemes"
 
@@ -30,9 +35,6 @@ def phoneme_file(cache_dir, shard: str) -> Path:
 
 def clip_phonemes(path: Path, num_frames: int) -> np.ndarray:
     """A source video -> (num_frames, V) posteriors of its frame-aligned sound track."""
-    from sdmtalk.audio.phonemes import phoneme_posteriors
-    from sdmtalk.video import aligned_audio, video_start_time
-
     wav = aligned_audio(path, video_start_time(path), num_frames, FPS)
     return phoneme_posteriors(wav, num_frames)
 
@@ -41,9 +43,6 @@ def add_phonemes(cache_dir, data_root, quiet: bool = False, part: tuple[int, int
     """Compute the side table for every shard still missing it; returns shards written.
     part (i, n): only shards i, i + n, i + 2n, ... (several processes side by side)."""
     from safetensors.numpy import save_file
-    from tqdm import tqdm
-
-    from sdmtalk.data.cache import CacheReader
 
     reader = CacheReader(cache_dir)
     by_shard: dict[str, list] = {}
@@ -78,7 +77,6 @@ def add_phonemes_parallel(cache_dir, data_root, workers: int = 1, quiet: bool = 
     """add_phonemes over `workers` processes (each takes every workers-th shard)."""
     if workers <= 1:
         return add_phonemes(cache_dir, data_root, quiet)
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(workers) as pool:
         parts = [pool.submit(_add_part, cache_dir, data_root, (i, workers)) for i in range(workers)]

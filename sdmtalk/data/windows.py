@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sdmtalk import MEL_PER_FRAME
+from sdmtalk.data.offsets import shift_audio
 from sdmtalk.face import to_canonical
 from sdmtalk.face.align import sim_compose, sim_inverse
 from sdmtalk.motion.types import motion_from_landmarks
@@ -89,8 +90,6 @@ class MotionWindows(torch.utils.data.Dataset):
                 raise ValueError(f"no phoneme posteriors for clip {self.records[rec_i].clip_id}: run "
                                  "python -m sdmtalk.data.phonemes on the cache first")
         if self.offsets is not None:
-            from sdmtalk.data.offsets import shift_audio
-
             clip = shift_audio(clip, self.offsets.get(self.records[rec_i]))
         start = _start_frame(clip["valid"], clip["landmarks"], self.window, u)
         item = make_window(clip, start, self.window, self.reference, self.pose_reference)

@@ -3,6 +3,8 @@ one corpus (GRID-like read speech) and fails on talks, interviews and other lang
 
 from __future__ import annotations
 
+import numpy as np
+
 # speaker-id prefix -> group, for the shared dev split; anything else is "other"
 GROUP_PREFIXES = (
     ("grid", "read speech"), ("s1", "read speech"),
@@ -27,8 +29,6 @@ def clip_group(speaker: str) -> str:
 
 def by_group(values: dict[str, float], speakers: dict[str, str]) -> dict[str, float]:
     """{clip: value} + {clip: speaker} -> {group: mean over its clips} (NaNs ignored), plus "all"."""
-    import numpy as np
-
     groups: dict[str, list[float]] = {}
     for clip, v in values.items():
         if np.isfinite(v):

@@ -9,10 +9,13 @@ without shallow diffusion; plus full-depth diffusion for comparison).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from sdmtalk.errors import InputError
+from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import BUNDLED_WEIGHTS, TalkingFacePipeline
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,6 @@ class MethodRunner:
     clip is read) and generates a method's frames for a photo + speech."""
 
     def __init__(self, methods: list[Method], weights=None, size: int = 512):
-        from pathlib import Path
-
-        from sdmtalk.pipeline import BUNDLED_WEIGHTS, TalkingFacePipeline
-
         path = Path(weights) if weights else BUNDLED_WEIGHTS
         if any(m.motion == "sdm" for m in methods) and not path.is_file():
             raise InputError(f"SDM weights not found at {path}: pass --weights RUN_DIR/sdm.safetensors "
@@ -90,8 +89,6 @@ class MethodRunner:
     def generate(self, method: Method, image: np.ndarray, wav: np.ndarray, seed: int, face=None):
         """image (H, W, 3) uint8 RGB + wav (N,) 16 kHz -> AnimateResult with frames
         (T, H, W, 3) in the photo's pixel frame."""
-        from sdmtalk.motion.types import MotionControls
-
         controls = MotionControls(seed=seed, ablation=method.ablation, still=method.still,
                                    pose_scale=method.pose_scale)
         result = self._pipes[(method.motion, method.blink)].animate(image, wav, controls, face=face)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from sdmtalk.data.offsets import OffsetRule
+from sdmtalk.evaluate.groups import clip_group
 
 # (key in the aggregate, column header, format, better): the paper's Table 1 columns first
 TABLE1 = [
@@ -94,8 +98,6 @@ def group_summary(entries: list[dict], methods: list[str]) -> dict:
     """Per-group lip sync: an overall mean hides a model that learned one corpus. A clip's
     group comes from its speaker folder (sdmtalk.evaluate.groups). -> {group: {"clips",
     "clips_realigned", "methods": {method: {key: mean over clips} for GROUP_KEYS}}}."""
-    from sdmtalk.evaluate.groups import clip_group
-
     groups: dict[str, list[dict]] = {}
     for entry in entries:
         groups.setdefault(clip_group(Path(entry["path"]).parent.name), []).append(entry)
@@ -131,10 +133,6 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _rule_text(settings: dict) -> str:
-    from dataclasses import asdict
-
-    from sdmtalk.data.offsets import OffsetRule
-
     r = settings.get("offset_rule") or asdict(OffsetRule())
     return f"{r['min_abs']}-{r['max_abs']} frames, z >= {r['min_z']:g}, >= {r['min_windows']} windows"
 

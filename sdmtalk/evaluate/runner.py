@@ -21,12 +21,16 @@ import numpy as np
 from tqdm import tqdm
 
 from sdmtalk import FPS, SAMPLE_RATE
+from sdmtalk.data.cache import CacheReader
 from sdmtalk.data.offsets import OffsetRule
-from sdmtalk.errors import InputError
-from sdmtalk.evaluate import metrics as M
+from sdmtalk.errors import InputError, NoFaceError
+from sdmtalk.evaluate import head_metrics, image_metrics, lip_metrics, sync_metrics
 from sdmtalk.evaluate.methods import DEFAULT_METHODS, Method, MethodRunner, parse_methods, seeds_for
+from sdmtalk.evaluate.report import group_summary, write_report
+from sdmtalk.face import LandmarkTracker, detect_face
 from sdmtalk.face.align import ALIGN_WEIGHTS, Similarity, fit_similarity
 from sdmtalk.face.template import CANONICAL_TEMPLATE
+from sdmtalk.video import read_video, write_mp4
 
 WORK = 512  # side of the canvas the methods animate (then area-resized to `size`)
 IOD_FRAC = 0.30  # outer-eye-corner distance of the template as a fraction of the side
@@ -88,8 +92,6 @@ def find_clips(source, split: str | None = None, data_root=None) -> list[ClipSou
 def _cache_clips(cache_dir: Path, split: str | None, data_root) -> list[ClipSource]:
     """Clips of a prepared cache. Its records name their video relative to the folder given
     to `sdmtalk prepare`, which the cache does not store: `data_root` is that folder."""
-    from sdmtalk.data.cache import CacheReader
-
     records = CacheReader(cache_dir).clips(split)
     if not records:
         raise InputError(f"{cache_dir}: no clips in split {split!r}; pass another --split or none")
@@ -127,9 +129,6 @@ def to_metric_size(frames: np.ndarray, size: int) -> np.ndarray:
 
 def _source_face(frames: np.ndarray, clip: ClipSource):
     """(index, FaceDetection) of the first of the first SOURCE_SEARCH frames with a face."""
-    from sdmtalk.errors import NoFaceError
-    from sdmtalk.face import detect_face
-
     for i in range(min(SOURCE_SEARCH, len(frames))):
         try:
             return i, detect_face(frames[i], name=f"{clip.path} frame {i}", use_cnn=False)
@@ -141,9 +140,6 @@ def _source_face(frames: np.ndarray, clip: ClipSource):
 
 def load_real_clip(clip: ClipSource, max_seconds: float, size: int, tracker) -> RealClip:
     """Read, align and track one real clip (at most max_seconds from its source frame)."""
-    from sdmtalk.face import detect_face
-    from sdmtalk.video import read_video
-
     video = read_video(clip.path, fps=FPS, max_side=1280)
     if video.audio is None:
         raise InputError(f"{clip.path} has no sound track: evaluate on clips with speech")
@@ -187,51 +183,51 @@ class Track:
 
     @property
     def lip_gap(self) -> np.ndarray:
-        return M.inner_lip_gap(self.landmarks)
+        return lip_metrics.inner_lip_gap(self.landmarks)
 
     @property
     def pose(self) -> np.ndarray:
-        return M.head_pose(self.landmarks)
+        return head_metrics.head_pose(self.landmarks)
 
 
 def motion_metrics(track: Track, loudness: np.ndarray, onsets: np.ndarray, mel=None) -> dict:
     """Metrics of one video alone (generated or real): lip sync to its audio and head motion
     (and the sync expert's scores when the clip's log-mel (4T, 80) is given)."""
-    offset = M.av_offset(track.lip_gap, loudness, valid=track.valid)
-    stats = M.head_motion_stats(track.pose, track.valid)
-    beats = M.kinematic_beats(M.head_speed(track.landmarks, track.valid))
+    offset = lip_metrics.av_offset(track.lip_gap, loudness, valid=track.valid)
+    stats = head_metrics.head_motion_stats(track.pose, track.valid)
+    beats = head_metrics.kinematic_beats(head_metrics.head_speed(track.landmarks, track.valid))
     keep = track.valid
     return {
-        "lip_energy_corr": M.lip_energy_correlation(track.lip_gap, loudness, keep),
+        "lip_energy_corr": lip_metrics.lip_energy_correlation(track.lip_gap, loudness, keep),
         "av_offset": offset["offset"], "av_corr": offset["corr"], "av_confidence": offset["confidence"],
         "lip_gap_std": float(np.std(track.lip_gap[keep])) if keep.sum() > 1 else float("nan"),
         **{f"head_{k}": v for k, v in stats.items()},
-        "beat_align": M.beat_align(beats, onsets),
-        "jitter": M.jitter(track.landmarks, keep),
-        **(M.expert_sync(mel, track.landmarks, keep) if mel is not None else {}),
+        "beat_align": head_metrics.beat_align(beats, onsets),
+        "jitter": head_metrics.jitter(track.landmarks, keep),
+        **(sync_metrics.expert_sync(mel, track.landmarks, keep) if mel is not None else {}),
     }
 
 
 def paired_metrics(real: RealClip, gen_crops: np.ndarray, gen: Track, own_offset: int = 0) -> dict:
     """Generated vs real frames. The source frame (index 0) is the input, not a generated
     frame, so it is left out; frames where either video lost the face are left out too.
-    own_offset: the real clip's applied AV offset (metrics.own_offset) for the *_aligned
+    own_offset: the real clip's applied AV offset (sync_metrics.own_offset) for the *_aligned
     lip columns, which pair generated frame t with real frame t + own_offset."""
     t = min(len(gen_crops), len(real.crops))
     gen_keep = gen.valid[:t].copy()
     gen_keep[0] = False
     keep = real.valid[:t] & gen_keep
     g, r = gen.landmarks[:t], real.landmarks[:t]
-    gen_gap, real_gap = gen.lip_gap[:t], M.inner_lip_gap(r)
+    gen_gap, real_gap = gen.lip_gap[:t], lip_metrics.inner_lip_gap(r)
     return {
-        "lmd_mouth": M.lmd(g, r, M.MOUTH, keep),
-        "lmd_face": M.lmd(g, r, None, keep),
-        "lmd_mouth_centred": M.lmd(g, r, M.MOUTH, keep, centre=True),
-        "ssim": M.ssim(gen_crops[:t], real.crops[:t], keep),
-        "psnr": M.psnr(gen_crops[:t], real.crops[:t], keep),
-        "lip_gap_corr": M.lip_gap_correlation(gen_gap, real_gap, keep),
-        "lip_amp_ratio": M.amplitude_ratio(gen_gap, real_gap, keep),
-        **M.aligned_lip_sync(gen_gap, real_gap, own_offset, gen_keep, real.valid[:t]),
+        "lmd_mouth": lip_metrics.lmd(g, r, lip_metrics.MOUTH, keep),
+        "lmd_face": lip_metrics.lmd(g, r, None, keep),
+        "lmd_mouth_centred": lip_metrics.lmd(g, r, lip_metrics.MOUTH, keep, centre=True),
+        "ssim": image_metrics.ssim(gen_crops[:t], real.crops[:t], keep),
+        "psnr": image_metrics.psnr(gen_crops[:t], real.crops[:t], keep),
+        "lip_gap_corr": lip_metrics.lip_gap_correlation(gen_gap, real_gap, keep),
+        "lip_amp_ratio": lip_metrics.amplitude_ratio(gen_gap, real_gap, keep),
+        **lip_metrics.aligned_lip_sync(gen_gap, real_gap, own_offset, gen_keep, real.valid[:t]),
         "frames_scored": int(keep.sum()),
         "frames_face_lost": int((~gen.valid[:t]).sum()),
     }
@@ -274,17 +270,15 @@ class Evaluator:
     def __init__(self, methods: list[Method], seeds: int, size: int, max_seconds: float,
                  weights=None, video_dir: Path | None = None, csim_frames: int = CSIM_FRAMES,
                  fid_frames: int = FID_FRAMES):
-        from sdmtalk.face import LandmarkTracker
-
         self.methods, self.seeds, self.size, self.max_seconds = methods, seeds, size, max_seconds
         self.runner = MethodRunner(methods, weights, size=WORK)
         self.tracker = LandmarkTracker(quiet=True)
-        self.embedder = M.IdentityEmbedder()
+        self.embedder = image_metrics.IdentityEmbedder()
         self.video_dir = video_dir
         self.csim_frames, self.fid_frames = csim_frames, fid_frames
         self.fid_real: list[np.ndarray] = []
         self.fid_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
-        self.mouth_side = M.mouth_crop_side(size, IOD_FRAC)
+        self.mouth_side = image_metrics.mouth_crop_side(size, IOD_FRAC)
         self.mouth_real: list[np.ndarray] = []
         self.mouth_gen: dict[str, list[np.ndarray]] = {m.name: [] for m in methods}
 
@@ -293,12 +287,12 @@ class Evaluator:
         t0 = time.perf_counter()
         real = load_real_clip(clip, self.max_seconds, self.size, self.tracker)
         n = len(real.crops)
-        loud, onsets = M.frame_loudness(real.wav, n), M.audio_onsets(real.wav, n)
-        mel = M.clip_log_mel(real.wav, n)
-        own = M.own_offset(mel, real.landmarks, real.valid)  # once per clip, shared by every method
+        loud, onsets = lip_metrics.frame_loudness(real.wav, n), head_metrics.audio_onsets(real.wav, n)
+        mel = sync_metrics.clip_log_mel(real.wav, n)
+        own = sync_metrics.own_offset(mel, real.landmarks, real.valid)  # once per clip, shared by every method
         real_track = Track(real.landmarks, real.valid)
         fid_idx = spread_indices(real.valid, self.fid_frames)
-        self.fid_real.append(M.inception_features(real.crops[fid_idx]))
+        self.fid_real.append(image_metrics.inception_features(real.crops[fid_idx]))
         self.mouth_real.append(self._mouth_features(real.crops, real.landmarks, real.valid, fid_idx))
         source_emb = self.embedder.embed(real.crops[0], real.face.landmarks * (self.size / WORK))
         entry = {"clip": clip.name, "path": str(clip.path), "source_frame": real.source_index,
@@ -328,8 +322,8 @@ class Evaluator:
             scores = {**paired_metrics(real, crops, gen, own_offset), **motion_metrics(gen, loud, onsets, mel)}
             if seed == 0:  # identity and FID on the first seed only (they cost ~0.1 s a frame)
                 idx = spread_indices(gen.valid, self.csim_frames)
-                scores["csim"] = M.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
-                self.fid_gen[method.name].append(M.inception_features(crops[fid_idx]))
+                scores["csim"] = image_metrics.csim(source_emb, [self.embedder.embed(crops[i], gen.landmarks[i]) for i in idx])
+                self.fid_gen[method.name].append(image_metrics.inception_features(crops[fid_idx]))
                 self.mouth_gen[method.name].append(self._mouth_features(crops, gen.landmarks, gen.valid, fid_idx))
                 if curves is not None:
                     curves["methods"][method.name] = _curves(gen)
@@ -338,14 +332,12 @@ class Evaluator:
             per_seed.append(scores)
             poses.append(gen.pose)
             valids.append(gen.valid)
-        div = M.pose_diversity(np.stack(poses), np.stack(valids))
+        div = head_metrics.pose_diversity(np.stack(poses), np.stack(valids))
         mean = {**mean_over(per_seed), "div_roll_deg": div["roll_deg"], "div_pos_px": div["pos_px"]}
         return {"mean": mean, "seeds": per_seed}
 
     def _write_video(self, clip: ClipSource, real: RealClip, panels: list[np.ndarray]) -> None:
         """real | method 1 | method 2 ... side by side, with the clip's audio."""
-        from sdmtalk.video import write_mp4
-
         labels = ["real"] + [m.name for m in self.methods]
         n = min(len(p) for p in panels)
         frames = (np.concatenate([_label(p[i], s) for p, s in zip(panels, labels, strict=True)], axis=1) for i in range(n))
@@ -355,7 +347,7 @@ class Evaluator:
     def _mouth_features(self, crops, landmarks, valid, idx) -> np.ndarray:
         """Inception features of mouth crops at frames idx where the face was tracked."""
         idx = idx[valid[idx]]
-        return M.inception_features(M.mouth_crops(crops[idx], landmarks[idx], self.mouth_side))
+        return image_metrics.inception_features(image_metrics.mouth_crops(crops[idx], landmarks[idx], self.mouth_side))
 
     def fid(self) -> dict:
         """FID of each method's frames (key m) and mouth crops (key m + "/mouth") against the
@@ -365,7 +357,7 @@ class Evaluator:
         out = {}
         for real, gen, suffix in ((self.fid_real, self.fid_gen, ""), (self.mouth_real, self.mouth_gen, "/mouth")):
             real = np.concatenate(real)
-            out.update({m + suffix: M.fid(np.concatenate(f), real) if f else float("nan") for m, f in gen.items()})
+            out.update({m + suffix: image_metrics.fid(np.concatenate(f), real) if f else float("nan") for m, f in gen.items()})
         return out
 
 
@@ -422,8 +414,6 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
         raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}, "
                          f"--csim-frames {csim_frames}, --fid-frames {fid_frames}): use seeds >= 1, "
                          f"max-seconds > 0, 64 <= size <= {WORK}, csim-frames >= 1, fid-frames >= 2")
-    from sdmtalk.evaluate.report import group_summary, write_report
-
     out_dir = Path(out_dir)
     method_list = parse_methods(methods)
     clips = find_clips(clips_or_cache, split, data_root)[:max_clips]

@@ -3,7 +3,7 @@
 A head's "kinematic beats" are the local minima of its speed, where one movement ends and
 the next begins; beat alignment (BAS) scores how close they are to the audio's onsets. The
 sampled head has beats, but anywhere and fewer than a real head (dev chance BAS 0.550
-against 0.580, docs/RESULTS.md §20). This stage reads the finished head pose on a clock
+against 0.580, docs/RESULTS.md, Head motion). This stage reads the finished head pose on a clock
 that slows around each accent and catches up right after it: the head pauses briefly on a
 stressed onset, then moves on. Its path, amplitude and seed are kept, only the timing
 shifts (by at most MAX_LAG frames, back on time CATCH_UP[1] frames after an accent); the
@@ -13,7 +13,7 @@ Accents are the local peaks of the prosody's spectral-flux onset strength (the r
 branch's own input) of at least `threshold`, at least `gap` frames apart. A frame's clock
 depends on accents up to DIP_HALF frames ahead, known PEAK_HALF frames after them, and
 reads no pose after its own frame, so a stream with that much look-ahead warps exactly as
-offline. The strength is calibrated by benchmarks/calibrate_beat_snap.py to the real heads'
+offline. The strength is calibrated by calibrate/calibrate_beat_snap.py to the real heads'
 chance BAS and BAS over chance.
 """
 

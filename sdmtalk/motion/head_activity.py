@@ -1,13 +1,13 @@
 """The rhythmic branch's say in when the head moves: a head-activity envelope from prosody.
 
-Real heads move faster while the voice is active and slow down in pauses (RESULTS §19: a
+Real heads move faster while the voice is active and slow down in pauses (docs/RESULTS.md, Head motion: a
 linear readout of the rhythmic embedding M~ and the prosody predicts a real head's log speed
 within a clip with r 0.35 on unseen speakers, benchmarks/bench_head_activity.py). The deep pose pass does not hear prosody, so
 its head moves as fast in pauses as in speech. The envelope exp(gain x a_t), a_t the readout
 standardized on the training clips, scales the fast band of the pose (pose_gain.py): the
 head moves where the rhythm says, and the no_rhythm ablation (envelope 1) shows the branch's
 effect. Pointwise in time plus a short Gaussian, so a stream gets (nearly) offline's envelope.
-The readout is fitted by benchmarks/calibrate_pose_gain.py (fit_head_activity) on train clips.
+The readout is fitted by calibrate/calibrate_pose_gain.py (fit_head_activity) on train clips.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ On the dev speakers the SDM's lip gap and the ridge's correlate only 0.67 with e
 each carries something the other misses (the ridge is the steadier estimate, the SDM the
 livelier one). Mixing a share `ridge_mix` of the ridge's mouth motion, scaled by `ridge_gain`
 to the SDM's amplitude (the ridge opens the mouth about 2x less), raised the dev lip-gap r
-from 0.491 to 0.528 in landmark space with the shipped 0.6 (docs/RESULTS.md §22). Only the mouth points mix:
+from 0.491 to 0.528 in landmark space with the shipped 0.6 (docs/RESULTS.md, Lips). Only the mouth points mix:
 the ridge holds the head still and the SDM's jaw, eyes and brows stay its own.
 
 Both predictors' shapes are relative to the clip's mean shape, so the mix needs no state of
 its own. Offline only: the ridge reads 8 frames of speech after each frame and a stream has
 4 (`StreamConfig.lookahead`); fed the stream's truncated window it drew a seam at every span
 edge (mean lip-gap step there 1.22x the other steps, against 0.86 with the SDM's lips
-alone, docs/RESULTS.md §22), so a stream keeps the SDM's lips.
-`benchmarks/calibrate_ridge_mix.py` fits the gain and the share and writes them into the
+alone, docs/RESULTS.md, Lips), so a stream keeps the SDM's lips.
+`calibrate/calibrate_ridge_mix.py` fits the gain and the share and writes them into the
 weights' config; ridge_mix 0 (the default of a freshly trained model) leaves the SDM alone.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdmtalk.motion.linear import LinearBaseline
 from sdmtalk.motion.types import MOUTH  # outer + inner lips, as lip_scale scales them
 
 
@@ -45,8 +46,6 @@ def ridge_for(model) -> object | None:
         return None
     ridge = getattr(model, "_ridge", None)
     if ridge is None:
-        from sdmtalk.motion.linear import LinearBaseline
-
         ridge = LinearBaseline.load()
         model._ridge = ridge
     return ridge

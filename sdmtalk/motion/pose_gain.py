@@ -1,11 +1,11 @@
 """Calibrated gain on the generated head pose, in a slow and a fast band.
 
 The deep head-pose pass samples a head that jitters around one place: against real heads
-it has about the right speed but too little slow wander (docs/RESULTS.md §14, §18). One
+it has about the right speed but too little slow wander (docs/RESULTS.md, Head motion). One
 gain per pose dim cannot fix both (more amplitude means more speed), so the pose splits
 into a slow band (a causal exponential moving average, time constant `tau` frames) and the
-rest, each with its own per-dim gain (benchmarks/calibrate_pose_gain.py measures them), after
-the sampler's mean offset is taken off (it tilts every head the same way, §18).
+rest, each with its own per-dim gain (calibrate/calibrate_pose_gain.py measures them), after
+the sampler's mean offset is taken off (it tilts every head the same way, docs/RESULTS.md, Head motion).
 Causal so that a stream, which never sees the future, gets the same pose as generate: it
 carries a PoseGainState from one span to the next.
 """

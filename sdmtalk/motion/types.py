@@ -10,11 +10,12 @@ predicted as displacements from the source shape S0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from sdmtalk import FPS
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import (
     ALIGN_WEIGHTS,
@@ -25,7 +26,7 @@ from sdmtalk.face.align import (
     sim_inverse,
 )
 from sdmtalk.face.template import CANONICAL_TEMPLATE
-from sdmtalk.motion.pose_reference import PoseReference
+from sdmtalk.motion.pose_gain import pose_band_stats
 
 MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
 INNER_LIP = slice(60, 68)
@@ -185,3 +186,35 @@ def lip_gap(shape: np.ndarray) -> np.ndarray:
     upper = shape[..., [a for a, _ in _LIP_PAIRS], :]
     lower = shape[..., [b for _, b in _LIP_PAIRS], :]
     return np.linalg.norm(upper - lower, axis=-1).mean(axis=-1)
+
+
+MIN_REFERENCE_FRAMES = 2 * FPS  # a style needs some motion to measure: 2 s with a face
+
+
+@dataclass(eq=False)
+class PoseReference:
+    """pose (T, 4) [log scale, angle, tx, ty] relative to the first frame (NaN rows where no
+    face was found) and where it came from (for messages)."""
+
+    pose: np.ndarray
+    source: str = "reference"
+    _stats: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pose = np.asarray(self.pose, np.float64)
+        if self.pose.ndim != 2 or self.pose.shape[1] != 4:
+            raise InputError(f"{self.source}: a pose reference is a (T, 4) head pose track, got {self.pose.shape}")
+        found = int(np.isfinite(self.pose).all(axis=1).sum())
+        if found < MIN_REFERENCE_FRAMES:
+            raise InputError(f"{self.source}: a face was found in {found} frame(s); a pose reference needs "
+                             f"{MIN_REFERENCE_FRAMES / FPS:g} s or more of one face (use a video of a person talking)")
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.pose).all(axis=1)
+
+    def band_stats(self, tau: float) -> np.ndarray:
+        """(2, 4) pose_band_stats of the reference (computed once per band)."""
+        if tau not in self._stats:
+            self._stats[tau] = pose_band_stats(self.pose, self.valid, tau)
+        return self._stats[tau]

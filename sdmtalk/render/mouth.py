@@ -25,6 +25,8 @@ TEETH_MAX_HEIGHT = 0.13  # visible upper-teeth band, fraction of the mouth width
 CAVITY_RAMP = 0.03  # inter-ocular units of new opening over which the cavity fades in
 LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER_SIGMA = 0.8  # px: softens the cavity edge over 1-2 px
+PHOTO_TEETH_SHARE = 0.85  # a photo's teeth fill this share of its opening, from the upper lip down
+PHOTO_TEETH_MAX = 0.2  # their height at most, fraction of the mouth width (a wide-open photo)
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:
@@ -79,8 +81,10 @@ class MouthFiller:
     source_image (H, W, 3) uint8 and source_landmarks (68, 2) are in the renderer's crop.
     """
 
-    def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray):
+    def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray,
+                 teeth: PhotoTeeth | None = None):
         self.source_opening = mouth_opening(source_landmarks)
+        self.teeth = teeth
         skin, lips = face_colours(source_image, source_landmarks)
         skin_luma = max(float(skin @ LUMA), 1.0)
         self._lips = lips
@@ -134,18 +138,59 @@ class MouthFiller:
         cavity += tongue[..., None] * (tongue_rgb - cavity)
         # Upper teeth: a band under the upper lip that shows as the lip rises, fading toward
         # the corners, with soft edges and faint gaps between the front teeth.
-        teeth_px = np.minimum(0.45 * gap, TEETH_MAX_HEIGHT * width * min(1.0, opening / 0.25))
         show = _smoothstep(opening, 0.0, 0.08)  # talking mouths show their teeth early
+        if self.teeth is not None:  # the photo's own teeth, at their own height under the upper lip
+            teeth_px = np.minimum(0.6 * gap, self.teeth.height * width)
+            teeth_rgb = self.teeth.sample(u, t_below / max(self.teeth.height * width, 1e-3))
+        else:
+            teeth_px = np.minimum(0.45 * gap, TEETH_MAX_HEIGHT * width * min(1.0, opening / 0.25))
+            teeth_rgb = self._drawn_teeth(u, t_below, teeth_px)
         teeth = (
             np.clip(0.5 - (t_below - teeth_px), 0.0, 1.0) * np.sin(np.pi * u) ** 0.6 * 0.9 * show
         )
-        gaps = 1.0 - 0.05 * np.cos(np.pi * (u - 0.5) * 8.0) ** 8  # 8 teeth across the mouth
-        lip_shadow = 0.8 + 0.2 * np.clip(t_below / np.maximum(teeth_px, 0.5), 0.0, 1.0)
-        teeth_rgb = (
-            self._teeth_rgb * ((0.72 + 0.28 * np.sin(np.pi * u)) * gaps * lip_shadow)[..., None]
-        )
         cavity += teeth[..., None] * (teeth_rgb - cavity)
         return cavity.astype(np.float32)
+
+    def _drawn_teeth(self, u, t_below, teeth_px) -> np.ndarray:
+        """Synthetic upper teeth (a photo that shows none): the light on the face, shaded toward
+        the corners and the lip, faint gaps between the front teeth."""
+        gaps = 1.0 - 0.05 * np.cos(np.pi * (u - 0.5) * 8.0) ** 8  # 8 teeth across the mouth
+        lip_shadow = 0.8 + 0.2 * np.clip(t_below / np.maximum(teeth_px, 0.5), 0.0, 1.0)
+        return self._teeth_rgb * ((0.72 + 0.28 * np.sin(np.pi * u)) * gaps * lip_shadow)[..., None]
+
+
+class PhotoTeeth:
+    """The upper teeth a photo shows, as a texture in the mouth's own frame: u 0..1 from corner
+    60 to 64, v 0..1 from the upper inner lip down to `height` x the mouth width below it.
+    A mouth opened from rest reuses them there: placed with the upper lip, never stretched
+    with the opening."""
+
+    SIZE = (24, 96)  # texture rows, columns
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray):
+        lm = np.asarray(landmarks, np.float64)
+        left, right = lm[60], lm[64]
+        width = max(float(np.linalg.norm(right - left)), 1e-3)
+        ex = (right - left) / width
+        ey = np.array([-ex[1], ex[0]])
+        (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
+        rows, cols = self.SIZE
+        u = np.linspace(0.0, 1.0, cols)
+        gap = np.maximum(np.interp(u * width, lo_s, lo_t) - np.interp(u * width, up_s, up_t), 0.0)
+        self.height = float(np.clip(PHOTO_TEETH_SHARE * np.median(gap) / width, 0.03, PHOTO_TEETH_MAX))
+        s = np.broadcast_to(u * width, (rows, cols))
+        t = np.interp(s, up_s, up_t) + np.linspace(0.0, self.height * width, rows)[:, None]
+        xy = left + s[..., None] * ex + t[..., None] * ey
+        self.texture = cv2.remap(image.astype(np.float32), xy[..., 0].astype(np.float32),
+                                 xy[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+
+    def sample(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Texture colours (h, w, 3) at mouth coordinates u, v (clipped to 0..1)."""
+        rows, cols = self.SIZE
+        x = (np.clip(u, 0.0, 1.0) * (cols - 1)).astype(np.float32)
+        y = (np.clip(v, 0.0, 1.0) * (rows - 1)).astype(np.float32)
+        return cv2.remap(self.texture, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _smoothstep(x: float, lo: float, hi: float) -> float:

@@ -18,12 +18,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sdmtalk.face.mouth_state import sealed_lips, teeth_showing
 from sdmtalk.render.mesh import FaceMesh, PiecewiseAffineWarp, face_ring
-from sdmtalk.render.mouth import MouthFiller
+from sdmtalk.render.mouth import MouthFiller, PhotoTeeth
 
 CROPS = ("face", "full")
 BOX_SCALE = 2.0  # crop side / largest landmark extent
 MIN_FACE_PX = 8  # landmark extent below this cannot drive a mesh
+SEAL_OVERLAP_PX = 1.0  # sealed lips overlap by this much, so the lip triangles cover the seam
+# inner-lip points and the outer-lip points across the lip from them
+INNER_LIP_PARTNERS = np.array([[60, 48], [61, 50], [62, 51], [63, 52], [64, 54], [65, 56], [66, 57], [67, 58]])
+LIP_TEXTURE_KEEP = 0.65  # a sealed lip is painted from this outer share of the photo's lip band
+TEETH_REUSE = 0.2  # share of teeth-like pixels in the photo's opening above which its teeth are reused
 
 
 def face_box(landmarks: np.ndarray, width: int, height: int) -> tuple[int, int, int]:
@@ -61,16 +67,49 @@ def _check_landmarks(landmarks: np.ndarray, name: str) -> np.ndarray:
     return lm
 
 
+def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The crop (H, W, 3) with its face moved from landmarks `source` to `rest` (68, 2) crop
+    pixels and the lips sealed: they meet, a little overlapped, on their midline, so no pixel
+    from inside an open photo mouth (teeth, cavity) is left to be squeezed into a line or
+    stretched later; the gap `rest` keeps between the inner lips then shows lip texture, and
+    the mouth filler paints whatever the speech opens beyond it. The sealed lips take their
+    texture from the outer part of each lip (LIP_TEXTURE_KEEP): teeth reach into the lip band
+    that dlib's inner-lip points draw on an open mouth."""
+    if np.abs(np.asarray(rest) - np.asarray(source)).max() < 0.25:
+        return crop
+    h, w = crop.shape[:2]
+    mesh = FaceMesh(source, w, h)
+    src_points = mesh.source_points.astype(np.float64)
+    inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
+    src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
+    warp = PiecewiseAffineWarp(_lips_over_mouth(crop, source), src_points, mesh.triangles)
+    return warp.warp(mesh.points_for(sealed_lips(rest, overlap=SEAL_OVERLAP_PX)))
+
+
+def _lips_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The crop with the photo's mouth opening (inner-lip polygon, a little grown) filled in
+    from the lips around it (cv2.inpaint), so that whatever of it a sealed lip still samples
+    near the corners is lip-coloured, not a tooth or the dark cavity."""
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(source)[60:68]).astype(np.int32)], 255)
+    grow = max(1, int(round(0.01 * crop.shape[0])))
+    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    return cv2.inpaint(crop, mask, 3, cv2.INPAINT_TELEA)
+
+
 class Renderer:
     """Warps `image` (H, W, 3) uint8 RGB whose face has `source_landmarks` (68, 2) photo pixels.
 
     render(landmarks) gives (size, size, 3) for crop="face", or the whole photo with H and W
     cut to even numbers for crop="full" (there `size` is not used: the box keeps the photo's
-    resolution).
+    resolution). rest_landmarks (68, 2): the photo's face with its mouth at rest
+    (face.mouth_state.rest_mouth); target landmarks are then motion from that face, and the
+    photo's own mouth opening is closed before any frame is drawn.
     """
 
     def __init__(
-        self, image: np.ndarray, source_landmarks: np.ndarray, size: int = 256, crop: str = "face"
+        self, image: np.ndarray, source_landmarks: np.ndarray, size: int = 256, crop: str = "face",
+        rest_landmarks: np.ndarray | None = None,
     ):
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -94,11 +133,18 @@ class Renderer:
         self._origin = np.array([x0, y0], np.float64)
         self.source_crop = crop_square(image, x0, y0, side, out_side)
         src_crop = self.to_crop(src)
+        teeth = None
+        if rest_landmarks is not None:  # motion starts from the mouth at rest, not the photo's
+            rest_crop = self.to_crop(_check_landmarks(rest_landmarks, "rest_landmarks"))
+            if teeth_showing(self.source_crop, src_crop) >= TEETH_REUSE:
+                teeth = PhotoTeeth(self.source_crop, src_crop)
+            self.source_crop = rest_mouth_image(self.source_crop, src_crop, rest_crop)
+            src_crop = rest_crop
         self.mesh = FaceMesh(src_crop, out_side, out_side)
         self.warp = PiecewiseAffineWarp(
             self.source_crop, self.mesh.source_points, self.mesh.triangles
         )
-        self.mouth = MouthFiller(self.source_crop, src_crop)
+        self.mouth = MouthFiller(self.source_crop, src_crop, teeth)
 
     def to_crop(self, landmarks: np.ndarray) -> np.ndarray:
         """Photo pixels -> crop pixels (pixel centres map as in cv2.resize)."""

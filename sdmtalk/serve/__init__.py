@@ -5,7 +5,7 @@ jobs.py    JobManager: bounded queue, worker threads running TalkingFacePipeline
 intake.py  uploads -> JobRequest through the pipeline's own checks and the server's limits
 api.py     /api/jobs routes and one-line JSON errors
 guard.py   token and request-size guards in front of everything
-web.py     the Gradio page
+web.py     the Gradio page (gradio is imported only when a page is built)
 app.py     create_app(config): all of it in one FastAPI app
-command.py the CLI subcommand (imports the web stack only when run)
+command.py the CLI subcommand (`sdmtalk --help` works without the serve extra)
 """

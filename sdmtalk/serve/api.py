@@ -7,9 +7,12 @@ Retry-After. Every error body is {"error": "<one line>"}.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from sdmtalk.errors import InputError
@@ -38,8 +41,6 @@ def error_response(status: int, message: str, headers: dict | None = None) -> JS
 
 def job_json(job: Job, ttl: float) -> dict:
     """What a poll shows of a job."""
-    import time
-
     body = {"id": job.id, "state": job.state, "stage": job.stage, "done": job.done, "total": job.total,
             "progress": round(job.fraction, 3), "error": job.error, "status_code": job.status_code,
             "videos": [f"/api/jobs/{job.id}/video?sample={i}" for i in range(len(job.videos))]}
@@ -147,10 +148,6 @@ def _job(manager: JobManager, job_id: str) -> Job:
 
 def install_error_handlers(app) -> None:
     """Every error as {"error": one line}; never a stack trace."""
-    import logging
-
-    from fastapi.exceptions import RequestValidationError
-
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError):
         return error_response(err.status, err.message, err.headers)

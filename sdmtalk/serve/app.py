@@ -12,6 +12,7 @@ from sdmtalk.serve.config import ServeConfig
 from sdmtalk.serve.guard import BodyLimit, TokenGuard
 from sdmtalk.serve.jobs import JobManager
 from sdmtalk.serve.streams import StreamManager, stream_router
+from sdmtalk.serve.web import mount_page
 
 DESCRIPTION = """One face photo + speech -> a talking-face mp4.
 
@@ -42,13 +43,7 @@ def create_app(config: ServeConfig | None = None, page: bool = True) -> FastAPI:
     app.include_router(api_router(manager))
     app.include_router(stream_router(streams))
     if page:
-        import gradio as gr
-
-        from sdmtalk.serve.web import THEME, build_page
-
-        app = gr.mount_gradio_app(app, build_page(manager), path="/", allowed_paths=[str(manager.work_dir)],
-                                  max_file_size=config.max_upload_bytes, show_error=True, ssr_mode=False,
-                                  footer_links=[], theme=THEME)
+        app = mount_page(app, manager)
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
     app.add_middleware(TokenGuard, token=config.token)  # outermost: no token, no work at all
     return app

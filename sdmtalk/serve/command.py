@@ -1,4 +1,4 @@
-"""The `sdmtalk serve` subcommand: arguments and run (the web stack is imported only here)."""
+"""The `sdmtalk serve` subcommand: arguments and run (without the serve extra, only `run` fails)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 from sdmtalk.errors import InputError
-from sdmtalk.pipeline import MOTIONS
+from sdmtalk.pipeline import MOTIONS, check_weights
 from sdmtalk.serve.config import ServeConfig
+
+try:  # the serve extra (fastapi, uvicorn, gradio): `sdmtalk --help` and the other commands work without it
+    from sdmtalk.serve.app import create_app
+except ModuleNotFoundError as err:
+    if (err.name or "sdmtalk").split(".")[0] == "sdmtalk":
+        raise
+    create_app, _MISSING_WEB_PACKAGE = None, err.name
+else:
+    _MISSING_WEB_PACKAGE = None
 
 D = ServeConfig()
 
@@ -58,8 +68,6 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = config_from(args, work_dir)
         if config.motion == "sdm":
-            from sdmtalk.pipeline import check_weights
-
             check_weights(config.weights)
         _serve(config, page=not args.no_page)
     finally:
@@ -70,12 +78,11 @@ def run_serve(args: argparse.Namespace) -> int:
 def _serve(config: ServeConfig, page: bool) -> None:
     os.environ["GRADIO_TEMP_DIR"] = str(config.work_dir / "gradio")  # Gradio's copies go too
     try:
-        import uvicorn
-
-        from sdmtalk.serve.app import create_app
+        import uvicorn  # the serve extra
     except ImportError as err:
-        raise InputError(f"sdmtalk serve needs its web packages ({err.name} is missing): "
-                         "pip install 'sdmtalk[serve]'") from None
+        _missing_web_package(err.name)
+    if create_app is None:
+        _missing_web_package(_MISSING_WEB_PACKAGE)
     if not config.is_local:
         who = "requests need --token" if config.token else "anyone who reaches it can use it: pass --token"
         print(f"sdmtalk: warning: serving on {config.host}:{config.port} to other machines; {who}",
@@ -86,3 +93,8 @@ def _serve(config: ServeConfig, page: bool) -> None:
     print(f"sdmtalk serve: {where}API http://{shown}:{config.port}/docs  "
           f"({config.workers} worker(s), queue {config.queue}; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+
+
+def _missing_web_package(name: str | None) -> NoReturn:
+    raise InputError(f"sdmtalk serve needs its web packages ({name} is missing): "
+                     "pip install 'sdmtalk[serve]'") from None

@@ -14,7 +14,8 @@ class ServeConfig:
     browser). workers: jobs generated at once; queue: jobs waiting beyond those (a full
     queue answers 429). Limits answer 413: max_upload_mb per file, max_megapixels of the
     photo, max_audio_seconds of the speech; max_samples per job (422 beyond). max_streams: live streams at once (429 beyond; each
-    takes about one core). Results are
+    takes about one core); stream_max_latency_s: their latency budget (StreamConfig.max_latency_s:
+    later frames are dropped; None: never drop). Results are
     deleted result_ttl_s seconds after their job ends (then 404). work_dir: where uploads
     and results live (default: a fresh temp folder, removed at exit)."""
 
@@ -28,6 +29,7 @@ class ServeConfig:
     max_audio_seconds: float = 120.0
     max_samples: int = 4
     max_streams: int = 1
+    stream_max_latency_s: float | None = 0.5
     result_ttl_s: float = 3600.0
     motion: str = "sdm"
     weights: str | None = None

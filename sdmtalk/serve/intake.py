@@ -9,9 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import av
+import soundfile
+from PIL import Image
+
 from sdmtalk import SAMPLE_RATE
+from sdmtalk.audio.speech import synthesize_speech
 from sdmtalk.errors import InputError
+from sdmtalk.motion.pose_reference import check_pose_reference_motion
 from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model, validate_request
 from sdmtalk.serve.config import ServeConfig
 from sdmtalk.serve.jobs import Job, JobRequest
 
@@ -71,16 +78,12 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                   text: str | None, p: Params, pose_reference: Path | None = None) -> JobRequest:
     """Check one job's inputs (cheap checks only; decoding happens in the worker) -> its
     JobRequest. Raises InputError (422) or LimitError (413) with one line."""
-    from sdmtalk.pipeline import validate_request
-
     controls = MotionControls(seed=p.seed, pose_scale=p.pose_scale, lip_scale=p.lip_scale,
                               rhythm_scale=p.rhythm_scale, still=p.still,
-                              diffusion_steps=_steps(p.diffusion_steps))
+                              diffusion_steps=parse_diffusion_steps(p.diffusion_steps))
     motion = p.motion or config.motion
-    _check_settings(motion, p.size, p.crop)
+    check_settings(motion, p.size, p.crop)
     if pose_reference is not None:
-        from sdmtalk.motion.pose_reference import check_pose_reference_motion
-
         check_pose_reference_motion(motion)
     if photo is None:
         raise InputError("no photo: upload a face photo (jpg, png, ...)")
@@ -95,16 +98,14 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                       pose_reference)
 
 
-def _steps(value) -> str | int:
+def parse_diffusion_steps(value) -> str | int:
     """'auto', a whole number as text, or the raw value for MotionControls to refuse."""
     text = str(value).strip()
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
-def _check_settings(motion: str, size, crop) -> None:
+def check_settings(motion: str, size, crop) -> None:
     """The pipeline's own checks of motion, size and crop (and their messages)."""
-    from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model
-
     if motion not in MOTIONS:
         load_motion_model(motion)  # raises its one-line "unknown motion" error
     TalkingFacePipeline(motion="static", size=size, crop=crop, quiet=True)
@@ -121,10 +122,6 @@ def _speech(job: Job, config: ServeConfig, audio: Path | None, text: str | None)
         raise InputError("no speech: upload or record an audio file, or type text to speak")
     if len(text) > MAX_TEXT_CHARS:
         raise LimitError(f"the typed text has {len(text)} characters: use at most {MAX_TEXT_CHARS}")
-    import soundfile
-
-    from sdmtalk.audio.speech import synthesize_speech
-
     path = job.folder / "speech.wav"
     soundfile.write(path, synthesize_speech(text), SAMPLE_RATE, subtype="PCM_16")
     job.names[path] = TEXT_NAME
@@ -133,8 +130,6 @@ def _speech(job: Job, config: ServeConfig, audio: Path | None, text: str | None)
 
 def check_pixels(path: Path, name: str, config: ServeConfig) -> None:
     """A photo beyond max_megapixels is refused from its header (LimitError)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -157,8 +152,6 @@ def check_duration(path: Path, name: str, config: ServeConfig) -> None:
 
 def audio_seconds(path: Path) -> float | None:
     """Duration from the container's header, or None when it says nothing or is unreadable."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             if container.duration is not None:

@@ -20,9 +20,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import torch
+
 from sdmtalk.errors import InputError, one_line
+from sdmtalk.motion.pose_reference import with_pose_reference
 from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import TalkingFacePipeline
 from sdmtalk.serve.config import ServeConfig
+from sdmtalk.threads import default_threads
 
 _LOG = logging.getLogger(__name__)
 INTERNAL_ERROR = "internal error while generating: the server log has the details; please report it"
@@ -105,7 +111,7 @@ class JobManager:
         self.own_dir = config.work_dir is None
         self.work_dir = Path(config.work_dir or tempfile.mkdtemp(prefix="sdmtalk-serve-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.threads = config.threads or max(1, _cores() // max(1, config.workers))
+        self.threads = config.threads or max(1, default_threads() // max(1, config.workers))
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -117,9 +123,6 @@ class JobManager:
         """Start the workers and the sweeper of expired results (idempotent)."""
         if self._threads:
             return
-        import cv2
-        import torch
-
         # Jobs on several threads set and restore these process-wide counts; starting from 1
         # every restore lands on 1, so a seed gives the CLI's video whatever runs beside it.
         torch.set_num_threads(1)
@@ -220,8 +223,6 @@ class JobManager:
             pipe.progress = job.on_progress
             controls = req.controls
             if req.pose_reference is not None:  # tracked here, not at submit: it takes seconds
-                from sdmtalk.motion.pose_reference import with_pose_reference
-
                 controls = with_pose_reference(controls, req.pose_reference)
             results = pipe.generate(req.photo, req.audio, job.folder / "sdmtalk.mp4", controls,
                                     req.num_samples, req.face_index)
@@ -236,8 +237,6 @@ class JobManager:
             self._end(job, "failed", INTERNAL_ERROR, 500)
 
     def _pipeline(self, pipelines: dict, req: JobRequest):
-        from sdmtalk.pipeline import TalkingFacePipeline
-
         key = (req.motion, req.size, req.crop, req.blink)
         if key not in pipelines:
             pipelines[key] = TalkingFacePipeline(
@@ -264,9 +263,3 @@ def _return_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _cores() -> int:
-    from sdmtalk.pipeline import default_threads
-
-    return default_threads()

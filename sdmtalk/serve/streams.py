@@ -3,15 +3,20 @@ checks) -> a stream id; WebSocket /api/streams/{id}/ws: 16 kHz float32 PCM in, f
 
 Protocol. Server -> client: a JSON text {"event": "ready", "fps", "sample_rate", "width",
 "height"} once the face is found; then one binary message per frame: 4 bytes little-endian
-frame index i (its audio is samples [640 i, 640 (i + 1)), shown at i / 25 s) + JPEG; at the
-end {"event": "end", "frames", "dropped"}; an error is {"error": "<the CLI's line>"} and
-a close. Client -> server: binary float32 little-endian mono 16 kHz samples, any length
+frame index i (its audio is samples [640 i, 640 (i + 1)), shown at i / 25 s) + JPEG, in
+increasing i (a dropped frame's index is absent); at the end {"event": "end", "frames",
+"dropped", "dropped_render", "dropped_client", "latency_p50", "latency_p95", "latency_max"}:
+frames sent, frames dropped (frames + dropped = the frames of the speech) by the stream
+(rendering fell behind its latency budget, StreamConfig.max_latency_s) and by this client's
+buffer (it read too slowly), and the latency of the frames sent in seconds (the server got
+the frame's first audio sample -> the frame went to the socket; null without frames); an
+error is {"error": "<the CLI's line>"} and a close. Client -> server: binary float32 little-endian mono 16 kHz samples, any length
 (40 ms = 640 samples is typical); the text {"event": "end"} after the last.
 
 A client that sends nothing for IDLE_TIMEOUT_S is closed with an error (its slot is freed).
 A client that reads slowly never holds the stream back: frames wait in a short per-client
-buffer whose oldest frame is dropped (and counted) when it is full; one that disconnects
-ends its stream at once. Either way the server's threads go on.
+buffer, and a frame is dropped (and counted) when the buffer is full (the oldest) or when it
+is past the latency budget and has waited half of it behind a newer one; one that disconnects ends its stream at once. Either way the server's threads go on.
 """
 
 from __future__ import annotations
@@ -25,21 +30,36 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated
 
+import cv2
 import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.websockets import WebSocketDisconnect
 
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import TalkingFacePipeline, validate_stream_request
 from sdmtalk.serve.api import ApiError
 from sdmtalk.serve.config import ServeConfig
-from sdmtalk.serve.intake import LimitError, Params, display_name, save_upload, stored_path
+from sdmtalk.serve.intake import (
+    LimitError,
+    Params,
+    check_pixels,
+    check_settings,
+    display_name,
+    parse_diffusion_steps,
+    save_upload,
+    stored_path,
+)
+from sdmtalk.stream import StreamConfig
+from sdmtalk.stream.pacing import LatencyLog, behind
 
 _LOG = logging.getLogger(__name__)
 SEND_BUFFER_FRAMES = 25  # frames waiting for a slow client before the oldest is dropped (1 s)
@@ -111,8 +131,6 @@ class StreamManager:
         shutil.rmtree(request.folder, ignore_errors=True)
 
     def pipeline(self, request: StreamRequest):
-        from sdmtalk.pipeline import TalkingFacePipeline
-
         key = (request.size, request.crop, request.blink)
         with self._lock:
             if key not in self._pipelines:
@@ -136,42 +154,73 @@ class StreamManager:
 
 
 class FrameOutbox:
-    """Frames from the stream thread to one client's sender: a short buffer that drops its
-    oldest frame when full (a slow reader loses frames, never stalls the stream)."""
+    """Frames (index, message) from the stream thread to one client's sender: a short buffer
+    (a slow reader loses frames, never stalls the stream). It drops its oldest frame when
+    full, and once the oldest waiting frame is past the latency budget (its audio was pushed
+    longer ago: pace) while newer ones wait, all but the newest. `latency`: of the frames sent."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int = SEND_BUFFER_FRAMES):
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int = SEND_BUFFER_FRAMES,
+                 now: Callable[[], float] = time.perf_counter):
         self._frames: deque = deque()
         self._size, self._loop = size, loop
         self._wake = asyncio.Event()
-        self.dropped = 0
+        self._closed = False
+        self.dropped = self.frames_sent = 0
         self._lock = threading.Lock()
+        self.latency = LatencyLog()
+        self._pushed_at, self._budget_s, self._now = None, None, now
 
-    def put(self, item) -> None:
-        """From any thread."""
+    def pace(self, pushed_at: Callable[[int], float], budget_s: float | None) -> None:
+        """Measure lateness with pushed_at(index) (FaceStream.pushed_at) against budget_s
+        (the rule of sdmtalk/stream/pacing.py)."""
+        self._pushed_at, self._budget_s = pushed_at, budget_s
+
+    def put(self, item: tuple[int, bytes]) -> None:
+        """(index, message), from any thread."""
         with self._lock:
             if len(self._frames) >= self._size:
                 self._frames.popleft()
                 self.dropped += 1
-            self._frames.append(item)
+            self._frames.append((*item, self._now()))
         self._loop.call_soon_threadsafe(self._wake.set)
 
     def close(self) -> None:
-        self.put(None)
+        with self._lock:
+            self._closed = True
+        self._loop.call_soon_threadsafe(self._wake.set)
 
-    async def get(self):
-        """The oldest waiting item (None after close)."""
+    async def get(self) -> tuple[int, bytes] | None:
+        """The next (index, message) to send (None after close, once the frames are out)."""
         while True:
             with self._lock:
                 if self._frames:
-                    return self._frames.popleft()
+                    return self._take()
+                if self._closed:
+                    return None
                 self._wake.clear()
             await self._wake.wait()
+
+    def sent(self, index: int) -> None:
+        """Frame `index` went to the socket now."""
+        self.frames_sent += 1
+        if self._pushed_at is not None:
+            self.latency.add(self._now() - self._pushed_at(index))
+
+    def _take(self) -> tuple[int, bytes]:
+        frames, now = self._frames, self._now()
+        first, _, put_at = frames[0]
+        if len(frames) > 1 and self._pushed_at is not None and \
+                behind(now - self._pushed_at(first), now - put_at, self._budget_s):
+            self.dropped += len(frames) - 1
+            item = frames.pop()
+            frames.clear()
+        else:
+            item = frames.popleft()
+        return item[:2]
 
 
 def jpeg_message(frame: np.ndarray, index: int) -> bytes:
     """4-byte little-endian frame index + the frame as JPEG."""
-    import cv2
-
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
@@ -193,13 +242,10 @@ def stream_request(manager: StreamManager, config: ServeConfig, fill) -> StreamR
 def build_stream_request(sid: str, folder: Path, config: ServeConfig, photo: Path | None, params,
                          names: dict) -> StreamRequest:
     """The job checks that apply to a stream: controls, size/crop, the photo (InputError, 422)."""
-    from sdmtalk.pipeline import validate_stream_request
-    from sdmtalk.serve.intake import _check_settings, _steps, check_pixels
-
     controls = MotionControls(seed=params.seed, pose_scale=params.pose_scale, lip_scale=params.lip_scale,
                               rhythm_scale=params.rhythm_scale, still=params.still,
-                              diffusion_steps=_steps(params.diffusion_steps))
-    _check_settings("sdm", params.size, params.crop)
+                              diffusion_steps=parse_diffusion_steps(params.diffusion_steps))
+    check_settings("sdm", params.size, params.crop)
     if photo is None:
         raise InputError("no photo: upload a face photo (jpg, png, ...)")
     validate_stream_request(photo, controls, params.face_index)
@@ -210,8 +256,6 @@ def build_stream_request(sid: str, folder: Path, config: ServeConfig, photo: Pat
 
 async def serve_stream(ws, manager: StreamManager, sid: str) -> None:
     """One WebSocket: open the FaceStream, pump audio in and frames out until either side ends."""
-    from starlette.websockets import WebSocketDisconnect
-
     await ws.accept()
     try:
         request = manager.claim(sid)
@@ -226,6 +270,7 @@ async def serve_stream(ws, manager: StreamManager, sid: str) -> None:
     stream = sender = None
     try:
         stream = await loop.run_in_executor(None, _open, manager, request, outbox)
+        outbox.pace(stream.pushed_at, stream.config.max_latency_s)
         width, height = stream.renderer.source_crop.shape[1], stream.renderer.source_crop.shape[0]
         await ws.send_text(json.dumps({"event": "ready", "fps": FPS, "sample_rate": SAMPLE_RATE,
                                        "width": width, "height": height}))
@@ -234,7 +279,7 @@ async def serve_stream(ws, manager: StreamManager, sid: str) -> None:
         await loop.run_in_executor(None, stream.close)
         outbox.close()
         await sender
-        await ws.send_text(json.dumps({"event": "end", "frames": stream.frames_out, "dropped": outbox.dropped}))
+        await ws.send_text(json.dumps(_end_event(stream, outbox)))
         await ws.close()
     except InputError as err:
         await _refuse(ws, _named(err, request.names), 1008)
@@ -255,13 +300,19 @@ async def serve_stream(ws, manager: StreamManager, sid: str) -> None:
 
 def _open(manager: StreamManager, request: StreamRequest, outbox: FrameOutbox):
     pipe = manager.pipeline(request)
-    return pipe.open_stream(request.photo, lambda frame, i: outbox.put(jpeg_message(frame, i)),
-                            request.controls, request.face_index)
+    return pipe.open_stream(request.photo, lambda frame, i: outbox.put((i, jpeg_message(frame, i))),
+                            request.controls, request.face_index,
+                            StreamConfig(max_latency_s=manager.config.stream_max_latency_s))
+
+
+def _end_event(stream, outbox: FrameOutbox) -> dict:
+    """The end message: frames sent, dropped (by the stream + by the client's buffer), latency."""
+    render = stream.stats()["dropped"]
+    return {"event": "end", "frames": outbox.frames_sent, "dropped": render + outbox.dropped,
+            "dropped_render": render, "dropped_client": outbox.dropped, **outbox.latency.summary()}
 
 
 async def _receive_audio(ws, stream, max_seconds: float) -> None:
-    from starlette.websockets import WebSocketDisconnect
-
     received = 0
     while True:
         try:
@@ -296,7 +347,9 @@ def _is_end(text: str) -> bool:
 
 async def _send_frames(ws, outbox: FrameOutbox) -> None:
     while (item := await outbox.get()) is not None:
-        await ws.send_bytes(item)
+        index, message = item
+        await ws.send_bytes(message)
+        outbox.sent(index)
 
 
 async def _refuse(ws, message: str, code: int) -> None:

@@ -1,6 +1,10 @@
 """The web page (Gradio): photo, speech (file, microphone or typed text), the CLI's
 controls, a progress bar per stage, the video. It submits to the same JobManager as the
-API through the same checks, so a bad input reads the same line as in the CLI."""
+API through the same checks, so a bad input reads the same line as in the CLI.
+
+Gradio (the optional extra, seconds to import) is imported by the functions that build the
+page, so that importing this module (app.py does) costs nothing until a page is served.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,25 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the server
-import gradio as gr  # noqa: E402
+from sdmtalk.assets import demo_inputs
+from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX
+from sdmtalk.pipeline import MOTIONS
+from sdmtalk.serve.api import ApiError, submit_job
+from sdmtalk.serve.intake import Params, build_request, display_name, save_upload, stored_path
+from sdmtalk.serve.jobs import INTERNAL_ERROR, Job, JobManager
 
-from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX  # noqa: E402
-from sdmtalk.pipeline import MOTIONS  # noqa: E402
-from sdmtalk.serve.api import ApiError, submit_job  # noqa: E402
-from sdmtalk.serve.intake import Params, build_request, display_name, save_upload, stored_path  # noqa: E402
-from sdmtalk.serve.jobs import INTERNAL_ERROR, Job, JobManager  # noqa: E402
+if TYPE_CHECKING:
+    import gradio as gr
 
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home once gradio loads
 _LOG = logging.getLogger(__name__)
-# System fonts: the default theme would fetch Google Fonts, which an offline machine cannot.
-THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                          font_mono=["ui-monospace", "monospace"])
 STAGE_NAMES = {"face": "finding the face", "audio": "reading the speech", "motion": "generating motion"}
 
 
 def demo_files(folder: Path) -> list[str]:
     """The bundled demo photo and speech, copied where the page may serve them."""
-    from sdmtalk.cli import demo_inputs
-
     folder.mkdir(parents=True, exist_ok=True)
     photo, speech = demo_inputs(folder)
     shutil.copy(speech, folder / speech.name)
@@ -58,6 +60,8 @@ def _copy_in(job: Job, path: str | None, role: str, limit: int) -> Path | None:
 
 def make_generate(manager: JobManager):
     """The page's Generate handler: submit through the API's path, follow the job's stages."""
+    import gradio as gr
+
     config = manager.config
 
     def generate(photo, audio, text, seed, num_samples, pose_scale, lip_scale, rhythm_scale, still,
@@ -95,6 +99,8 @@ def _whole(value):
 
 
 def build_page(manager: JobManager) -> gr.Blocks:
+    import gradio as gr
+
     config = manager.config
     lo, hi = {k: v[0] for k, v in SCALE_RANGES.items()}, {k: v[1] for k, v in SCALE_RANGES.items()}
     busy = config.workers + config.queue
@@ -130,3 +136,15 @@ def build_page(manager: JobManager) -> gr.Blocks:
                      [video, files, note], concurrency_limit=busy)
     page.queue(max_size=busy)
     return page
+
+
+def mount_page(app, manager: JobManager):
+    """`app` with the page mounted at /, its uploads and videos served from the job folders."""
+    import gradio as gr
+
+    # System fonts: the default theme would fetch Google Fonts, which an offline machine cannot.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])
+    return gr.mount_gradio_app(app, build_page(manager), path="/", allowed_paths=[str(manager.work_dir)],
+                               max_file_size=manager.config.max_upload_bytes, show_error=True, ssr_mode=False,
+                               footer_links=[], theme=theme)

@@ -13,6 +13,7 @@ import numpy as np
 
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.audio import AudioFeatures, compute_features, num_frames_for
+from sdmtalk.audio.phonemes import phoneme_posteriors
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 
@@ -61,8 +62,6 @@ class AudioWindow:
         i = start - lo
         post = None
         if self.phonemes:
-            from sdmtalk.audio.phonemes import phoneme_posteriors
-
             plo = max(lo, start - self.phoneme_context)
             post = phoneme_posteriors(self._slice(plo, end), end - plo)[start - plo:]
         return AudioFeatures(mel=feats.mel[4 * i:], prosody=feats.prosody[i:], energy=feats.energy[i:],

@@ -28,9 +28,11 @@ from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
 from sdmtalk.motion.beat_snap import CATCH_UP, PEAK_HALF, accent_frames
+from sdmtalk.motion.finish import check_controls, rhythm_weight
 from sdmtalk.motion.head_activity import head_activity
 from sdmtalk.motion.pose_gain import PoseGainState
-from sdmtalk.motion.sdm import POSE_DIM, _check_controls, rhythm_weight, running_mel_mean
+from sdmtalk.motion.sdm import running_mel_mean
+from sdmtalk.motion.sdm_config import POSE_DIM
 from sdmtalk.motion.types import Motion, MotionControls
 
 MARGIN = 16  # feature frames before the window: beyond f_con + shape path's reach (SDMModel._chunked)
@@ -43,16 +45,26 @@ class StreamConfig:
     """span: frames committed per step (4 = 160 ms). lookahead: frames of speech after a span
     before it is committed. context: emitted frames the diffusion window holds fixed (8: a
     longer held past shrinks the sampled head, roll std 0.89 deg at 40 against 1.30 at 8 and
-    2.10 offline, with the same lips and no larger steps at span edges; RESULTS §16).
+    2.10 offline, with the same lips and no larger steps at span edges; docs/RESULTS.md, Streaming).
     lip_steps / pose_steps: DDIM steps of the shallow (lips, from k) and the deep (head pose,
     from pose_k) reverse processes (None = offline's k and pose_k DDPM steps: 40 + 100
     denoiser calls per span do not fit in real time on a CPU; 10 + 20 do, and 20 pose steps
     are the offline sampler of sdm_base, so its calibrated pose gain fits the stream too:
-    stream roll std 1.77 deg against offline 1.99, 1.55 with 10, RESULTS §17). feature_context_s: audio
+    stream roll std 1.77 deg against offline 1.99, 1.55 with 10, docs/RESULTS.md, Streaming). feature_context_s: audio
     window for log-mel and prosody (their per-clip normalisations see this much);
     phoneme_context_s: audio before a span that the phoneme recogniser hears.
     cmn_prior_frames: weight, in frames, of the training-set mean log-mel in the running
-    mean that replaces the clip mean (mel_cmn) until enough speech has arrived."""
+    mean that replaces the clip mean (mel_cmn) until enough speech has arrived.
+    max_latency_s: FaceStream's latency budget: once the oldest frame waiting to be rendered
+    had its audio pushed longer ago than this and a newer frame waits too, the waiting
+    frames but the newest are skipped (stream/pacing.py). 0.5 s: the span and its look-ahead
+    alone make 0.16-0.32 s, and an idle 2-core machine stays under 0.4 s (nothing skipped);
+    None: never skip (every frame, however late: audio pushed faster than real time).
+    catch_up_frames: most frames one step of FaceStream commits once its motion has fallen
+    behind the audio (more than two spans wait): a step costs about the same at 4 or 12
+    frames (CPU 0.49 / 0.25 / 0.18 s per second of speech at 4 / 8 / 12 on a loaded 2-core
+    machine), so a stream on a busy machine catches up instead of falling further behind.
+    span or less: never (stream_motion never catches up: its steps do not depend on timing)."""
 
     span: int = 4
     lookahead: int = 4
@@ -62,6 +74,8 @@ class StreamConfig:
     feature_context_s: float = 2.0
     phoneme_context_s: float = 0.32
     cmn_prior_frames: int = 25
+    max_latency_s: float | None = 0.5
+    catch_up_frames: int = 12
 
     def __post_init__(self) -> None:
         for name in ("span", "context"):
@@ -72,6 +86,13 @@ class StreamConfig:
         for name in ("lip_steps", "pose_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise InputError(f"stream {name} {getattr(self, name)} must be at least 1 (or None)")
+        if self.max_latency_s is not None and not float(self.max_latency_s) > 0:
+            raise InputError(f"stream max_latency_s {self.max_latency_s} must be above 0 s (or None: never skip)")
+
+    @property
+    def longest_step(self) -> int:
+        """Most frames a catching-up step commits (whole spans)."""
+        return max(self.span, int(self.catch_up_frames) // self.span * self.span)
 
     @property
     def latency_frames(self) -> int:
@@ -88,7 +109,7 @@ class MotionStream:
         self.model, self.cfg = model, model.cfg
         self.config = config or StreamConfig()
         self.controls = controls or MotionControls()
-        _check_controls(self.controls, self.cfg.diffusion_steps)
+        check_controls(self.controls, self.cfg.diffusion_steps)
         if model.training:
             raise ValueError("MotionStream needs the model in eval mode (model.eval())")
         self.source = np.asarray(source_canonical, np.float32)

@@ -1,7 +1,7 @@
 """SyncExpert: a lip-sync expert in landmark space (SyncNet's idea, our own network).
 
 Two small encoders map a W-frame window of speech and the W-frame window of mouth motion at
-the same time to unit vectors; trained contrastively (sdmtalk.sync.train), their cosine
+the same time to unit vectors; trained contrastively (sdmtalk.train.sync_expert), their cosine
 similarity is high when the two windows belong together and low when the audio is from
 elsewhere or shifted in time. sdmtalk.sync.score turns it into a per-clip sync confidence
 and audio-video offset.
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdmtalk import MEL_PER_FRAME
+from sdmtalk.typed_config import to_dict
+from sdmtalk.weights.io import read_tagged_weights, write_weights
 
 MOUTH_POINTS = slice(48, 68)
 WEIGHTS_NAME = "sync_expert"
@@ -186,22 +188,16 @@ def build_expert(cfg: SyncExpertConfig | None = None) -> SyncExpert:
 
 def save_expert(model: SyncExpert, path, extra: dict | None = None) -> Path:
     """Write path (.safetensors, config in its metadata) + path.json (sdmtalk weights format)."""
-    from sdmtalk.config import to_dict
-    from sdmtalk.train.checkpoint import export_weights
-
     extra = dict(extra or {})
-    ckpt = {"model": model.state_dict(), "config": {"model": to_dict(model.cfg), "train": {}},
-            "step": int(extra.pop("step", 0)), "trainer": {}}
-    return export_weights(ckpt, path, notes=extra)  # training facts into the sidecar
+    facts = {"step": int(extra.pop("step", 0)), "train_config": {}, **extra}
+    return write_weights(model.state_dict(), to_dict(model.cfg), path, facts)  # training facts into the sidecar
 
 
 def load_expert(path=None) -> SyncExpert:
     """The shipped sync expert (path None) or one written by save_expert, in eval mode."""
-    from sdmtalk.train.checkpoint import read_tagged_weights
-
     tensors, cfg = read_tagged_weights(
         path or BUNDLED_SYNC_WEIGHTS, "sync_expert", SyncExpertConfig, "sync expert",
-        "python -m sdmtalk.sync.train --data CACHE --out RUN")
+        "python -m sdmtalk.train.sync_expert --data CACHE --out RUN")
     model = SyncExpert(cfg)
     model.load_state_dict(tensors)
     return model.eval()

@@ -121,3 +121,30 @@ def shifted_pair(mel: np.ndarray, mouth: np.ndarray, shift: int) -> tuple[np.nda
     if n <= 0:
         raise ValueError(f"clip of {t} frames is too short for a shift of {shift}")
     return mel[MEL_PER_FRAME * a0:MEL_PER_FRAME * (a0 + n)], mouth[v0:v0 + n]
+
+
+def clip_offset(model, mel: np.ndarray, canonical: np.ndarray, valid=None,
+                max_shift: int | None = None) -> dict:
+    """One clip as recorded -> {"offset": argmax_d s(d) or None, "confidence": s(best) -
+    median, "z": evidence that s(best) > s(0) in standard errors (0 at d = 0), "windows":
+    audio/mouth window pairs behind s(best)}. None / NaN where the clip gives no estimate
+    (too short, no detected mouth window, a mouth that never moves)."""
+    max_shift = MAX_SHIFT if max_shift is None else max_shift
+    none = {"offset": None, "confidence": float("nan"), "z": float("nan"), "windows": 0}
+    ea, ev = clip_embeddings(model, audio_input(mel), mouth_input(canonical, valid))
+    shifts, curve = similarity_curve(ea, ev, max_shift)
+    if not np.isfinite(curve[max_shift]) or np.isfinite(curve).sum() < 3:
+        return none
+    if np.nanstd(ev, axis=0).max() < 1e-4:  # a still mouth: nothing to align
+        return none
+    best = int(np.nanargmax(curve))
+    d = int(shifts[best])
+    ok_a, ok_v = np.isfinite(ea).all(1), np.isfinite(ev).all(1)
+    t = np.arange(max(0, -d), min(len(ea), len(ev) - max(d, 0)))
+    t = t[ok_a[t] & ok_v[t + d] & ok_v[t]]
+    z = 0.0
+    if d != 0 and len(t) >= 2:
+        diff = np.einsum("ij,ij->i", ea[t], ev[t + d] - ev[t])  # sim(t, t + d) - sim(t, t)
+        se = diff.std() / np.sqrt(max(len(t) / model.cfg.window, 1.0))
+        z = float(diff.mean() / se) if se > 0 else float(np.sign(diff.mean())) * 1e6  # finite: JSON
+    return {"offset": d, "confidence": float(curve[best] - np.nanmedian(curve)), "z": z, "windows": int(len(t))}

@@ -4,8 +4,7 @@
 ``torchrun --nproc_per_node N -m sdmtalk.train ...`` for data-parallel training.
 """
 
-from sdmtalk.train.checkpoint import export_weights, load_checkpoint, load_model
+from sdmtalk.train.checkpoint import export_weights
 from sdmtalk.train.trainer import TrainResult, add_train_arguments, fit, run_train, train
 
-__all__ = ["TrainResult", "add_train_arguments", "export_weights", "fit", "load_checkpoint",
-           "load_model", "run_train", "train"]
+__all__ = ["TrainResult", "add_train_arguments", "export_weights", "fit", "run_train", "train"]

@@ -19,14 +19,46 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
+from sdmtalk.config import ExperimentConfig, load_config
+from sdmtalk.data.augment import MelAugment
+from sdmtalk.data.cache import CacheReader
+from sdmtalk.data.offsets import OffsetTable
+from sdmtalk.data.phonemes import PhonemeTable
+from sdmtalk.data.windows import MotionWindows, compute_motion_stats
 from sdmtalk.errors import InputError
+from sdmtalk.motion.sdm import build_model
+from sdmtalk.train.checkpoint import (
+    capture_rng_state,
+    export_weights,
+    inference_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from sdmtalk.train.distributed import (
+    DistContext,
+    StepBatchSampler,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    setup,
+    teardown,
+    val_indices,
+    wrap_for_training,
+)
+from sdmtalk.train.logging import MetricsLog, plot_losses
 
 CKPT_LAST = "ckpt-last.pt"
 CKPT_BEST = "ckpt-best.pt"
@@ -51,13 +83,6 @@ class TrainResult:
 def train(cache_dir, config, out_dir, resume: bool = False, quiet: bool = False) -> TrainResult:
     """Train the SDM model on a prepared cache. ``config``: an ExperimentConfig, a preset
     name ("tiny", "base") or a .json/.toml path. Under torchrun this runs DDP."""
-    from sdmtalk.config import ExperimentConfig, load_config
-    from sdmtalk.data.augment import MelAugment
-    from sdmtalk.data.cache import CacheReader
-    from sdmtalk.data.windows import MotionWindows, compute_motion_stats
-    from sdmtalk.motion.sdm import build_model
-    from sdmtalk.train.distributed import setup, teardown
-
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     tc = config.train
@@ -94,16 +119,12 @@ def fit(model, train_set, val_set, cfg, out_dir, config_dict: dict, resume: bool
     """Train any model with ``training_losses(batch, step) -> {"total": loss, ...}`` (and,
     optionally, ``validation_metrics(batch) -> dict``) on map-style datasets.
     ``config_dict`` is stored in checkpoints (its "model" part rebuilds the model)."""
-    from sdmtalk.train.distributed import DistContext
-
     return Trainer(model, train_set, val_set, cfg, Path(out_dir), config_dict,
                    ctx or DistContext(), quiet).run(resume)
 
 
 def offset_table(cache_dir):
     """The cache's audio-video offset table (data.offsets) when prepare wrote one, else None."""
-    from sdmtalk.data.offsets import OffsetTable
-
     table = OffsetTable(cache_dir)
     return table if table.available else None
 
@@ -112,8 +133,6 @@ def phoneme_table(cache_dir, model_cfg):
     """The cache's phoneme side table when the model reads phonemes, else None."""
     if not getattr(model_cfg, "phoneme_dim", 0):
         return None
-    from sdmtalk.data.phonemes import PhonemeTable
-
     return PhonemeTable.required(cache_dir, "model.phoneme_dim is set")
 
 
@@ -126,9 +145,7 @@ def selection_score(metrics: dict[str, float], select: str) -> float:
 
 
 def seed_everything(seed: int) -> None:
-    import random
 
-    import numpy as np
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -151,9 +168,6 @@ class Trainer:
 
     def __init__(self, model, train_set, val_set, cfg, out_dir: Path, config_dict: dict,
                  ctx, quiet: bool):
-        from sdmtalk.train.distributed import wrap_for_training
-        from sdmtalk.train.logging import MetricsLog
-
         self.cfg, self.out_dir, self.config_dict, self.ctx = cfg.check(), out_dir, config_dict, ctx
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
@@ -173,8 +187,6 @@ class Trainer:
     # ----- run folder, resume -------------------------------------------------------
     def prepare(self, resume: bool) -> None:
         """Refuse to overwrite a run; on resume, restore everything from ckpt-last.pt."""
-        from sdmtalk.train.distributed import barrier
-
         last = self.out_dir / CKPT_LAST
         if resume and not last.is_file():
             raise InputError(f"--resume: no checkpoint {last}; start a new run without --resume, "
@@ -198,8 +210,6 @@ class Trainer:
                     self.last_val = metrics
 
     def restore(self, path: Path) -> None:
-        from sdmtalk.train.checkpoint import inference_state, load_checkpoint, restore_rng_state
-
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt["config"].get("model") != self.config_dict.get("model"):
             raise InputError(f"{path} was trained with another model config: resume with the "
@@ -222,9 +232,6 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
-        from sdmtalk.train.checkpoint import export_weights
-        from sdmtalk.train.distributed import barrier
-
         self.prepare(resume)
         if self.val_set is None and self.cfg.val_every > 0:
             self.say("note: no val windows: no validation and no ckpt-best.pt in this run")
@@ -243,7 +250,6 @@ class Trainer:
         return self.result(weights)
 
     def loop(self, t0: float) -> None:
-        from tqdm.auto import tqdm
 
         cfg = self.cfg
         if self.step >= cfg.steps:
@@ -286,9 +292,6 @@ class Trainer:
             self.save(CKPT_LAST, t0)
 
     def loader(self):
-        from torch.utils.data import DataLoader
-
-        from sdmtalk.train.distributed import StepBatchSampler
 
         sampler = StepBatchSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
                                    start=self.samples_seen, rank=self.ctx.rank,
@@ -320,8 +323,6 @@ class Trainer:
     def log_train(self, sums: dict, n: int, rate: float, skipped: int = 0) -> None:
         """Log the mean loss terms of the last n steps; a window where more than one step in
         ten had a non-finite gradient (skipped, weights untouched) stops the run."""
-        from sdmtalk.train.distributed import all_reduce_sum
-
         if skipped * 10 > n + skipped or not sums:
             raise FloatingPointError(f"{skipped} of the last {n + skipped} steps had a non-finite "
                                      f"gradient by step {self.step}: lower train.lr or "
@@ -343,8 +344,6 @@ class Trainer:
     def validate(self) -> bool:
         """Mean val losses (+ ``validation_metrics``) over a fixed val subset, with fixed
         random numbers so that validations are comparable. Returns True on a new best."""
-        from sdmtalk.train.checkpoint import capture_rng_state, restore_rng_state
-
         saved = capture_rng_state()  # validation must not shift the training random streams
         seed_everything(self.cfg.seed + self.ctx.rank)
         self.model.eval()
@@ -368,9 +367,6 @@ class Trainer:
         return improved
 
     def val_metrics(self) -> dict[str, float]:
-        from torch.utils.data import DataLoader
-
-        from sdmtalk.train.distributed import all_reduce_sum, broadcast_object, val_indices
 
         cfg, ctx = self.cfg, self.ctx
         idx = val_indices(len(self.val_set), cfg.val_batches * cfg.batch_size * ctx.world_size,
@@ -395,9 +391,6 @@ class Trainer:
         return out
 
     def save(self, name: str, t0: float) -> None:
-        from sdmtalk.train.checkpoint import capture_rng_state, save_checkpoint
-        from sdmtalk.train.distributed import all_gather_objects
-
         rng = all_gather_objects(self.ctx, capture_rng_state())  # each rank resumes its own
         if not self.ctx.is_main:
             return
@@ -409,15 +402,12 @@ class Trainer:
                         ema=None if self.ema is None else self.ema.state)
 
     def plot(self) -> None:
-        from sdmtalk.train.logging import plot_losses
-
         if self.log.rows:
             plot_losses(self.log, self.out_dir / "loss.png")
             self.last_plot = time.perf_counter()
 
     def say(self, msg: str) -> None:
         if not self.quiet:
-            from tqdm.auto import tqdm
 
             tqdm.write(msg, file=sys.stderr)
 
@@ -470,8 +460,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from sdmtalk.config import load_config
-
     name = args.config or "base"
     out = Path(args.out) if args.out else Path("runs") / Path(name).stem
     if args.config is None and args.resume and (out / "config.json").is_file():

@@ -9,8 +9,13 @@ chance BAS and excess over chance are nearest the real heads' (squared distance,
 BAS units). --cross-validate: fits on half of the speakers, scores on the other half, and
 the other way round. --write: the same tensors with the chosen pose_smooth and beat_snap.
 
-    python benchmarks/calibrate_beat_snap.py --cache /work/cache/shared --split val \
-        --cross-validate --write sdmtalk/weights/sdm_base.safetensors
+Prints BAS, chance BAS and excess per grid pair, the chosen pair and the cross-validated
+scores; --write writes the weights (+ .json sidecar, the command noted as beat_snap_command).
+Feeds docs/RESULTS.md, "Head motion" ("Beat snap on the speech's accents"). The shipped
+sdm_base was written by
+
+    python calibrate/calibrate_beat_snap.py --cache /work/cache/shared --split val \
+        --smooth 1.0,1.5,2.0 --cross-validate --write sdmtalk/weights/sdm_base.safetensors
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_motion import aligned, apply_overrides, bas_pair, load_scored_clips, speaker_half_splits
-from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.audio import AudioFeatures
+from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
+from sdmtalk.evaluate.landmark_bench import (
+    aligned,
+    bas_pair,
+    load_scored_clips,
+    speaker_half_splits,
+)
 from sdmtalk.face import to_canonical
 from sdmtalk.motion.beat_snap import snap_pose
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
@@ -107,7 +117,7 @@ def main() -> None:
     if args.write:
         model.cfg.pose_smooth, model.cfg.beat_snap = chosen
         write_calibrated(model, Path(args.weights or args.write), Path(args.write), sys.argv[1:],
-                         key="beat_snap_command", script="benchmarks/calibrate_beat_snap.py")
+                         key="beat_snap_command", script="calibrate/calibrate_beat_snap.py")
         print(f"wrote {args.write}")
 
 

@@ -1,6 +1,6 @@
 """Train the SyncExpert on a prepared cache (contrastive, speaker-balanced, resumable).
 
-    python -m sdmtalk.sync.train --data CACHE --out RUN [--steps 4000] [--resume]
+    python -m sdmtalk.train.sync_expert --data CACHE --out RUN [--steps 4000] [--resume]
 
 Run folder: ckpt-last.pt (resume), ckpt-best.pt (best on the val split), metrics.jsonl,
 sync_expert.safetensors + sync_expert.json (from ckpt-best; the shipped weights are a copy).
@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from sdmtalk import MEL_PER_FRAME
+from sdmtalk.data.cache import CacheReader
+from sdmtalk.data.offsets import OffsetTable, shift_audio
 from sdmtalk.errors import InputError, exit_code_of
 from sdmtalk.sync.expert import (
     SyncExpert,
@@ -44,6 +46,9 @@ from sdmtalk.sync.expert import (
     save_expert,
 )
 from sdmtalk.sync.score import shifted_pair, sync_scores
+from sdmtalk.train.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
+from sdmtalk.typed_config import to_dict
+from sdmtalk.weights.io import load_checkpoint
 
 CKPT_LAST, CKPT_BEST = "ckpt-last.pt", "ckpt-best.pt"
 WEIGHTS = "sync_expert.safetensors"
@@ -107,8 +112,6 @@ def prepare_clip(clip_id: str, speaker: str, mel: np.ndarray, canonical: np.ndar
 def load_clips(reader, split: str, window: int, offsets=None) -> list[SyncClip]:
     """Every clip of `split` of a CacheReader, prepared (canonical landmarks, valid, mel);
     offsets (a data.offsets.OffsetTable): each clip's audio re-aligned to its video first."""
-    from sdmtalk.data.offsets import shift_audio
-
     out = []
     for rec in reader.clips(split):
         d = reader.load(rec)
@@ -242,6 +245,59 @@ def _lr(cfg: SyncTrainConfig, step: int) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
 
 
+def _clips_of(cache, cfg: SyncTrainConfig, offsets, train_clips, val_clips, log):
+    """The given train / val clips, or the cache's splits loaded where not given."""
+    if train_clips is not None and val_clips is not None:
+        return train_clips, val_clips
+    reader = CacheReader(cache)
+    t0 = time.perf_counter()
+    train_clips = load_clips(reader, "train", cfg.model.window, offsets) if train_clips is None else train_clips
+    val_clips = load_clips(reader, "val", cfg.model.window, offsets) if val_clips is None else val_clips
+    log(f"loaded {len(train_clips)} train / {len(val_clips)} val clips in {time.perf_counter() - t0:.0f} s")
+    return train_clips, val_clips
+
+
+def _resume(out: Path, resume: bool, config: dict, model, opt, log) -> tuple[int, dict | None, list]:
+    """(step, best, history) of the run in `out` when resuming it (model, optimiser and RNG
+    restored), else a fresh start; InputError for a run that is there but not resumed."""
+    if not resume and (out / CKPT_LAST).is_file():
+        raise InputError(f"{out} holds a run already: pass --resume to continue it or use a new --out")
+    if not (resume and (out / CKPT_LAST).is_file()):
+        return 0, None, []
+    ckpt = load_checkpoint(out / CKPT_LAST)
+    if ckpt["config"] != config:
+        raise InputError(f"{out / CKPT_LAST} was trained with another config: use a new --out")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    restore_rng_state(ckpt["rng"][0])
+    log(f"resumed at step {ckpt['step']}")
+    return ckpt["step"], ckpt["trainer"].get("best"), ckpt["trainer"].get("history", [])
+
+
+def _val_row(model: SyncExpert, val_clips: list[SyncClip], step: int, losses, accs, t0: float) -> dict:
+    """One validation row: the benchmark on val (ranking and offset recovery) + train stats."""
+    with torch.no_grad():
+        res = benchmark(model, val_clips) if val_clips else {"rank_acc": float("nan"), "offset_acc": float("nan")}
+    return {"step": step, "loss": float(np.mean(losses)), "batch_acc": float(np.mean(accs)),
+            "val_rank_acc": res["rank_acc"], "val_offset_acc": res["offset_acc"],
+            "val_offset_rel_acc": res.get("offset_rel_acc", float("nan")),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _export_best(out: Path, model: SyncExpert, config: dict, facts: dict, log) -> Path:
+    """Load the best checkpoint (the last if none) into `model` and export it as the weights."""
+    src = out / CKPT_BEST if (out / CKPT_BEST).is_file() else out / CKPT_LAST
+    ckpt = load_checkpoint(src)
+    model.load_state_dict(ckpt["model"])
+    b = ckpt["trainer"].get("best") or {}
+    extra = {"step": ckpt["step"], "train_config": config["train"], **facts,
+             "val_rank_acc": b.get("val_rank_acc"), "val_offset_acc": b.get("val_offset_acc"),
+             "val_offset_rel_acc": b.get("val_offset_rel_acc")}
+    path = save_expert(model, out / WEIGHTS, extra)
+    log(f"wrote {path} (step {ckpt['step']}, val rank {b.get('val_rank_acc')}, offset {b.get('val_offset_acc')})")
+    return path
+
+
 def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = False,
           quiet: bool = False, train_clips: list[SyncClip] | None = None,
           val_clips: list[SyncClip] | None = None, stop_after: int | None = None,
@@ -250,27 +306,12 @@ def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = Fal
     best state to out_dir/sync_expert.safetensors. Returns that path (None when stopped
     early by `stop_after` steps, which simulates a kill: tests of resume). offsets (a
     data.offsets.OffsetTable): the cache's clips re-aligned to their video first."""
-    from sdmtalk.config import to_dict
-    from sdmtalk.train.checkpoint import (
-        capture_rng_state,
-        load_checkpoint,
-        restore_rng_state,
-        save_checkpoint,
-    )
-
     cfg = cfg or SyncTrainConfig()
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    if train_clips is None or val_clips is None:
-        from sdmtalk.data.cache import CacheReader
-
-        reader = CacheReader(cache)
-        t0 = time.perf_counter()
-        train_clips = load_clips(reader, "train", cfg.model.window, offsets) if train_clips is None else train_clips
-        val_clips = load_clips(reader, "val", cfg.model.window, offsets) if val_clips is None else val_clips
-        log(f"loaded {len(train_clips)} train / {len(val_clips)} val clips in {time.perf_counter() - t0:.0f} s")
+    train_clips, val_clips = _clips_of(cache, cfg, offsets, train_clips, val_clips, log)
     sampler = WindowSampler(train_clips, cfg)
     torch.manual_seed(cfg.seed)
     model = SyncExpert(cfg.model)
@@ -278,18 +319,7 @@ def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = Fal
         getattr(model, name).copy_(value)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     config = {"model": to_dict(cfg.model), "train": {k: v for k, v in to_dict(cfg).items() if k != "model"}}
-    step, best, history = 0, None, []
-    if not resume and (out / CKPT_LAST).is_file():
-        raise InputError(f"{out} holds a run already: pass --resume to continue it or use a new --out")
-    if resume and (out / CKPT_LAST).is_file():
-        ckpt = load_checkpoint(out / CKPT_LAST)
-        if ckpt["config"] != config:
-            raise InputError(f"{out / CKPT_LAST} was trained with another config: use a new --out")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        restore_rng_state(ckpt["rng"][0])
-        step, best, history = ckpt["step"], ckpt["trainer"].get("best"), ckpt["trainer"].get("history", [])
-        log(f"resumed at step {step}")
+    step, best, history = _resume(out, resume, config, model, opt, log)
 
     def save(path):
         save_checkpoint(path, model=model, optimizer=opt, step=step, config=config,
@@ -309,42 +339,28 @@ def train(cache, out_dir, cfg: SyncTrainConfig | None = None, resume: bool = Fal
         losses.append(float(loss.detach()))
         accs.append(acc)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            with torch.no_grad():
-                res = benchmark(model, val_clips) if val_clips else {"rank_acc": float("nan"), "offset_acc": float("nan")}
-            score = res["rank_acc"] + res["offset_acc"]
-            row = {"step": step, "loss": float(np.mean(losses)), "batch_acc": float(np.mean(accs)),
-                   "val_rank_acc": res["rank_acc"], "val_offset_acc": res["offset_acc"],
-                   "val_offset_rel_acc": res.get("offset_rel_acc", float("nan")),
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            row = _val_row(model, val_clips, step, losses, accs, t0)
             losses, accs = [], []
             history.append(row)
             with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             log(json.dumps(row))
+            score = row["val_rank_acc"] + row["val_offset_acc"]
             if best is None or score > best["score"] or not np.isfinite(best["score"]):
                 best = {"score": score, **row}
                 save(out / CKPT_BEST)
             save(out / CKPT_LAST)
         if stop_after is not None and step >= stop_after:
             return None
-    src = out / CKPT_BEST if (out / CKPT_BEST).is_file() else out / CKPT_LAST
-    if not src.is_file():
-        save(src)
-    ckpt = load_checkpoint(src)
-    model.load_state_dict(ckpt["model"])
-    b = ckpt["trainer"].get("best") or {}
-    extra = {"step": ckpt["step"], "train_config": config["train"], "data": str(cache),
-             "train_clips": len(train_clips), "val_clips": len(val_clips),
-             "train_speakers": len({c.speaker for c in train_clips}),
-             "val_rank_acc": b.get("val_rank_acc"), "val_offset_acc": b.get("val_offset_acc"),
-             "val_offset_rel_acc": b.get("val_offset_rel_acc")}
-    path = save_expert(model, out / WEIGHTS, extra)
-    log(f"wrote {path} (step {ckpt['step']}, val rank {b.get('val_rank_acc')}, offset {b.get('val_offset_acc')})")
-    return path
+    if not (out / CKPT_BEST).is_file() and not (out / CKPT_LAST).is_file():
+        save(out / CKPT_LAST)
+    facts = {"data": str(cache), "train_clips": len(train_clips), "val_clips": len(val_clips),
+             "train_speakers": len({c.speaker for c in train_clips})}
+    return _export_best(out, model, config, facts, log)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdmtalk.sync.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sdmtalk.train.sync_expert", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, metavar="CACHE", help="cache folder from `sdmtalk prepare`")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--steps", type=int, default=SyncTrainConfig.steps)
@@ -364,11 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                           model=SyncExpertConfig(window=args.window))
     offsets = None
     if args.offsets:
-        from sdmtalk.data.offsets import OffsetTable
-
         offsets = OffsetTable(args.data)
         if not offsets.available:
-            print(f"sdmtalk: error: {args.data} has no offsets.json: run python -m sdmtalk.data.offsets "
+            print(f"sdmtalk: error: {args.data} has no offsets.json: run python -m sdmtalk.train.offsets "
                   f"--cache {args.data}", file=sys.stderr)
             return 2
     return exit_code_of(train, args.data, args.out, cfg, resume=args.resume, offsets=offsets)

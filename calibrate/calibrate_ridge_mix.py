@@ -1,6 +1,6 @@
 """Fit how much of the ridge baseline's mouth motion the SDM's lips mix in (motion/lip_ensemble.py).
 
-    python benchmarks/calibrate_ridge_mix.py --cache CACHE [--split val] [--weights W] [--seeds 3]
+    python calibrate/calibrate_ridge_mix.py --cache CACHE [--split val] [--weights W] [--seeds 3]
         [--shares 0,0.1,...] [--cross-validate] [--write sdmtalk/weights/sdm_base.safetensors]
 
 On each clip of the split (audio re-aligned by the cache's offsets, as bench_motion) the model
@@ -9,7 +9,13 @@ it (within-clip lip-gap r against the real clip, amplitude ratio). ridge_gain is
 clips and seeds of std(the SDM's own lip gap) / std(the bundled ridge's): the mix keeps the
 SDM's amplitude instead of taking the ridge's damped one. The share is the one with the best
 mean lip r over the clips (--cross-validate: also fitted on one half of the speakers and
-scored on the other, both ways). --write: the same tensors with ridge_mix / ridge_gain set.
+scored on the other, both ways). --write: the same tensors with ridge_mix / ridge_gain set
+(the command noted as ridge_mix_command). Prints ridge_gain, lip r and amplitude per share
+(and per dev group), the chosen share and the cross-validated scores. Feeds docs/RESULTS.md,
+"Lips" ("Lip ensemble with a fair ridge"). The shipped sdm_base was written by
+
+    python calibrate/calibrate_ridge_mix.py --cache /work/cache/shared --seeds 3 \
+        --shares 0.3,0.4,0.5,0.6,0.7 --cross-validate --write sdmtalk/weights/sdm_base.safetensors
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_motion import _mean, aligned, apply_overrides, load_scored_clips, speaker_half_splits
-from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.audio import AudioFeatures
+from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
 from sdmtalk.evaluate.groups import clip_group
-from sdmtalk.evaluate.metrics import amplitude_ratio, lip_gap_correlation
+from sdmtalk.evaluate.landmark_bench import (
+    aligned,
+    load_scored_clips,
+    nan_mean,
+    speaker_half_splits,
+)
+from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
 from sdmtalk.motion.linear import LinearBaseline
 from sdmtalk.motion.types import MotionControls, apply_motion, lip_gap
@@ -65,8 +76,8 @@ def scores(model, clips: list[dict], refs: list[np.ndarray], seeds: list[int],
     for data, ref in zip(clips, refs, strict=True):
         valid = data["valid"] > 0.5
         gaps = lip_gaps(model, data, seeds)
-        out.append((_mean([lip_gap_correlation(g, ref, valid) for g in gaps]),
-                    _mean([amplitude_ratio(g, ref, valid) for g in gaps])))
+        out.append((nan_mean([lip_gap_correlation(g, ref, valid) for g in gaps]),
+                    nan_mean([amplitude_ratio(g, ref, valid) for g in gaps])))
     return out
 
 
@@ -93,10 +104,10 @@ def main() -> None:
     for share in sorted({0.0, *(float(s) for s in args.shares.split(","))}):  # 0: the reference
         table[share] = scores(model, clips, refs, seeds, share)
         per_group = "  ".join(
-            f"{g} {_mean([r for (r, _), rec in zip(table[share], records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
+            f"{g} {nan_mean([r for (r, _), rec in zip(table[share], records, strict=True) if clip_group(rec.speaker) == g]):.3f}"
             for g in groups)
-        print(f"ridge_mix {share:.2f}: lip r {_mean([r for r, _ in table[share]]):.3f}  amp "
-              f"{_mean([a for _, a in table[share]]):.3f}   {per_group}", flush=True)
+        print(f"ridge_mix {share:.2f}: lip r {nan_mean([r for r, _ in table[share]]):.3f}  amp "
+              f"{nan_mean([a for _, a in table[share]]):.3f}   {per_group}", flush=True)
     chosen = best_share(table, range(len(clips)))
     print(f"chosen on all {len(clips)} clips: ridge_mix {chosen}")
     if args.cross_validate:
@@ -104,13 +115,13 @@ def main() -> None:
     if args.write:
         model.cfg.ridge_mix, model.cfg.ridge_gain = chosen, round(gain, 3)
         write_calibrated(model, Path(args.weights or args.write), Path(args.write), sys.argv[1:],
-                         key="ridge_mix_command", script="benchmarks/calibrate_ridge_mix.py")
+                         key="ridge_mix_command", script="calibrate/calibrate_ridge_mix.py")
         print(f"wrote {args.write}")
 
 
 def best_share(table: dict, clips) -> float:
     clips = list(clips)
-    return max(table, key=lambda s: _mean([table[s][i][0] for i in clips]))
+    return max(table, key=lambda s: nan_mean([table[s][i][0] for i in clips]))
 
 
 def _cross_validate(table: dict, records) -> None:
@@ -118,8 +129,8 @@ def _cross_validate(table: dict, records) -> None:
     for fit_i, held_i in speaker_half_splits(records):
         s = best_share(table, fit_i)
         print(f"cross-validated: fit on {len(fit_i)} clips -> ridge_mix {s}; on the other {len(held_i)}: "
-              f"lip r {_mean([table[s][i][0] for i in held_i]):.3f} against "
-              f"{_mean([table[0.0][i][0] for i in held_i]):.3f} unmixed")
+              f"lip r {nan_mean([table[s][i][0] for i in held_i]):.3f} against "
+              f"{nan_mean([table[0.0][i][0] for i in held_i]):.3f} unmixed")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
 A stream samples the head span by span with a few emitted frames held, where offline
 denoises 100-frame windows: the streamed head wanders less on some pose dims and jitters
-more (docs/RESULTS.md §20). For each dev clip long enough (its own audio, decoded from
+more (docs/RESULTS.md, Streaming). For each dev clip long enough (its own audio, decoded from
 --data as `prepare` lines it up) and each seed, this runs offline `generate` and the stream
 with the same model and seed, with no stream multipliers, and measures the pose's band
 stats (pose_gain.pose_band_stats: slow-band std, fast-band mean step, per dim). The
 multipliers are offline / stream of the means over clips and seeds, clipped to
 STYLE_RANGE; the same fit on each half of the speakers shows how stable they are.
---write: the same tensors with stream_pose_style set.
+--write: the same tensors with stream_pose_style set (the command noted as
+stream_pose_command). Prints the offline / stream ratios per band and pose dim and the same
+fit on each half of the speakers. Feeds docs/RESULTS.md, "Streaming" ("The stream's own pose
+gains"). The shipped sdm_base was written by
 
-    python benchmarks/calibrate_stream_pose.py --cache /work/cache/shared --data ../shared/data \
+    python calibrate/calibrate_stream_pose.py --cache /work/cache/shared --data ../shared/data \
         --write sdmtalk/weights/sdm_base.safetensors
 """
 
@@ -22,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_stream import dev_clip_inputs
-from calibrate_pose_gain import write_calibrated
 
 from sdmtalk.data.cache import CacheReader
+from sdmtalk.evaluate.bench_support import dev_clip_inputs, write_calibrated
 from sdmtalk.motion.pose_gain import STYLE_RANGE, pose_band_stats
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import load_motion_model
@@ -79,7 +81,7 @@ def main() -> None:
     if args.write:
         model.cfg.stream_pose_style = tuple(round(float(x), 4) for x in style.ravel())
         write_calibrated(model, Path(args.weights or args.write), Path(args.write), sys.argv[1:],
-                         key="stream_pose_command", script="benchmarks/calibrate_stream_pose.py")
+                         key="stream_pose_command", script="calibrate/calibrate_stream_pose.py")
         print(f"wrote {args.write}")
 
 

@@ -1,10 +1,11 @@
 """Choose the landmark smoothing window of `sdmtalk prepare` by measurement (prints a table).
 
-    python benchmarks/measure_smoothing.py [--data ../shared/data] [--clips 48]
+    python probes/measure_smoothing.py [--data ../shared/data] [--clips 48]
 
 For each Savitzky-Golay window: landmark jitter, correlation of the inner-lip gap with
 loudness (GRID and other corpora apart) and the lip-opening range (5-95 percentile, in
 inter-ocular units). Smoothing lowers jitter; too wide a window flattens lip motion.
+Feeds docs/RESULTS.md, "Data preparation" (the window chosen for `prepare`).
 """
 
 from __future__ import annotations

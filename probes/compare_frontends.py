@@ -1,6 +1,6 @@
 """Which speech front-end tells the lips most? A ridge probe on the prepared cache.
 
-    python benchmarks/compare_frontends.py --cache CACHE --data-root ../shared/data \
+    python probes/compare_frontends.py --cache CACHE --data-root ../shared/data \
         [--per-speaker 8] [--frontends mel,mel_cmn,hama,mel_cmn+hama]
 
 The same model (ridge regression, lambda chosen on val) and the same clips for every
@@ -14,6 +14,10 @@ Front-ends (per video frame, 25 fps):
   mel_cmn   the same minus the clip's mean per band (channel / gain normalisation)
   hama      hama 1.7.0 phoneme-recogniser posteriors (191 IPA tokens + blank, 20 ms
             frames, two per video frame averaged), language-independent
+
+Feeds docs/RESULTS.md, "Lips" ("Phoneme front-end and the retrained SDM"), measured with
+
+    python probes/compare_frontends.py --cache /work/cache/shared --data-root ../shared/data --per-speaker 8
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Does the shallow-diffusion depth predictor predict? (issue 11, item 3)
+"""Does the shallow-diffusion depth predictor predict? Fit the depth from the prior's uncertainty.
 
-    python benchmarks/bench_depth.py --cache CACHE [--weights W] [--split val] [--windows 512]
+    python calibrate/calibrate_depth.py --cache CACHE [--weights W] [--split val] [--windows 512]
                                      [--set k_tau_infer=30] [--fit-prior [--median-k 3] [--write OUT]]
 
 On windows of the split (the trainer's own val windows: same references and re-alignment)
@@ -16,7 +16,14 @@ With k_prior_fit in the weights (or --fit-prior) the same for the depth from the
 prior's uncertainty (SDMConfig.k_prior_fit). --fit-prior fits it on train windows: log of
 the window's squared coarse-real gap = a + b log sigma (least squares), and k_tau_infer so
 that the train windows' median depth is --median-k (the middle of the flat part of the lip
-sync / k curve, docs/RESULTS.md §19). --write copies the weights with both in the config.
+sync / k curve, docs/RESULTS.md, Lips, "The depth curve"). --write copies the weights with
+both in the config (the command noted as depth_command). Feeds docs/RESULTS.md, "Lips"
+(current numbers; "Depth from the prior's uncertainty"). The shipped sdm_base was written by
+
+    python calibrate/calibrate_depth.py --cache /work/cache/shared --windows 256 --fit-prior \
+        --median-k 3 --write sdmtalk/weights/sdm_base.safetensors
+
+and its dev report alone is `python calibrate/calibrate_depth.py --cache /work/cache/shared --windows 256`.
 """
 
 from __future__ import annotations
@@ -29,22 +36,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_motion import apply_overrides  # noqa: E402
-from calibrate_pose_gain import write_calibrated  # noqa: E402
-
-from sdmtalk.data.cache import CacheReader  # noqa: E402
-from sdmtalk.data.windows import MotionWindows  # noqa: E402
-from sdmtalk.diffusion.step_predictor import (  # noqa: E402
+from sdmtalk.data.cache import CacheReader
+from sdmtalk.data.windows import MotionWindows
+from sdmtalk.diffusion.step_predictor import (
     meet_step_targets,
     rescale_meet_step,
     resolve_k,
     tau_for_step,
     window_sq_gap,
 )
-from sdmtalk.motion.sdm import POSE_DIM  # noqa: E402
-from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model  # noqa: E402
-from sdmtalk.train.trainer import offset_table, phoneme_table  # noqa: E402
+from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
+from sdmtalk.motion.sdm_config import POSE_DIM
+from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
+from sdmtalk.train.trainer import offset_table, phoneme_table
 
 
 def window_steps(model, batch: dict) -> dict[str, np.ndarray]:
@@ -139,7 +143,7 @@ def main() -> None:
     report(model, collect(model, args.cache, args.split, args.windows), args.split)
     if args.write:
         write_calibrated(model, Path(args.weights or BUNDLED_WEIGHTS), Path(args.write), sys.argv[1:],
-                         key="depth_command", script="benchmarks/bench_depth.py")
+                         key="depth_command", script="calibrate/calibrate_depth.py")
         print(f"wrote {args.write}")
 
 

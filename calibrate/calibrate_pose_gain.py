@@ -1,6 +1,6 @@
 """Calibrate the SDM's pose gain: how much more real heads move than the sampled ones.
 
-    python benchmarks/calibrate_pose_gain.py --cache /work/cache/shared --weights W [--split val]
+    python calibrate/calibrate_pose_gain.py --cache /work/cache/shared --weights W [--split val]
         [--band 12] [--activity] [--seeds 3] [--set KEY=VALUE] [--cross-validate] [--write OUT.safetensors]
 
 For each clip (one per speaker, every speaker counts once), the head pose of the real clip
@@ -23,19 +23,27 @@ pose gains (the envelope changes the fast band's step).
 
 --split: sdm_base is calibrated on the dev split ("val"), the speakers the model was not
 trained on: a gain measured on train speakers moves new speakers' heads less (its dev roll
-std 2.3 deg against 3.3 real; docs/RESULTS.md §18). Since dev is then also where the gain
+std 2.3 deg against 3.3 real; docs/RESULTS.md, Head motion). Since dev is then also where the gain
 is measured, --cross-validate prints the honest estimate: the dev clips split in two folds,
 each scored (bench_motion, seeds 0-4) with the gain fitted on the other fold.
 --set: inference settings calibrated with (and written with), e.g. pose_steps=20.
 --write copies the weights to OUT.safetensors (+ .json) with the gains in their config,
-the tensors unchanged.
+the tensors unchanged (the command noted as pose_gain_command).
+
+Prints the bias, the gains per pose dim (and beta with --activity) and, with
+--cross-validate, the cross-validated bench_motion columns. Feeds docs/RESULTS.md,
+"Head motion" (current numbers; "Two-band pose gain calibrated on dev speakers"; "Head-activity
+envelope from the rhythmic branch"). The shipped sdm_base was written by
+
+    python calibrate/calibrate_pose_gain.py --cache /work/cache/shared --weights /work/runs/sync_w0.1/model.safetensors \
+        --split val --band 8 --set pose_steps=20 --set pose_ease=10 --activity --cross-validate \
+        --write sdmtalk/weights/sdm_base.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +52,8 @@ import numpy as np
 import torch
 
 from sdmtalk.audio import AudioFeatures
+from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
+from sdmtalk.evaluate.landmark_bench import load_scored_clips, nan_mean, real_pose, score_clip
 from sdmtalk.motion.head_activity import (
     active,
     activity_inputs,
@@ -55,11 +65,8 @@ from sdmtalk.motion.head_activity import (
     readout,
 )
 from sdmtalk.motion.pose_gain import apply_pose_gain, pose_band_stats
-from sdmtalk.motion.types import MotionControls, motion_from_landmarks
+from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_motion import _mean, apply_overrides, load_scored_clips, score_clip  # noqa: E402
 
 DIMS = ("log scale", "angle", "tx", "ty")
 CALIBRATION_SEEDS = 100  # seeds 100.. for the gain, so that bench_motion's 0-4 measure it afresh
@@ -73,18 +80,6 @@ def one_per_speaker(records: list, seed: int = 0) -> list[int]:
         by_speaker.setdefault(rec.speaker, []).append(i)
     rng = np.random.default_rng(seed)
     return [idx[rng.integers(len(idx))] for _, idx in sorted(by_speaker.items())]
-
-
-def real_pose(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(real pose relative to frame 0 (T, 4), its valid frames, frame 0's canonical shape) of
-    a cached clip; None where frame 0 has no face or under 25 frames do."""
-    landmarks = np.asarray(data["landmarks"], np.float64)
-    valid = (np.asarray(data["valid"]) > 0.5) & np.isfinite(landmarks).all(axis=(1, 2))
-    if not valid[0] or valid.sum() < 25:
-        return None  # motion is relative to the first frame: it must be detected
-    motion, source, _ = motion_from_landmarks(landmarks)
-    real = np.asarray(motion.pose, np.float64)
-    return real - real[0], valid, source
 
 
 class ClipSample(NamedTuple):
@@ -209,8 +204,8 @@ def cross_validate(model, clips: list[dict], picked: list[int], samples: list, b
     model.cfg = base
     print(f"\n2-fold cross-validation ({len(rows)} clips, seeds 0-4, each fold with the other's gain):")
     print("| " + " | ".join(COLUMNS) + " |\n" + "|---:" * len(COLUMNS) + "|")
-    print("| " + " | ".join(f"{_mean([r.get(c, np.nan) for r in rows]):.3f}" for c in COLUMNS) + " |")
-    real = [_mean([r[c] for r in rows]) for c in ("real_roll_std", "real_pos_std", "real_pos_speed",
+    print("| " + " | ".join(f"{nan_mean([r.get(c, np.nan) for r in rows]):.3f}" for c in COLUMNS) + " |")
+    real = [nan_mean([r[c] for r in rows]) for c in ("real_roll_std", "real_pos_std", "real_pos_speed",
                                                   "real_bas", "real_pause_speed", "real_coupling")]
     print("real clips: " + " ".join(f"{name} {v:.3f}" for name, v in zip(
         ("roll_std", "pos_std", "pos_speed", "bas", "pause_speed", "coupling"), real, strict=True)))
@@ -257,22 +252,9 @@ def main() -> None:
         cross_validate(model, clips, picked, samples, args.band, weights)
     if args.write:
         model.cfg = fitted
-        write_calibrated(model, Path(args.weights or BUNDLED_WEIGHTS), Path(args.write), sys.argv[1:])
+        write_calibrated(model, Path(args.weights or BUNDLED_WEIGHTS), Path(args.write), sys.argv[1:],
+                         key="pose_gain_command", script="calibrate/calibrate_pose_gain.py")
         print(f"wrote {args.write}")
-
-
-def write_calibrated(model, source: Path, out: Path, argv: list[str], key: str = "pose_gain_command",
-                     script: str = "benchmarks/calibrate_pose_gain.py") -> None:
-    """The same tensors with the model's (inference) config; the source sidecar's notes kept,
-    the command that wrote it added as `key`."""
-    from sdmtalk.train.checkpoint import export_weights
-
-    side = source.with_suffix(".json")
-    notes = json.loads(side.read_text()) if side.is_file() else {}
-    notes = {k: v for k, v in notes.items() if k not in ("format", "sdmtalk_version", "model_config",
-                                                          "num_tensors", "num_parameters")}
-    notes[key] = f"python {script} " + " ".join(argv)
-    export_weights(model, out, notes)
 
 
 if __name__ == "__main__":

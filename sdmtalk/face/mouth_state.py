@@ -1,0 +1,139 @@
+"""The photo's own mouth: how open it is, whether teeth show, and the same face with its
+mouth brought to rest (closed), which every motion then starts from.
+
+A photo grabbed mid-sentence, a laugh or a toothy smile shows an open mouth. Motion is a
+displacement of the photo's landmarks, so without this the lips would move around the
+photo's own opening and never close. `rest_mouth` removes the opening beyond a resting
+mouth along the direction in which real faces open their mouths (`MouthBasis`: per-point
+displacement per unit of inner-lip gap, fitted on the train split of a prepared cache by
+calibrate/calibrate_mouth_basis.py): the lower lip and the chin come up, the upper lip comes
+down a little, the lips keep their thickness and the corners their smile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from sdmtalk.face.align import from_canonical, to_canonical
+from sdmtalk.typed_config import to_dict
+from sdmtalk.weights.io import read_tagged_weights, write_weights
+
+BUNDLED_MOUTH_BASIS = Path(__file__).resolve().parents[1] / "weights" / "mouth_basis.safetensors"
+LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
+LUMA = np.array([0.299, 0.587, 0.114])
+REST_TOLERANCE = 0.01  # canonical units: a photo this close to the resting gap is left as it is
+
+
+@dataclass(frozen=True)
+class MouthBasisConfig:
+    kind: str = "mouth_basis"
+    rest_gap: float = 0.0  # inner-lip gap of a resting mouth, canonical units (inter-ocular ~ 1)
+    open_gap: float = 0.0  # the gap above which a mouth counts as open (rest + margin)
+    clips: int = 0  # training facts, for the sidecar
+    speakers: int = 0
+
+
+@dataclass(frozen=True)
+class MouthBasis:
+    """basis (68, 2) canonical displacement per unit of inner-lip gap, and the resting gap."""
+
+    basis: np.ndarray
+    cfg: MouthBasisConfig
+
+    def save(self, path) -> Path:
+        tensors = {"basis": torch.from_numpy(np.asarray(self.basis, np.float32))}
+        return write_weights(tensors, to_dict(self.cfg), path, {"step": 0, "train_config": {}})
+
+    @classmethod
+    def load(cls, path=None) -> MouthBasis:
+        tensors, cfg = read_tagged_weights(
+            path or BUNDLED_MOUTH_BASIS, "mouth_basis", MouthBasisConfig, "mouth basis",
+            "python calibrate/calibrate_mouth_basis.py --cache CACHE --write PATH")
+        return cls(tensors["basis"].numpy().astype(np.float64), cfg)
+
+
+_BUNDLED: list[MouthBasis] = []
+
+
+def bundled_basis() -> MouthBasis:
+    """The shipped basis, read once per process."""
+    if not _BUNDLED:
+        _BUNDLED.append(MouthBasis.load())
+    return _BUNDLED[0]
+
+
+def inner_gap(shape: np.ndarray) -> float:
+    """Signed inner-lip opening of one (68, 2) shape: mean distance of the facing pairs,
+    negative where the lower lip lies above the upper one (crossed lips)."""
+    shape = np.asarray(shape, np.float64)
+    upper, lower = shape[[a for a, _ in LIP_PAIRS]], shape[[b for _, b in LIP_PAIRS]]
+    dist = np.linalg.norm(lower - upper, axis=1).mean()
+    return float(dist if (lower[:, 1] - upper[:, 1]).mean() >= 0 else -dist)
+
+
+def _canonical(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(canonical shape (68, 2), the similarities (1, 4) that map the photo onto it)."""
+    canon, sims = to_canonical(np.asarray(landmarks, np.float64)[None])
+    return np.asarray(canon[0], np.float64), sims
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """Inner-lip gap of photo landmarks (68, 2) in canonical units (inter-ocular ~ 1)."""
+    return inner_gap(_canonical(landmarks)[0])
+
+
+def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None) -> np.ndarray:
+    """Photo landmarks (68, 2) with the mouth brought to rest: moved along the basis until the
+    inner-lip gap is the resting one, from an open mouth (closing it) or from lips pressed
+    together (so that speech opens them as far as it asks). Within REST_TOLERANCE of the
+    resting gap the landmarks are returned as they are."""
+    basis = basis or bundled_basis()
+    lm = np.asarray(landmarks, np.float64)
+    canon, sims = _canonical(lm)
+    excess = inner_gap(canon) - basis.cfg.rest_gap
+    if abs(excess) <= REST_TOLERANCE:
+        return lm.astype(np.float32)
+    lo, hi = sorted((0.0, 2.0 * excess))  # bisection on the basis coefficient
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if inner_gap(canon - mid * basis.basis) > basis.cfg.rest_gap else (lo, mid)
+    closed = canon - 0.5 * (lo + hi) * basis.basis
+    return np.asarray(from_canonical(closed[None], sims)[0], np.float32)
+
+
+def sealed_lips(landmarks: np.ndarray, overlap: float = 0.0) -> np.ndarray:
+    """Landmarks (68, 2) whose inner lips meet on their midline, each lip reaching `overlap`
+    (in the landmarks' units) past it toward the other: the mouth the renderer paints the
+    photo's lips into, so no interior pixel of an open photo survives closing."""
+    out = np.array(landmarks, np.float64)
+    down = out[8] - out[27]  # nose bridge -> chin
+    down /= max(float(np.hypot(*down)), 1e-9)
+    for a, b in LIP_PAIRS:
+        mid = 0.5 * (out[a] + out[b])
+        out[a], out[b] = mid + 0.5 * overlap * down, mid - 0.5 * overlap * down
+    return out.astype(np.float32)
+
+
+def teeth_showing(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """Share of the mouth opening's pixels that look like teeth: brighter and greyer than the
+    photo's own lips (0..1; 0 for a closed mouth). image (H, W, 3) uint8 RGB, landmarks
+    (68, 2) in its pixels."""
+    lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [lm[60:68]], 1)
+    lips = np.zeros_like(inside)
+    cv2.fillPoly(lips, [lm[48:60]], 1)
+    lips[inside > 0] = 0
+    if inside.sum() < 4 or lips.sum() < 4:
+        return 0.0
+    mouth, lip = image[inside > 0].astype(np.float64), image[lips > 0].astype(np.float64)
+    lip_luma = float(np.median(lip @ LUMA))
+    lip_tint = float(np.median((lip.max(1) - lip.min(1)) / np.maximum(lip @ LUMA, 1.0)))
+    luma = mouth @ LUMA
+    tint = (mouth.max(1) - mouth.min(1)) / np.maximum(luma, 1.0)
+    return float(np.mean((luma > lip_luma + 15) & (tint < 0.75 * lip_tint)))

@@ -1,0 +1,154 @@
+"""The photo's own mouth (face/mouth_state.py, render/renderer.py rest_mouth_image): an open
+photo mouth is closed to rest before any motion, pressed lips are opened to rest, a resting
+mouth is left alone, and the renderer paints the closed mouth with lip texture."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from sdmtalk.face import detect_face, from_canonical, to_canonical
+from sdmtalk.face.mouth_state import (
+    bundled_basis,
+    inner_gap,
+    mouth_opening,
+    rest_mouth,
+    sealed_lips,
+    teeth_showing,
+)
+from sdmtalk.render import Renderer
+from sdmtalk.render.renderer import rest_mouth_image
+
+
+@pytest.fixture(scope="module")
+def photo():
+    image = skimage.data.astronaut()
+    return image, detect_face(image).landmarks.astype(np.float32)
+
+
+def opened(landmarks, gap):
+    """Landmarks with the inner-lip gap set to `gap` (canonical units) along the basis."""
+    basis = bundled_basis()
+    canon, sims = to_canonical(landmarks[None])
+    shape = canon[0].astype(np.float64) + (gap - inner_gap(canon[0])) * basis.basis
+    return from_canonical(shape[None], sims)[0]
+
+
+@pytest.fixture(scope="module")
+def open_photo(photo):
+    """The astronaut rendered with her mouth wide open (teeth and cavity painted), and the
+    landmarks dlib finds on that picture: an open-mouthed photo we may ship."""
+    image, lm = photo
+    renderer = Renderer(image, lm, size=256, crop="full")
+    wide = opened(lm, 0.35)
+    picture = renderer.render(wide)
+    return picture, detect_face(picture).landmarks.astype(np.float32)
+
+
+def test_the_basis_opens_the_mouth_downward():
+    b = bundled_basis()
+    assert 0.0 < b.cfg.rest_gap < b.cfg.open_gap < 0.15
+    assert b.basis[[65, 66, 67], 1].mean() > 0.3  # the lower lip drops
+    assert b.basis[8, 1] > 0.2  # and the chin with it
+    assert abs(b.basis[36:48]).max() < 0.05  # the eyes stay
+
+
+@pytest.mark.parametrize("gap", [0.2, 0.4, -0.02])
+def test_rest_mouth_brings_any_opening_to_rest(photo, gap):
+    rest_gap = bundled_basis().cfg.rest_gap
+    lm = opened(photo[1], gap)
+    rest = rest_mouth(lm)
+    assert mouth_opening(rest) == pytest.approx(rest_gap, abs=1e-3)
+    moved = np.abs(rest - lm).max(axis=1)
+    assert moved[36:48].max() < 0.5  # eyes stay where they are (pixels)
+
+
+def test_a_mouth_at_rest_is_left_as_it_is(photo):
+    lm = opened(photo[1], bundled_basis().cfg.rest_gap + 0.005)
+    np.testing.assert_array_equal(rest_mouth(lm), lm.astype(np.float32))
+
+
+def test_sealed_lips_meet_with_the_overlap(photo):
+    sealed = sealed_lips(opened(photo[1], 0.3), overlap=1.0)
+    for a, b in ((61, 67), (62, 66), (63, 65)):
+        assert sealed[b, 1] - sealed[a, 1] == pytest.approx(-1.0, abs=0.05)  # lower lip above by 1 px
+
+
+def test_open_photo_is_seen_open_with_teeth(open_photo):
+    image, lm = open_photo
+    assert mouth_opening(lm) > 0.2
+    assert teeth_showing(image, lm) > 0.05
+
+
+def test_teeth_of_the_smiling_astronaut_and_none_once_closed(photo):
+    image, lm = photo
+    assert teeth_showing(image, lm) > 0.2  # her smile shows her teeth
+    rest = rest_mouth(lm)
+    renderer = Renderer(image, lm, size=256, rest_landmarks=rest)
+    assert teeth_showing(renderer.render(rest), renderer.to_crop(rest)) < 0.1
+
+
+def test_the_rest_frame_closes_the_photo_mouth_with_lip_texture(open_photo):
+    """Rendering the rest landmarks of an open photo: the pixels that were the mouth opening
+    now look like the lips (not dark cavity, not bright teeth)."""
+    image, lm = open_photo
+    rest = rest_mouth(lm)
+    renderer = Renderer(image, lm, size=256, rest_landmarks=rest)
+    frame = renderer.render(rest)
+    crop_rest = renderer.to_crop(rest)
+    lips = _region(frame, crop_rest[48:60], crop_rest[60:68])
+    seam = _region(frame, crop_rest[[60, 61, 62, 63, 64, 65, 66, 67]])
+    assert teeth_showing(image, lm) > 0.05 and teeth_showing(frame, crop_rest) < 0.15
+    if len(seam):
+        assert abs(np.median(seam @ [0.299, 0.587, 0.114]) - np.median(lips @ [0.299, 0.587, 0.114])) < 40
+
+
+def test_rest_image_is_the_crop_when_nothing_moves(photo):
+    image, lm = photo
+    renderer = Renderer(image, lm, size=256)
+    crop_lm = renderer.to_crop(lm)
+    assert rest_mouth_image(renderer.source_crop, crop_lm, crop_lm) is renderer.source_crop
+
+
+def _region(frame, polygon, hole=None):
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    if hole is not None:
+        cv2.fillPoly(mask, [np.round(hole).astype(np.int32)], 0)
+    return frame[mask > 0].astype(np.float64)
+
+
+def _bright_rows(frame, crop_lm, lip_luma):
+    """Rows of teeth-bright pixels straight below the upper inner lip's middle (62)."""
+    x, y = np.round(crop_lm[62]).astype(int)
+    column = frame[y:int(np.ceil(crop_lm[66][1])), x - 1:x + 2].astype(np.float64) @ [0.299, 0.587, 0.114]
+    return int((column.mean(1) > lip_luma + 15).sum())
+
+
+def test_the_photo_teeth_come_back_at_their_own_height(photo):
+    """A toothy photo: its own teeth show when the mouth opens from rest, under the upper lip,
+    as tall at a wide opening as at a small one (not stretched with the opening)."""
+    image, lm = photo
+    rest = rest_mouth(lm)
+    renderer = Renderer(image, lm, size=256, rest_landmarks=rest)
+    assert renderer.mouth.teeth is not None
+    lip_luma = np.median(_region(renderer.source_crop, renderer.to_crop(rest)[48:60],
+                                 renderer.to_crop(rest)[60:68]) @ [0.299, 0.587, 0.114])
+    rows = []
+    for gap in (0.22, 0.4):
+        target = opened(lm, gap)
+        rows.append(_bright_rows(renderer.render(target), renderer.to_crop(target), lip_luma))
+    assert rows[0] >= 2 and abs(rows[1] - rows[0]) <= 2, rows
+
+
+def test_generate_starts_from_the_mouth_at_rest(open_photo):
+    """Silence on an open-mouthed photo: the video's mouth is closed (at rest), not the
+    photo's; the still photo (`static`) keeps the photo's mouth."""
+    from sdmtalk.pipeline import TalkingFacePipeline
+
+    image, lm = open_photo
+    wav = np.zeros(16000, np.float32)
+    for motion, closed in (("energy", True), ("static", False)):
+        result = TalkingFacePipeline(motion=motion, quiet=True, blink=False).animate(image, wav)
+        gaps = [mouth_opening(x) for x in result.landmarks]
+        assert (max(gaps) <= bundled_basis().cfg.open_gap) == closed, (motion, max(gaps))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from sdmtalk.evaluate.landmark_bench import load_scored_clips, score_clip
-from sdmtalk.motion.pose_reference import MIN_REFERENCE_FRAMES, pose_reference_from_landmarks
+from sdmtalk.motion.pose_reference import pose_reference_from_landmarks
+from sdmtalk.motion.types import MIN_REFERENCE_FRAMES
 from sdmtalk.pipeline import load_motion_model
 
 STATS = ("roll_std", "pos_std", "pos_speed")

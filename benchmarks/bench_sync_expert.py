@@ -90,7 +90,7 @@ def main() -> None:
         moved = sum(1 for v in applied.values() if v)
         print("\n".join(summary(fixed, f"corrected ({moved} clips re-aligned by offsets.json)")))
     elif not args.no_offsets:
-        print(f"(no {args.cache}/offsets.json: run python -m sdmtalk.data.offsets --cache {args.cache})")
+        print(f"(no {args.cache}/offsets.json: run python -m sdmtalk.train.offsets --cache {args.cache})")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from sdmtalk.audio import load_audio
 from sdmtalk.assets import DEMO_SPEECH
+from sdmtalk.audio import load_audio
 from sdmtalk.errors import NoFaceError
 from sdmtalk.face import detect_face
 from sdmtalk.motion.types import MotionControls

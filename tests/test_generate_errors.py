@@ -66,10 +66,14 @@ def test_missing_photo(good, tmp_path, capsys):
     assert_clean_failure(*run(capsys, tmp_path / "nope.png", good[1], out), out, "nope.png")
 
 
-@pytest.mark.parametrize("kind", ["empty", "silent", "corrupt", "image"])
+@pytest.mark.parametrize("kind", ["empty", "silent", "corrupt", "image", "nan", "inf"])
 def test_bad_audio(good, tmp_path, capsys, kind):
     bad = tmp_path / f"{kind}.wav"
-    if kind == "empty":
+    if kind in ("nan", "inf"):  # a float wav with broken samples, at 16 and 44.1 kHz
+        wav = sf.read(good[1], dtype="float32")[0]
+        wav[100:110] = np.nan if kind == "nan" else np.inf
+        sf.write(bad, wav, SAMPLE_RATE if kind == "nan" else 44100, subtype="FLOAT")
+    elif kind == "empty":
         bad.write_bytes(b"")
     elif kind == "silent":
         sf.write(bad, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
@@ -78,7 +82,7 @@ def test_bad_audio(good, tmp_path, capsys, kind):
     else:
         bad.write_bytes(good[0].read_bytes())
     out = out_path(tmp_path)
-    assert_clean_failure(*run(capsys, good[0], bad, out), out, bad.name)
+    assert_clean_failure(*run(capsys, good[0], bad, out), out, bad.name, *(["NaN"] if kind in ("nan", "inf") else []))
 
 
 def test_unwritable_output(good, tmp_path, capsys):

@@ -152,3 +152,32 @@ def test_generate_starts_from_the_mouth_at_rest(open_photo):
         result = TalkingFacePipeline(motion=motion, quiet=True, blink=False).animate(image, wav)
         gaps = [mouth_opening(x) for x in result.landmarks]
         assert (max(gaps) <= bundled_basis().cfg.open_gap) == closed, (motion, max(gaps))
+
+
+def test_the_stream_starts_from_the_mouth_at_rest(open_photo, tmp_path):
+    """The live stream animates the face at rest as `generate` does: in silence its frames show
+    the closed mouth, not the photo's open one."""
+    from PIL import Image
+
+    from sdmtalk.motion.types import MotionControls
+    from sdmtalk.pipeline import TalkingFacePipeline
+
+    image, lm = open_photo
+    path = tmp_path / "open.png"
+    Image.fromarray(image).save(path)
+    pipe = TalkingFacePipeline(quiet=True, blink=False)
+    frames = {}
+    stream = pipe.open_stream(path, lambda frame, index: frames.setdefault(index, frame),
+                              MotionControls(seed=0, still=True))
+    for _ in range(25):
+        stream.push(np.zeros(640, np.float32))
+    stream.close(timeout=300)
+    rest = rest_mouth(lm)
+    np.testing.assert_allclose(stream.rest, rest)
+    renderer = Renderer(image, lm, size=256, rest_landmarks=rest)
+    box = np.round(renderer.to_crop(lm)[48:68]).astype(int)
+    (x0, y0), (x1, y1) = box.min(0) - 4, box.max(0) + 4
+    last = frames[max(frames)][y0:y1, x0:x1].astype(np.float64)
+    closed = renderer.render(rest)[y0:y1, x0:x1].astype(np.float64)
+    photo = Renderer(image, lm, size=256).source_crop[y0:y1, x0:x1].astype(np.float64)
+    assert np.abs(last - closed).mean() < 0.5 * np.abs(last - photo).mean()

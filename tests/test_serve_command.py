@@ -1,9 +1,10 @@
 """`sdmtalk serve` as a command: argument mistakes as one line, the local-only default, and
-a SIGTERM that stops it cleanly with its temp folder removed."""
+a SIGTERM that stops it cleanly with its temp folder removed, --port 0 showing the port it got."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,26 +35,40 @@ def test_bad_settings_are_one_line(args, needle, capsys, tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"
 
 
-def test_sigterm_stops_the_server_and_removes_its_files(tmp_path):
+def test_a_port_in_use_is_one_line(capsys, tmp_path, monkeypatch):
     pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--no-page", "--motion", "energy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot listen on 127.0.0.1 port {port}" in err and "--port" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"
+
+
+def test_port_0_shows_the_real_port_and_sigterm_stops_the_server_cleanly(tmp_path):
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sdmtalk", "serve", "--port", str(port), "--host", "0.0.0.0",
-                             "--no-page", "--motion", "energy"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "sdmtalk", "serve", "--port", "0", "--host", "0.0.0.0",
+                             "--no-page", "--motion", "energy"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(120):
+        banner = proc.stdout.readline()  # printed once the port is bound
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/docs", banner).group(1))
+        assert port > 0, banner
+        for _ in range(600):  # the banner comes before the app starts: generous
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5).read()
                 break
             except OSError:
                 time.sleep(0.5)
         assert [p.name[:14] for p in tmp_path.iterdir()] == ["sdmtalk-serve-"]
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    assert "warning: serving on 0.0.0.0" in err and "pass --token" in err
+    assert f"warning: serving on 0.0.0.0:{port}" in err and "pass --token" in err
     assert "Traceback" not in err
     assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"

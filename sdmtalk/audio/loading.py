@@ -37,7 +37,8 @@ def load_audio(path: str | Path) -> np.ndarray:
 
     Any format FFmpeg decodes: wav (8/16/24/32-bit int or float), mp3, m4a/aac, flac,
     ogg/opus, or the audio track of a video. Raises AudioError (one line naming the file
-    and the fix) for missing, empty, corrupt, non-audio, zero-length and silent files.
+    and the fix) for missing, empty, corrupt, non-audio, zero-length and silent files, and
+    for float files with NaN or infinite samples (rejected, not repaired: such a file is broken).
     """
     path = Path(path)
     decoded = decode_audio(path)
@@ -125,7 +126,11 @@ def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> Decod
     for frame in container.decode(stream):
         if start is None and frame.pts is not None:
             start = float(frame.pts * frame.time_base)
-        mono = av.AudioFrame.from_ndarray(_mono(frame)[None], format="flt", layout="mono")
+        samples = _mono(frame)
+        if not np.isfinite(samples).all():  # float WAV/FLAC/...: the resampler would smear them
+            raise AudioError(f"audio in {container.name} holds NaN or infinite samples (a broken "
+                             "float export): re-export it, e.g. as a 16-bit PCM wav")
+        mono = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
         mono.sample_rate = frame.sample_rate  # the resampler keeps its own sample clock
         chunks.extend(f.to_ndarray()[0] for f in resampler.resample(mono))
     chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))

@@ -119,6 +119,27 @@ def sealed_lips(landmarks: np.ndarray, overlap: float = 0.0) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _lip_colour(image: np.ndarray, lm: np.ndarray, inside: np.ndarray) -> tuple[float, float] | None:
+    """(median luma, median tint = chroma / luma) of the lip band: inside the outer lip line
+    and outside the opening; None when the band has too few pixels."""
+    lips = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [lm[48:60]], 1)
+    lips[inside > 0] = 0
+    if lips.sum() < 4:
+        return None
+    lip = image[lips > 0].astype(np.float64)
+    return float(np.median(lip @ LUMA)), float(np.median(_tint(lip)))
+
+
+def _tint(pixels: np.ndarray) -> np.ndarray:
+    return (pixels.max(-1) - pixels.min(-1)) / np.maximum(pixels @ LUMA, 1.0)
+
+
+def _tooth_like(pixels: np.ndarray, lip: tuple[float, float]) -> np.ndarray:
+    """Pixels brighter and greyer than the lips (teeth, not lip or cavity)."""
+    return (pixels @ LUMA > lip[0] + 15) & (_tint(pixels) < 0.75 * lip[1])
+
+
 def teeth_showing(image: np.ndarray, landmarks: np.ndarray) -> float:
     """Share of the mouth opening's pixels that look like teeth: brighter and greyer than the
     photo's own lips (0..1; 0 for a closed mouth). image (H, W, 3) uint8 RGB, landmarks
@@ -126,14 +147,24 @@ def teeth_showing(image: np.ndarray, landmarks: np.ndarray) -> float:
     lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
     inside = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(inside, [lm[60:68]], 1)
-    lips = np.zeros_like(inside)
-    cv2.fillPoly(lips, [lm[48:60]], 1)
-    lips[inside > 0] = 0
-    if inside.sum() < 4 or lips.sum() < 4:
+    lip = _lip_colour(image, lm, inside)
+    if inside.sum() < 4 or lip is None:
         return 0.0
-    mouth, lip = image[inside > 0].astype(np.float64), image[lips > 0].astype(np.float64)
-    lip_luma = float(np.median(lip @ LUMA))
-    lip_tint = float(np.median((lip.max(1) - lip.min(1)) / np.maximum(lip @ LUMA, 1.0)))
-    luma = mouth @ LUMA
-    tint = (mouth.max(1) - mouth.min(1)) / np.maximum(luma, 1.0)
-    return float(np.mean((luma > lip_luma + 15) & (tint < 0.75 * lip_tint)))
+    return float(np.mean(_tooth_like(image[inside > 0].astype(np.float64), lip)))
+
+
+def teeth_mask(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 255 at the tooth-like pixels inside the outer lip line (the opening and
+    the lip band alike), 0 elsewhere."""
+    lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [lm[60:68]], 1)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    lip = _lip_colour(image, lm, inside)
+    if lip is None:
+        return mask
+    mouth = np.zeros_like(mask)
+    cv2.fillPoly(mouth, [lm[48:60]], 1)
+    ys, xs = np.nonzero(mouth)
+    mask[ys[_tooth_like(image[ys, xs].astype(np.float64), lip)], xs[_tooth_like(image[ys, xs].astype(np.float64), lip)]] = 255
+    return mask

@@ -69,7 +69,7 @@ def reference_style(cfg, reference) -> np.ndarray:
     (cfg.pose_target), clipped to STYLE_RANGE."""
     if len(cfg.pose_target) != 8:
         raise InputError(f"{reference.source}: these weights have no pose_target to compare it with; "
-                         "use the bundled sdm_base or calibrate them with benchmarks/calibrate_pose_gain.py")
+                         "use the bundled sdm_base or calibrate them with calibrate/calibrate_pose_gain.py")
     stats = reference.band_stats(cfg.pose_band)
     ratio = stats / np.maximum(np.asarray(cfg.pose_target, np.float64).reshape(2, 4), 1e-9)
     return np.clip(ratio, *STYLE_RANGE)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from sdmtalk.face.mouth_state import sealed_lips, teeth_showing
+from sdmtalk.face.mouth_state import sealed_lips, teeth_mask, teeth_showing
 from sdmtalk.render.mesh import FaceMesh, PiecewiseAffineWarp, face_ring
 from sdmtalk.render.mouth import MouthFiller, PhotoTeeth
 
@@ -29,6 +29,7 @@ SEAL_OVERLAP_PX = 1.0  # sealed lips overlap by this much, so the lip triangles 
 # inner-lip points and the outer-lip points across the lip from them
 INNER_LIP_PARTNERS = np.array([[60, 48], [61, 50], [62, 51], [63, 52], [64, 54], [65, 56], [66, 57], [67, 58]])
 LIP_TEXTURE_KEEP = 0.65  # a sealed lip is painted from this outer share of the photo's lip band
+OPEN_PX = 1.5  # inner lips further apart than this (crop px) are an open mouth to paint over
 TEETH_REUSE = 0.2  # share of teeth-like pixels in the photo's opening above which its teeth are reused
 
 
@@ -69,32 +70,41 @@ def _check_landmarks(landmarks: np.ndarray, name: str) -> np.ndarray:
 
 def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """The crop (H, W, 3) with its face moved from landmarks `source` to `rest` (68, 2) crop
-    pixels and the lips sealed: they meet, a little overlapped, on their midline, so no pixel
-    from inside an open photo mouth (teeth, cavity) is left to be squeezed into a line or
-    stretched later; the gap `rest` keeps between the inner lips then shows lip texture, and
-    the mouth filler paints whatever the speech opens beyond it. The sealed lips take their
-    texture from the outer part of each lip (LIP_TEXTURE_KEEP): teeth reach into the lip band
-    that dlib's inner-lip points draw on an open mouth."""
+    pixels and the lips sealed: they meet, a little overlapped, on their midline; the gap
+    `rest` keeps between the inner lips then shows lip texture, and the mouth filler paints
+    whatever the speech opens beyond it. An open photo mouth is first painted over
+    (`_lips_over_mouth`) and each sealed lip takes its texture from the outer part of the
+    photo's lip (LIP_TEXTURE_KEEP), so no tooth or dark cavity is squeezed into a line
+    between the lips; lips that already meet keep their own seam."""
     if np.abs(np.asarray(rest) - np.asarray(source)).max() < 0.25:
         return crop
     h, w = crop.shape[:2]
     mesh = FaceMesh(source, w, h)
     src_points = mesh.source_points.astype(np.float64)
-    inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
-    src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
-    warp = PiecewiseAffineWarp(_lips_over_mouth(crop, source), src_points, mesh.triangles)
+    if _inner_gap_px(source) > OPEN_PX:
+        inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
+        src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
+        crop = _lips_over_mouth(crop, source)
+    warp = PiecewiseAffineWarp(crop, src_points, mesh.triangles)
     return warp.warp(mesh.points_for(sealed_lips(rest, overlap=SEAL_OVERLAP_PX)))
 
 
+def _inner_gap_px(landmarks: np.ndarray) -> float:
+    lm = np.asarray(landmarks, np.float64)
+    return float(np.linalg.norm(lm[[67, 66, 65]] - lm[[61, 62, 63]], axis=1).mean())
+
+
 def _lips_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """The crop with the photo's mouth opening (inner-lip polygon, a little grown) filled in
-    from the lips around it (cv2.inpaint), so that whatever of it a sealed lip still samples
-    near the corners is lip-coloured, not a tooth or the dark cavity."""
+    """The crop with the photo's mouth opening (inner-lip polygon, a little grown) and any
+    tooth-bright pixel inside the outer lip line filled in from the lips around them
+    (cv2.inpaint): dlib's inner-lip points often sit on the teeth of a wide-open mouth, so
+    teeth reach into the lip band that a sealed lip is painted from."""
+    lm = np.round(np.asarray(source)).astype(np.int32)
     mask = np.zeros(crop.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(source)[60:68]).astype(np.int32)], 255)
+    cv2.fillPoly(mask, [lm[60:68]], 255)
     grow = max(1, int(round(0.01 * crop.shape[0])))
     mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    return cv2.inpaint(crop, mask, 3, cv2.INPAINT_TELEA)
+    return cv2.inpaint(crop, mask | teeth_mask(crop, source), 3, cv2.INPAINT_TELEA)
 
 
 class Renderer:

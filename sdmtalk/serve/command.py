@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -56,9 +57,12 @@ def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> Serve
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} must be above 0")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port} is not a port: use 1 to 65535 (0: any free port)")
-    return ServeConfig(args.host, args.port, args.token or os.environ.get("SDMTALK_TOKEN") or None, args.workers, args.queue, args.max_upload_mb,
-                       args.max_megapixels, args.max_audio_seconds, args.max_samples, args.max_streams,
-                       args.result_ttl, args.motion, args.weights, args.threads, work_dir)
+    return ServeConfig(
+        host=args.host, port=args.port, token=args.token or os.environ.get("SDMTALK_TOKEN") or None,
+        workers=args.workers, queue=args.queue, max_upload_mb=args.max_upload_mb,
+        max_megapixels=args.max_megapixels, max_audio_seconds=args.max_audio_seconds,
+        max_samples=args.max_samples, max_streams=args.max_streams, result_ttl_s=args.result_ttl,
+        motion=args.motion, weights=args.weights, threads=args.threads, work_dir=work_dir)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -83,16 +87,36 @@ def _serve(config: ServeConfig, page: bool) -> None:
         _missing_web_package(err.name)
     if create_app is None:
         _missing_web_package(_MISSING_WEB_PACKAGE)
+    sock = _listen(config.host, config.port)  # bound first: the lines below show the real port
+    port = sock.getsockname()[1]
     if not config.is_local:
         who = "requests need --token" if config.token else "anyone who reaches it can use it: pass --token"
-        print(f"sdmtalk: warning: serving on {config.host}:{config.port} to other machines; {who}",
+        print(f"sdmtalk: warning: serving on {config.host}:{port} to other machines; {who}",
               file=sys.stderr)
     app = create_app(config, page=page)
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    where = f"page http://{shown}:{config.port}/  " if page else ""
-    print(f"sdmtalk serve: {where}API http://{shown}:{config.port}/docs  "
+    shown = f"[{shown}]" if ":" in shown else shown
+    where = f"page http://{shown}:{port}/  " if page else ""
+    print(f"sdmtalk serve: {where}API http://{shown}:{port}/docs  "
           f"({config.workers} worker(s), queue {config.queue}; Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
+    if not server.started:  # uvicorn has logged why
+        raise InputError("the server did not start: see the message above")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, as uvicorn binds it (port 0: any free port)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise InputError(f"cannot listen on {host} port {port} ({err.strerror or err}): choose "
+                         "another --port (0: any free port) or --host") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _missing_web_package(name: str | None) -> NoReturn:

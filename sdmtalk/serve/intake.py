@@ -1,6 +1,7 @@
 """Uploads -> a JobRequest: the server's limits, the client's names kept out of paths, and
 the pipeline's own checks (MotionControls, validate_request) before anything is queued.
-Shared by the HTTP API and the web page, so both answer a bad input with the same line."""
+Shared by the HTTP API and the web page, so both answer a bad input with the same line; a
+photo is decoded and its face found at submit, so a bad one is refused at once (422)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PIL import Image
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.audio.speech import synthesize_speech
 from sdmtalk.errors import InputError
+from sdmtalk.face import detect_face, load_image
 from sdmtalk.motion.pose_reference import check_pose_reference_motion
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model, validate_request
@@ -76,8 +78,8 @@ def save_upload(src: BinaryIO, dest: Path, what: str, name: str, limit: int) -> 
 
 def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path | None,
                   text: str | None, p: Params, pose_reference: Path | None = None) -> JobRequest:
-    """Check one job's inputs (cheap checks only; decoding happens in the worker) -> its
-    JobRequest. Raises InputError (422) or LimitError (413) with one line."""
+    """Check one job's inputs (the cheap checks, then the photo's face; the speech is decoded
+    in the worker) -> its JobRequest. Raises InputError (422) or LimitError (413), one line."""
     controls = MotionControls(seed=p.seed, pose_scale=p.pose_scale, lip_scale=p.lip_scale,
                               rhythm_scale=p.rhythm_scale, still=p.still,
                               diffusion_steps=parse_diffusion_steps(p.diffusion_steps))
@@ -94,6 +96,7 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                          f"use 1 to {config.max_samples} (sdmtalk serve --max-samples)")
     check_pixels(photo, job.names.get(photo, "photo"), config)
     check_duration(audio, job.names.get(audio, "audio"), config)
+    check_face(photo, p.face_index)
     return JobRequest(photo, audio, controls, p.num_samples, p.face_index, p.size, p.crop, motion, p.blink,
                       pose_reference)
 
@@ -140,6 +143,12 @@ def check_pixels(path: Path, name: str, config: ServeConfig) -> None:
     if width * height > config.max_megapixels * 1e6:
         raise LimitError(f"photo {name} has {width}x{height} pixels: use at most "
                          f"{config.max_megapixels:g} megapixels (sdmtalk serve --max-megapixels)")
+
+
+def check_face(photo: Path, face_index: int | None) -> None:
+    """Decode the photo and find its face as the CLI does (the job does it again: ~0.1 s), so
+    that a file that is no photo, or a photo without a face, is refused at once (422)."""
+    detect_face(load_image(photo), face_index=face_index, name=str(photo))
 
 
 def check_duration(path: Path, name: str, config: ServeConfig) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.evaluate.groups import clip_group
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--motion", default="sdm")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # the motion model is small: one thread, as generate runs it
     records, clips = load_scored_clips(args.cache, args.split)
     model = load_motion_model(args.motion, args.weights)
     shut_gap = bundled_basis().cfg.open_gap

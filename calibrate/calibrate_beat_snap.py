@@ -20,25 +20,25 @@ sdm_base was written by
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sdmtalk.audio import AudioFeatures
-from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
+from sdmtalk.evaluate.bench_support import (
+    calibration_inputs,
+    calibration_parser,
+    write_calibrated,
+)
 from sdmtalk.evaluate.landmark_bench import (
     aligned,
     bas_pair,
-    load_scored_clips,
     speaker_half_splits,
 )
 from sdmtalk.face import to_canonical
 from sdmtalk.motion.beat_snap import snap_pose
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
-from sdmtalk.pipeline import load_motion_model
 
 
 def clip_scores(model, data: dict, seeds: list[int], strengths: list[float]) -> dict:
@@ -84,21 +84,11 @@ def best(table: dict, clips: list[int]) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", required=True)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap = calibration_parser(__doc__)
     ap.add_argument("--smooth", default="1.0,1.5,2.0,2.5", help="pose_smooth grid (frames)")
     ap.add_argument("--strength", default="0,0.25,0.5,0.75,1.0,1.25", help="beat_snap grid")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--cross-validate", action="store_true")
-    ap.add_argument("--write", default=None, metavar="SAFETENSORS")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_motion_model("sdm", args.weights)
-    apply_overrides(model, args.overrides)
-    records, clips = load_scored_clips(args.cache, args.split, True)
+    model, records, clips = calibration_inputs(args)
     strengths = [float(s) for s in args.strength.split(",")]
     table = {}
     for sm in [float(s) for s in args.smooth.split(",")]:

@@ -20,19 +20,20 @@ scored on the other, both ways). --write: the same tensors with ridge_mix / ridg
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sdmtalk.audio import AudioFeatures
-from sdmtalk.evaluate.bench_support import apply_overrides, write_calibrated
+from sdmtalk.evaluate.bench_support import (
+    calibration_inputs,
+    calibration_parser,
+    write_calibrated,
+)
 from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.landmark_bench import (
     aligned,
-    load_scored_clips,
     nan_mean,
     speaker_half_splits,
 )
@@ -40,7 +41,6 @@ from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
 from sdmtalk.motion.linear import LinearBaseline
 from sdmtalk.motion.types import MotionControls, apply_motion, lip_gap
-from sdmtalk.pipeline import load_motion_model
 
 
 def lip_gaps(model, data: dict, seeds: list[int]) -> list[np.ndarray]:
@@ -82,20 +82,10 @@ def scores(model, clips: list[dict], refs: list[np.ndarray], seeds: list[int],
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", required=True)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap = calibration_parser(__doc__)
     ap.add_argument("--shares", default="0,0.1,0.2,0.25,0.3,0.4,0.5", help="ridge_mix grid")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--cross-validate", action="store_true")
-    ap.add_argument("--write", default=None, metavar="SAFETENSORS")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    model = load_motion_model("sdm", args.weights)
-    apply_overrides(model, args.overrides)
-    records, clips = load_scored_clips(args.cache, args.split, True)
+    model, records, clips = calibration_inputs(args)
     seeds = list(range(args.seeds))
     gain = model.cfg.ridge_gain = fit_gain(model, LinearBaseline.load(), clips, seeds)
     print(f"ridge_gain {gain:.3f} (mean std ratio of the SDM's lip gap to the ridge's, {len(clips)} clips)")

@@ -7,6 +7,7 @@ import atexit
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -46,7 +47,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("inputs and output")
     io.add_argument("--image", help="face photo (jpg, png, ...)")
     io.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg, or a video file's audio), at least 0.2 s")
-    io.add_argument("-o", "--output", help="output mp4 (default: sdmtalk_out.mp4, with --demo sdmtalk_demo.mp4)")
+    io.add_argument("-o", "--output", help="output video, a name ending in .mp4 (the only format written; "
+                    "default: sdmtalk_out.mp4, with --demo sdmtalk_demo.mp4)")
     io.add_argument("--demo", action="store_true", help="use the bundled demo photo and speech")
     io.add_argument("--face-index", type=int, default=None,
                     help="which face when the photo has several (numbered left to right from 0; default: the largest)")
@@ -56,7 +58,9 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", help="SDM weights: RUN_DIR/model.safetensors from `sdmtalk train` (default: bundled)")
     m.add_argument("--seed", type=int, default=0, help=f"seed of the head motion, 0 to {SEED_MAX} (same seed, same video)")
     m.add_argument("--num-samples", type=int, default=1,
-                   help=f"N videos with different head motion (seeds seed..seed+N-1), 1 to {MAX_SAMPLES}")
+                   help=f"N videos with different head motion (seeds seed..seed+N-1), 1 to {MAX_SAMPLES}; "
+                        "for N > 1 each is named after -o and its seed: -o out.mp4 --seed 7 writes "
+                        "out_seed7.mp4, out_seed8.mp4, ...")
     m.add_argument("--diffusion-steps", type=_diffusion_steps, default="auto",
                    help="shallow diffusion depth: auto (predicted), K, or 0 (coarse motion only)")
     m.add_argument("--pose-scale", type=float, default=1.0,
@@ -125,6 +129,9 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return text
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Argument mistakes as one line (argparse's usage block is one `--help` away), exit 2;
     help shows every default."""
@@ -132,6 +139,9 @@ class OneLineParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        # `--lip-scale -inf` (or -1e3, -nan) is a value, not an option: argparse's own pattern
+        # takes only -1 and -.5 for numbers, and would answer "expected one argument".
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

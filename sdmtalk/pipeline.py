@@ -126,6 +126,9 @@ def check_output_path(out_path: Path, inputs: list[Path]) -> None:
         raise InputError(f"output folder {folder} is not writable: choose another -o path")
     if out_path.is_dir():
         raise InputError(f"output {out_path} is a folder: give a file name such as {out_path / 'out.mp4'}")
+    if out_path.suffix.lower() != ".mp4":  # refused, not renamed: the name asked for is not the one written
+        raise InputError(f"output {out_path} does not end in .mp4, the only format sdmtalk writes "
+                         f"(H.264 + AAC): use -o {out_path.with_name(out_path.stem + '.mp4')}")
     for src in inputs:
         if src.exists() and out_path.exists() and out_path.resolve() == src.resolve():
             raise InputError(f"output {out_path} is one of the inputs: choose another -o path")

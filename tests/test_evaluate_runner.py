@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sdmtalk.cli import main
 from sdmtalk.errors import InputError
 from sdmtalk.evaluate.runner import canvas_alignment, evaluate, find_clips
 
@@ -112,6 +113,14 @@ def test_bad_inputs_raise_input_errors(tmp_path):
         find_clips(tmp_path)
     with pytest.raises(InputError, match="unknown method"):
         evaluate(tmp_path, tmp_path / "out", methods="static,nonsense", quiet=True)
+
+
+def test_max_clips_0_is_one_line_and_writes_nothing(tmp_path, capsys):
+    astronaut_clip(tmp_path / "clip.mp4", 0)
+    assert main(["evaluate", str(tmp_path), "--out", str(tmp_path / "out"), "--max-clips", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-clips 0" in err and "use 1 or more" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_cache_input_lists_its_clips_under_data_root(tmp_path):

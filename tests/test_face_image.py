@@ -7,7 +7,7 @@ from PIL import Image
 from skimage import data
 
 from sdmtalk.errors import InputError
-from sdmtalk.face.image import MAX_SIDE, load_image
+from sdmtalk.face.image import MAX_SIDE, load_image, open_image
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,32 @@ def test_truncated_png_raises_input_error(tmp_path, astronaut):
 def test_directory_is_not_a_photo(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_image(tmp_path)
+
+
+def _jpeg_claiming(path, width, height):
+    """A small JPEG whose header claims width x height pixels (Pillow checks the header)."""
+    Image.new("L", (64, 48), 128).save(path)
+    raw = bytearray(path.read_bytes())
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(raw))
+
+
+def test_a_photo_over_89_megapixels_loads_without_a_warning(tmp_path, recwarn):
+    path = tmp_path / "wide.jpg"
+    Image.new("L", (10000, 9500), 90).save(path)  # 95 megapixels: Pillow warns from 89.5
+    image = load_image(path)
+    _check_rgb8(image, (round(MAX_SIDE * 0.95), MAX_SIDE, 3))
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_photo_beyond_the_limit_is_one_clear_line(tmp_path, recwarn):
+    path = tmp_path / "bomb.jpg"
+    _jpeg_claiming(path, 14000, 14000)
+    with pytest.raises(InputError, match="over 179 megapixels") as err:
+        load_image(path)
+    assert "bomb.jpg" in str(err.value) and "\n" not in str(err.value)
+    _jpeg_claiming(path, 12000, 12000)  # 144 megapixels: opens quietly (decoding fails: it is 64 x 48)
+    with open_image(path) as img:
+        assert img.size == (12000, 12000)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]

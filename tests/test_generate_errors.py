@@ -120,3 +120,28 @@ def test_odd_photos_work(good, tmp_path, capsys, kind):
     rc, err = run(capsys, path, good[1], out)
     assert rc == 0, err
     assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["talking", "talking.avi"])
+def test_an_output_not_named_mp4_is_refused(good, tmp_path, capsys, name):
+    out = out_path(tmp_path).with_name(name)  # it would be an mp4 under another name
+    assert_clean_failure(*run(capsys, good[0], good[1], out), out, name, "use -o", "talking.mp4")
+
+
+@pytest.mark.parametrize("value", ["-inf", "-1e3", "nan"])
+def test_a_negative_or_non_finite_scale_gets_the_range_line(good, tmp_path, capsys, value):
+    out = out_path(tmp_path)  # not argparse's "expected one argument"
+    assert_clean_failure(*run(capsys, good[0], good[1], out, "--lip-scale", value), out,
+                         "--lip-scale", "out of range", "0 to 2")
+
+
+def test_a_pose_reference_folder_is_called_a_folder(good, tmp_path, capsys):
+    out = out_path(tmp_path)
+    assert_clean_failure(*run(capsys, good[0], good[1], out, "--motion", "sdm", "--pose-reference", str(tmp_path)),
+                         out, f"--pose-reference {tmp_path} is a folder", "video file")
+
+
+def test_help_says_how_several_samples_are_named(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    assert "out_seed7.mp4, out_seed8.mp4" in " ".join(capsys.readouterr().out.split())

@@ -47,7 +47,7 @@ def submit(client, photo, audio=None, names=("face.png", "speech.wav"), **fields
     return client.post("/api/jobs", files=files, data={k: str(v) for k, v in fields.items()})
 
 
-def wait(client, job_id, timeout=120):
+def wait(client, job_id, timeout=600):  # generous: only a stuck job reaches it
     deadline = time.monotonic() + timeout
     while (job := client.get(f"/api/jobs/{job_id}").json())["state"] in ("queued", "running"):
         assert time.monotonic() < deadline, job
@@ -138,20 +138,31 @@ def _bad_files(folder):
     return {"photo": ["wall.png", "notes.jpg"], "audio": ["short.wav", "silent.wav", "notes.mp3"]}
 
 
-def test_files_that_fail_to_decode_fail_the_job_with_the_cli_line(tmp_path, media, capsys, monkeypatch):
+def _cli_line(capsys, monkeypatch, tmp_path, media, photo, audio):
+    """The CLI's line for the same two files side by side, named as the client named them."""
+    (tmp_path / "cli").mkdir(exist_ok=True)
+    for n in (photo, audio):
+        (tmp_path / "cli" / n).write_bytes(((tmp_path if (tmp_path / n).exists() else media) / n).read_bytes())
+    return cli_error(capsys, monkeypatch, tmp_path / "cli", photo, audio)
+
+
+def test_a_photo_that_fails_to_decode_or_has_no_face_answers_422_at_once(tmp_path, media, capsys, monkeypatch):
+    client = make_client(tmp_path, start=False)  # no worker runs: the answer comes from the submit
+    for photo in _bad_files(tmp_path)["photo"]:
+        answer = submit(client, tmp_path / photo, media / "speech.wav", names=(photo, "speech.wav"))
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == _cli_line(capsys, monkeypatch, tmp_path, media, photo, "speech.wav")
+        assert not any((tmp_path / "work").iterdir()), "a refused job left files behind"
+
+
+def test_speech_that_fails_to_decode_fails_the_job_with_the_cli_line(tmp_path, media, capsys, monkeypatch):
     client = make_client(tmp_path)
-    bad = _bad_files(tmp_path)
-    cases = [(name, "speech.wav") for name in bad["photo"]] + [("face.png", name) for name in bad["audio"]]
-    for photo, audio in cases:
-        folder = lambda name: tmp_path if (tmp_path / name).exists() else media  # noqa: E731
-        answer = submit(client, folder(photo) / photo, folder(audio) / audio, names=(photo, audio))
+    for audio in _bad_files(tmp_path)["audio"]:
+        answer = submit(client, media / "face.png", tmp_path / audio, names=("face.png", audio))
         assert answer.status_code == 202, answer.text
         job = wait(client, answer.json()["id"])
         assert job["state"] == "failed" and job["status_code"] == 422, job
-        (tmp_path / "cli").mkdir(exist_ok=True)
-        for n in (photo, audio):  # both files side by side, named as the client named them
-            (tmp_path / "cli" / n).write_bytes((folder(n) / n).read_bytes())
-        assert job["error"] == cli_error(capsys, monkeypatch, tmp_path / "cli", photo, audio)
+        assert job["error"] == _cli_line(capsys, monkeypatch, tmp_path, media, "face.png", audio)
         video = client.get(f"/api/jobs/{job['id']}/video")
         assert video.status_code == 422 and video.json()["error"] == job["error"]
         assert not any((tmp_path / "work" / job["id"]).iterdir()), "inputs of a failed job were kept"

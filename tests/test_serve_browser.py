@@ -54,7 +54,7 @@ def server(tmp_path_factory):
         log.close()
 
 
-def _wait_until_up(url, proc, log, timeout=120):
+def _wait_until_up(url, proc, log, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -81,7 +81,7 @@ def browser(tmp_path_factory):
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(300)
     try:
         yield driver
     finally:
@@ -99,13 +99,13 @@ def test_page_makes_a_playable_video_of_the_demo(server, browser, tmp_path):
 
     photo, speech = demo_inputs(tmp_path)
     browser.get(server + "/")
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 300)
     _upload(wait, "#photo input[type=file]", photo)
     _upload(wait, "#audio input[type=file]", speech)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))  # both uploads shown
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#audio audio, #audio canvas, #audio .waveform-container"))
     browser.find_element(By.CSS_SELECTOR, "#generate").click()
-    duration = WebDriverWait(browser, 300, poll_frequency=0.5).until(_video_duration)
+    duration = WebDriverWait(browser, 600, poll_frequency=0.5).until(_video_duration)
     assert abs(duration - SPEECH_SECONDS) < 0.2, f"video is {duration:.2f} s, the speech {SPEECH_SECONDS} s"
     browser.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
@@ -121,7 +121,7 @@ def test_page_shows_a_bad_input_as_the_cli_line_without_a_trace(server, browser,
 
     photo, _ = demo_inputs(tmp_path)
     browser.get(server + "/")
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 300)
     _upload(wait, "#photo input[type=file]", photo)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
     browser.find_element(By.CSS_SELECTOR, "#generate").click()

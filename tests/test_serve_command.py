@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,11 @@ def test_port_0_shows_the_real_port_and_sigterm_stops_the_server_cleanly(tmp_pat
     assert f"warning: serving on 0.0.0.0:{port}" in err and "pass --token" in err
     assert "Traceback" not in err
     assert not list(tmp_path.iterdir()), "the server's temp folder was left behind"
+
+
+def test_readme_says_which_browser_tests_skip_without_chromium():
+    root = Path(__file__).resolve().parents[1]
+    browser = [root / "tests" / "test_serve_browser.py", root / "tests" / "test_serve_stream_browser.py"]
+    count = sum(f.read_text().count("\ndef test_") for f in browser)
+    readme = " ".join((root / "README.md").read_text().split())
+    assert f"The {count} browser tests" in readme and "chromium chromium-driver" in readme

@@ -24,6 +24,7 @@ from sdmtalk.serve.app import create_app  # noqa: E402
 from sdmtalk.serve.config import ServeConfig  # noqa: E402
 
 CHUNK = 640  # 40 ms
+SLOW_MACHINE_S = 600  # how long a wait may take on a loaded machine before it counts as never
 
 
 def config_for(tmp_path, stream_media, **kw) -> ServeConfig:
@@ -143,16 +144,30 @@ def test_a_client_that_sends_nothing_is_closed_and_its_slot_freed(tmp_path, stre
     import sdmtalk.serve.streams as streams
 
     monkeypatch.setattr(streams, "IDLE_TIMEOUT_S", 0.5)
+    released = _on_release(monkeypatch)
     folder, _ = stream_media
     with TestClient(create_app(config_for(tmp_path, stream_media), page=False)) as client:
         answer = open_stream(client, folder / "face.png")
         with client.websocket_connect(answer.json()["websocket"]) as ws:
             assert json.loads(ws.receive_text())["event"] == "ready"
             assert json.loads(ws.receive_text())["error"].startswith("no audio for 0.5 s")
-        deadline = time.monotonic() + 10  # the slot is released just after the close
-        while (code := open_stream(client, folder / "face.png").status_code) == 429 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert code == 201
+        assert released.wait(SLOW_MACHINE_S), "the slot was never released"  # just after the close
+        assert open_stream(client, folder / "face.png").status_code == 201
+
+
+def _on_release(monkeypatch) -> threading.Event:
+    """An event set each time a stream's slot is released (waited on, not polled against a
+    clock: a loaded machine may take long, a broken server never sets it)."""
+    import sdmtalk.serve.streams as streams
+
+    released, release = threading.Event(), streams.StreamManager.release
+
+    def tell(self, request):
+        release(self, request)
+        released.set()
+
+    monkeypatch.setattr(streams.StreamManager, "release", tell)
+    return released
 
 
 def _free_port() -> int:
@@ -172,13 +187,11 @@ def live_server(tmp_path, stream_media):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/api/health", timeout=1).read()
+    for _ in range(SLOW_MACHINE_S * 10):  # uvicorn's own flag; the thread ends if it fails
+        if server.started or not thread.is_alive():
             break
-        except OSError:
-            time.sleep(0.2)
+        time.sleep(0.1)
+    assert server.started, "the live server did not start"
     yield url, app
     server.should_exit = True
     thread.join(30)
@@ -190,46 +203,37 @@ def _post_photo(url, photo) -> str:
             f"Content-Type: image/png\r\n\r\n").encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(url + "/api/streams", data=body,
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())["websocket"]
+    return json.loads(urllib.request.urlopen(request, timeout=SLOW_MACHINE_S).read())["websocket"]
 
 
-def _health_seconds(url) -> float:
-    t0 = time.monotonic()
-    urllib.request.urlopen(url + "/api/health", timeout=10).read()
-    return time.monotonic() - t0
+def _healthy(url) -> bool:
+    return json.loads(urllib.request.urlopen(url + "/api/health", timeout=SLOW_MACHINE_S).read())["ok"]
 
 
-def test_slow_and_vanishing_clients_never_stall_the_server(live_server, stream_media):
+def test_slow_and_vanishing_clients_never_stall_the_server(live_server, stream_media, monkeypatch):
     """Client A sends 20 s of speech, never reads (its tiny receive buffer fills at once) and
-    then drops the connection without a close frame. Meanwhile the server answers at once,
-    and afterwards client B streams normally: A's slot and threads were released."""
+    then drops the connection without a close frame. Meanwhile the server answers while A
+    still holds its slot, and afterwards client B streams normally: A's slot and threads were
+    released. Each wait is for an event, with a limit only a broken server reaches."""
     websocket = pytest.importorskip("websocket", reason="websocket-client (with the serve extra's selenium) is missing")
 
     url, app = live_server
+    released = _on_release(monkeypatch)
     folder, speech = stream_media
     wav = np.tile(speech, 20 * SAMPLE_RATE // len(speech) + 1)[: 20 * SAMPLE_RATE]
     ws_url = url.replace("http", "ws")
-    slow = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=30,
+    slow = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=SLOW_MACHINE_S,
                                        sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
     assert json.loads(slow.recv())["event"] == "ready"
     for i in range(0, len(wav), CHUNK):
         slow.send_binary(wav[i:i + CHUNK].astype("<f4").tobytes())
     slow.send(json.dumps({"event": "end"}))
     time.sleep(3.0)  # the stream renders into a client that does not read
-    assert _health_seconds(url) < 2.0
+    assert _healthy(url) and not released.is_set()  # answered while A's stream still runs
     slow.sock.shutdown(socket.SHUT_RDWR)  # vanish: no close frame
     slow.sock.close()
-    deadline = time.monotonic() + 30
-    ok = None
-    while time.monotonic() < deadline and ok is None:
-        try:
-            fast = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=30)
-        except urllib.error.HTTPError as err:  # 429 while A's stream winds down
-            assert err.code == 429
-            time.sleep(0.5)
-            continue
-        ok = fast
-    assert ok is not None, "the slot of the vanished client was never released"
+    assert released.wait(SLOW_MACHINE_S), "the slot of the vanished client was never released"
+    ok = websocket.create_connection(ws_url + _post_photo(url, folder / "face.png"), timeout=SLOW_MACHINE_S)
     assert json.loads(ok.recv())["event"] == "ready"
     two = speech[: 2 * SAMPLE_RATE]
     for i in range(0, len(two), CHUNK):
@@ -246,4 +250,4 @@ def test_slow_and_vanishing_clients_never_stall_the_server(live_server, stream_m
     assert end["event"] == "end" and end["frames"] == len(indices) and indices[-1] == 49
     assert indices == sorted(set(indices)) and len(indices) + end["dropped"] == 50
     assert end["dropped"] == end["dropped_render"] + end["dropped_client"]
-    assert _health_seconds(url) < 2.0
+    assert _healthy(url)

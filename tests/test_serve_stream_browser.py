@@ -44,7 +44,7 @@ def test_stream_page_gets_every_frame_of_the_demo(server, browser, tmp_path):  #
     browser.find_element(By.ID, "photo").send_keys(str(photo))
     browser.find_element(By.ID, "audio").send_keys(str(speech))
     browser.find_element(By.ID, "start").click()
-    status = WebDriverWait(browser, 180, poll_frequency=0.5).until(
+    status = WebDriverWait(browser, 600, poll_frequency=0.5).until(
         lambda d: (text := d.find_element(By.ID, "status").text).startswith(("done:", "error")) and text
         or "error" in (d.find_element(By.ID, "status").get_attribute("class") or "") and text)
     assert status.startswith("done: "), status

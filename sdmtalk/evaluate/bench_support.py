@@ -6,18 +6,22 @@ calibrated config.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.audio import compute_features
 from sdmtalk.audio.loading import decode_audio
 from sdmtalk.audio.speech import synthesize_speech
-from sdmtalk.config import override, parse_override
+from sdmtalk.evaluate.landmark_bench import load_scored_clips
 from sdmtalk.face import to_canonical
+from sdmtalk.pipeline import load_motion_model
 from sdmtalk.train.checkpoint import export_weights
+from sdmtalk.typed_config import override, parse_override
 from sdmtalk.video import align_audio, video_start_time
 
 SPEECH_TEXT = (
@@ -25,6 +29,28 @@ SPEECH_TEXT = (
     "The lips follow the words, and the head moves the way real speakers move."
 )
 POSE_NAMES = ["log scale", "roll (rad)", "tx", "ty"]
+
+
+def calibration_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every dev-split calibration takes (the script adds its own grid)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--cross-validate", action="store_true")
+    ap.add_argument("--write", default=None, metavar="SAFETENSORS")
+    return ap
+
+
+def calibration_inputs(args: argparse.Namespace):
+    """(the SDM with --set applied, the split's records, its scored clips), on one torch thread."""
+    torch.set_num_threads(1)
+    model = load_motion_model("sdm", args.weights)
+    apply_overrides(model, args.overrides)
+    records, clips = load_scored_clips(args.cache, args.split, True)
+    return model, records, clips
 
 
 def apply_overrides(model, overrides: list[str]) -> None:

@@ -414,6 +414,8 @@ def evaluate(clips_or_cache, out_dir, methods=DEFAULT_METHODS, seeds: int = 5, m
         raise InputError(f"bad settings (--seeds {seeds}, --max-seconds {max_seconds}, --size {size}, "
                          f"--csim-frames {csim_frames}, --fid-frames {fid_frames}): use seeds >= 1, "
                          f"max-seconds > 0, 64 <= size <= {WORK}, csim-frames >= 1, fid-frames >= 2")
+    if max_clips is not None and max_clips < 1:
+        raise InputError(f"--max-clips {max_clips} scores nothing: use 1 or more (or leave it out: every clip)")
     out_dir = Path(out_dir)
     method_list = parse_methods(methods)
     clips = find_clips(clips_or_cache, split, data_root)[:max_clips]

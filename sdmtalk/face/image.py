@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,9 @@ from sdmtalk.errors import InputError
 
 MAX_SIDE = 2048  # larger photos are downscaled: detection and rendering gain nothing above it
 MIN_SIDE = 32  # a face needs ~40 px to be found; dlib fails outright on slivers
+# Pillow warns from 89 megapixels and refuses twice that as a possible decompression bomb:
+# photos up to the refusal are decoded quietly (JPEG at reduced scale) and downscaled.
+MAX_MEGAPIXELS = 2 * Image.MAX_IMAGE_PIXELS / 1e6
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE_FOR_ORIENTATION = {
@@ -31,7 +35,8 @@ def load_image(path: str | Path, max_side: int = MAX_SIDE) -> np.ndarray:
 
     Pillow reads it (EXIF orientation applied, alpha composited on white, 16-bit and float
     scaled to 8 bit); files Pillow cannot identify are tried with OpenCV.
-    Raises InputError for missing, empty, unreadable or non-image files.
+    Raises InputError for missing, empty, unreadable or non-image files, and for photos over
+    MAX_MEGAPIXELS (~179; Pillow's limit against decompression bombs).
     """
     path = Path(path)
     if not path.is_file():
@@ -42,8 +47,9 @@ def load_image(path: str | Path, max_side: int = MAX_SIDE) -> np.ndarray:
         image = _read_with_pillow(path, max_side)
     except UnidentifiedImageError:
         image = _read_with_opencv(path)
-    except Image.DecompressionBombError as err:
-        raise InputError(f"photo {path} is too large to decode safely ({err}): resize it") from err
+    except Image.DecompressionBombError:
+        raise InputError(f"photo {path} has over {MAX_MEGAPIXELS:.0f} megapixels, too many to decode "
+                         f"safely: resize it (sdmtalk uses at most {max_side} px a side)") from None
     except (OSError, ValueError, SyntaxError) as err:  # Pillow's errors for damaged files
         raise InputError(f"photo {path} could not be decoded ({err}): {_FIX}") from err
     if image.shape[0] == 0 or image.shape[1] == 0:
@@ -58,8 +64,16 @@ def load_image(path: str | Path, max_side: int = MAX_SIDE) -> np.ndarray:
     return image
 
 
+def open_image(path: str | Path) -> Image.Image:
+    """Image.open without Pillow's DecompressionBombWarning (two lines on stderr for any photo
+    over 89 megapixels); its DecompressionBombError beyond MAX_MEGAPIXELS stays."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def _read_with_pillow(path: Path, max_side: int) -> np.ndarray:
-    with Image.open(path) as img:
+    with open_image(path) as img:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         # JPEG can decode at 1/2..1/8 scale directly: fast for huge photos.
         img.draft("RGB", (max_side, max_side))

@@ -3,8 +3,8 @@ mouth brought to rest (closed), which every motion then starts from.
 
 A photo grabbed mid-sentence, a laugh or a toothy smile shows an open mouth. Motion is a
 displacement of the photo's landmarks, so without this the lips would move around the
-photo's own opening and never close. `rest_mouth` removes the opening beyond a resting
-mouth along the direction in which real faces open their mouths (`MouthBasis`: per-point
+photo's own opening and never close. `rest_mouth` closes an open photo mouth to a resting
+one along the direction in which real faces open their mouths (`MouthBasis`: per-point
 displacement per unit of inner-lip gap, fitted on the train split of a prepared cache by
 calibrate/calibrate_mouth_basis.py): the lower lip and the chin come up, the upper lip comes
 down a little, the lips keep their thickness and the corners their smile.
@@ -26,7 +26,6 @@ from sdmtalk.weights.io import read_tagged_weights, write_weights
 BUNDLED_MOUTH_BASIS = Path(__file__).resolve().parents[1] / "weights" / "mouth_basis.safetensors"
 LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 LUMA = np.array([0.299, 0.587, 0.114])
-REST_TOLERANCE = 0.01  # canonical units: a photo this close to the resting gap is left as it is
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,17 @@ def mouth_opening(landmarks: np.ndarray) -> float:
 
 
 def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None) -> np.ndarray:
-    """Photo landmarks (68, 2) with the mouth brought to rest: moved along the basis until the
-    inner-lip gap is the resting one, from an open mouth (closing it) or from lips pressed
-    together (so that speech opens them as far as it asks). Within REST_TOLERANCE of the
-    resting gap the landmarks are returned as they are."""
+    """Photo landmarks (68, 2) with an open mouth closed to rest: moved along the basis until
+    the inner-lip gap is the resting one. A mouth that opens no wider than `open_gap` (closed,
+    at rest, lips pressed together) is returned as it is: parting pressed lips to the
+    resting gap cost rendered lip sync on dev (docs/RESULTS.md, "The photo's own mouth")."""
     basis = basis or bundled_basis()
     lm = np.asarray(landmarks, np.float64)
     canon, sims = _canonical(lm)
     excess = inner_gap(canon) - basis.cfg.rest_gap
-    if abs(excess) <= REST_TOLERANCE:
+    if inner_gap(canon) <= basis.cfg.open_gap:
         return lm.astype(np.float32)
-    lo, hi = sorted((0.0, 2.0 * excess))  # bisection on the basis coefficient
+    lo, hi = 0.0, 2.0 * excess  # bisection on the basis coefficient
     for _ in range(30):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if inner_gap(canon - mid * basis.basis) > basis.cfg.rest_gap else (lo, mid)

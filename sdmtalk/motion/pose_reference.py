@@ -37,6 +37,9 @@ def pose_reference_from_video(path, max_seconds: float = 60.0, quiet: bool = Tru
     settings, as the stats the gains were fitted on; the first max_seconds). InputError
     naming the file when it cannot be read or shows no face."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--pose-reference {path} is a folder: give a video file (mp4, mov, webm, ...) "
+                         "of a person talking")
     if not path.is_file():
         raise InputError(f"--pose-reference {path}: no such file (give a video of a person talking)")
     frames = islice(iter_video_frames(path, max_side=640), int(max_seconds * FPS))

@@ -38,11 +38,13 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return float(gap / max(eyes, 1e-6)) if upper_below else 0.0
 
 
-def cavity_weight(source_opening: float, target_opening: float) -> float:
+def cavity_weight(source_opening: float, target_opening: float, sealed: bool = False) -> float:
     """How much synthetic cavity to show: 0 when the target opens no wider than the source,
     rising smoothly to 1 once the new opening reaches the source's own (or CAVITY_RAMP for a
-    closed source): less leaves stretched lip pixels in the gap, a switch would pop."""
-    ramp = max(source_opening, CAVITY_RAMP)
+    closed source, and for a source whose lips were sealed at rest: its opening is lip
+    texture, not a mouth interior to keep): less leaves stretched lip pixels in the gap, a
+    switch would pop."""
+    ramp = CAVITY_RAMP if sealed else max(source_opening, CAVITY_RAMP)
     return _smoothstep(target_opening - source_opening, 0.0, ramp)
 
 
@@ -82,9 +84,9 @@ class MouthFiller:
     """
 
     def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray,
-                 teeth: PhotoTeeth | None = None):
+                 teeth: PhotoTeeth | None = None, sealed: bool = False):
         self.source_opening = mouth_opening(source_landmarks)
-        self.teeth = teeth
+        self.teeth, self.sealed = teeth, sealed
         skin, lips = face_colours(source_image, source_landmarks)
         skin_luma = max(float(skin @ LUMA), 1.0)
         self._lips = lips
@@ -98,7 +100,7 @@ class MouthFiller:
         """Blend the cavity into frame (H, W, 3) uint8 (in place) for target landmarks (68, 2)."""
         lm = np.asarray(landmarks, np.float64)
         opening = mouth_opening(lm)
-        weight = cavity_weight(self.source_opening, opening)
+        weight = cavity_weight(self.source_opening, opening, self.sealed)
         if weight <= 0.0:
             return frame
         h, w = frame.shape[:2]

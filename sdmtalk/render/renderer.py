@@ -76,8 +76,6 @@ def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> 
     (`_lips_over_mouth`) and each sealed lip takes its texture from the outer part of the
     photo's lip (LIP_TEXTURE_KEEP), so no tooth or dark cavity is squeezed into a line
     between the lips; lips that already meet keep their own seam."""
-    if np.abs(np.asarray(rest) - np.asarray(source)).max() < 0.25:
-        return crop
     h, w = crop.shape[:2]
     mesh = FaceMesh(source, w, h)
     src_points = mesh.source_points.astype(np.float64)
@@ -143,9 +141,11 @@ class Renderer:
         self._origin = np.array([x0, y0], np.float64)
         self.source_crop = crop_square(image, x0, y0, side, out_side)
         src_crop = self.to_crop(src)
-        teeth = None
+        teeth, sealed = None, False
         if rest_landmarks is not None:  # motion starts from the mouth at rest, not the photo's
             rest_crop = self.to_crop(_check_landmarks(rest_landmarks, "rest_landmarks"))
+            sealed = np.abs(rest_crop - src_crop).max() >= 0.25  # a closed photo mouth stays as it is
+        if sealed:
             if teeth_showing(self.source_crop, src_crop) >= TEETH_REUSE:
                 teeth = PhotoTeeth(self.source_crop, src_crop)
             self.source_crop = rest_mouth_image(self.source_crop, src_crop, rest_crop)
@@ -154,7 +154,7 @@ class Renderer:
         self.warp = PiecewiseAffineWarp(
             self.source_crop, self.mesh.source_points, self.mesh.triangles
         )
-        self.mouth = MouthFiller(self.source_crop, src_crop, teeth)
+        self.mouth = MouthFiller(self.source_crop, src_crop, teeth, sealed=sealed)
 
     def to_crop(self, landmarks: np.ndarray) -> np.ndarray:
         """Photo pixels -> crop pixels (pixel centres map as in cv2.resize)."""

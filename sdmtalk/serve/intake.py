@@ -18,6 +18,7 @@ from sdmtalk import SAMPLE_RATE
 from sdmtalk.audio.speech import synthesize_speech
 from sdmtalk.errors import InputError
 from sdmtalk.face import detect_face, load_image
+from sdmtalk.face.image import open_image
 from sdmtalk.motion.pose_reference import check_pose_reference_motion
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model, validate_request
@@ -134,7 +135,7 @@ def _speech(job: Job, config: ServeConfig, audio: Path | None, text: str | None)
 def check_pixels(path: Path, name: str, config: ServeConfig) -> None:
     """A photo beyond max_megapixels is refused from its header (LimitError)."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             width, height = im.size
     except Image.DecompressionBombError:
         width, height = 10**6, 10**6

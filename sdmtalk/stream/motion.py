@@ -61,10 +61,12 @@ class StreamConfig:
     alone make 0.16-0.32 s, and an idle 2-core machine stays under 0.4 s (nothing skipped);
     None: never skip (every frame, however late: audio pushed faster than real time).
     catch_up_frames: most frames one step of FaceStream commits once its motion has fallen
-    behind the audio (more than two spans wait): a step costs about the same at 4 or 12
-    frames (CPU 0.49 / 0.25 / 0.18 s per second of speech at 4 / 8 / 12 on a loaded 2-core
-    machine), so a stream on a busy machine catches up instead of falling further behind.
-    span or less: never (stream_motion never catches up: its steps do not depend on timing)."""
+    behind the audio (two spans or more are ready: all that are, up to this). A step costs
+    about the same at 4 or 24 frames (the phoneme recogniser and the diffusion run once per
+    step: process CPU 1.2 / 0.48 / 0.24 s per second of speech at 4 / 12 / 24 frames a step
+    on a loaded 2-core machine), so a busy machine catches up instead of falling further
+    behind; a backlog that large is already that late. span or less: never (stream_motion
+    never catches up: its steps do not depend on timing)."""
 
     span: int = 4
     lookahead: int = 4
@@ -75,7 +77,7 @@ class StreamConfig:
     phoneme_context_s: float = 0.32
     cmn_prior_frames: int = 25
     max_latency_s: float | None = 0.5
-    catch_up_frames: int = 12
+    catch_up_frames: int = 24
 
     def __post_init__(self) -> None:
         for name in ("span", "context"):

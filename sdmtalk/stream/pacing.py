@@ -78,7 +78,7 @@ class LatencyLog:
     def summary(self) -> dict:
         if not self._seconds:
             return {"latency_p50": None, "latency_p95": None, "latency_max": None}
-        s = np.frombuffer(self._seconds, np.float64).copy()
+        s = np.array(self._seconds.tolist())  # a snapshot: the stream may append meanwhile
         return {"latency_p50": round(float(np.percentile(s, 50)), 4),
                 "latency_p95": round(float(np.percentile(s, 95)), 4), "latency_max": round(float(s.max()), 4)}
 

@@ -56,10 +56,11 @@ class StreamConfig:
     cmn_prior_frames: weight, in frames, of the training-set mean log-mel in the running
     mean that replaces the clip mean (mel_cmn) until enough speech has arrived.
     max_latency_s: FaceStream's latency budget: once the oldest frame waiting to be rendered
-    had its audio pushed longer ago than this and a newer frame waits too, the waiting
-    frames but the newest are skipped (stream/pacing.py). 0.5 s: the span and its look-ahead
-    alone make 0.16-0.32 s, and an idle 2-core machine stays under 0.4 s (nothing skipped);
-    None: never skip (every frame, however late: audio pushed faster than real time).
+    had its audio pushed longer ago than this, has waited half of it, and a newer frame waits
+    too, the waiting frames but the newest are skipped (stream/pacing.py). 0.5 s: the span
+    and its look-ahead alone make 0.16-0.32 s, and an idle 2-core machine stays under 0.4 s
+    (p95 0.37 s at 256 px: nothing to skip); None: never skip (every frame, however late:
+    audio pushed faster than real time).
     catch_up_frames: most frames one step of FaceStream commits once its motion has fallen
     behind the audio (two spans or more are ready: all that are, up to this). A step costs
     about the same at 4 or 24 frames (the phoneme recogniser and the diffusion run once per

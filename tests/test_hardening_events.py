@@ -110,6 +110,29 @@ def test_signal_cleans_up_and_says_so(inputs, out, sig, code):
     assert not list(out.parent.iterdir())
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has a handler for `sig` (Linux: SigCgt in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_a_signal_while_the_libraries_load_is_one_line(inputs, out):
+    """SIGTERM as soon as the command can take it (the first thing it does, before seconds of
+    imports): one line, no traceback, exit 143, nothing written."""
+    proc = subprocess.Popen([sys.executable, "-m", "sdmtalk", *gen_args(inputs, out)],
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(600_000):  # the process sets the handler, or ends
+        if proc.poll() is not None or _catches(proc.pid, signal.SIGTERM):
+            break
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=300)[1].strip().splitlines()
+    assert proc.returncode == 143 and len(err) == 1 and "stopped by SIGTERM" in err[0], err
+    assert not list(out.parent.iterdir())
+
+
 def test_kill_9_leftover_goes_with_the_next_run(inputs, out, capsys):
     proc = _start(inputs, out)
     proc.kill()

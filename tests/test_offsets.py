@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from synthetic_clips import synthetic_clip
 
 from sdmtalk.cli import run_prepare_command
 from sdmtalk.data.cache import ClipRecord, ShardResult, finalize, write_shard
@@ -72,22 +73,6 @@ def test_shift_audio_undoes_a_known_shift_and_keeps_none():
 
 
 # --- a tiny expert and a tiny cache -------------------------------------------------------------
-
-
-def synthetic_clip(seed: int, frames: int = 120):
-    """Mouth opening = a smoothed random syllable envelope; the log-mel carries the same
-    envelope in a band: a known audio -> mouth relation at offset 0 (as test_sync_expert)."""
-    rng = np.random.default_rng(seed)
-    env = np.convolve(rng.random(frames + 8) > 0.6, np.hanning(5), mode="same")[4:-4]
-    env = env / max(env.max(), 1e-6)
-    mel = rng.normal(0, 0.3, (4 * frames, 80)).astype(np.float32) - 5
-    mel[:, 10 + seed % 20:40 + seed % 20] += 3 * np.repeat(env, 4)[:, None]
-    canonical = np.repeat(rng.normal(0, 0.02, (1, 68, 2)), frames, 0)
-    canonical[:, 48:68] += np.array([[np.cos(a) * 0.4, np.sin(a) * 0.2] for a in np.linspace(0, 2 * np.pi, 20)])
-    canonical[:, 61:64, 1] -= 0.1 * env[:, None]
-    canonical[:, 65:68, 1] += 0.2 * env[:, None]
-    canonical[:, 48:68] += rng.normal(0, 0.003, (frames, 20, 2))
-    return mel, canonical.astype(np.float32)
 
 
 @pytest.fixture(scope="module")

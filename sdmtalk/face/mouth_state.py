@@ -90,7 +90,8 @@ def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None) -> np.nda
     """Photo landmarks (68, 2) with an open mouth closed to rest: moved along the basis until
     the inner-lip gap is the resting one. A mouth that opens no wider than `open_gap` (closed,
     at rest, lips pressed together) is returned as it is: parting pressed lips to the
-    resting gap cost rendered lip sync on dev (docs/RESULTS.md, "The photo's own mouth")."""
+    resting gap opened rendered mouths too far and cost mouth FID on dev (docs/RESULTS.md,
+    "The photo's own mouth")."""
     basis = basis or bundled_basis()
     lm = np.asarray(landmarks, np.float64)
     canon, sims = _canonical(lm)

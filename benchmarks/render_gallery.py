@@ -155,8 +155,10 @@ def photo_row(
     face = detect_face(photo)
     worst = {"streak": 0.0, "outside_still": 0.0, "outside": 0.0, "flicker": 0.0}
     cells = [_label(_thumb(photo), name)]
+    sdm_landmarks(photo, face, 0)  # loads the pipeline once
+    rest = sdm_landmarks.pipe.rest_landmarks(face)  # as generate: motion from the mouth at rest
     for crop in ("face", "full"):
-        r = Renderer(photo, face.landmarks, size=256, crop=crop)
+        r = Renderer(photo, face.landmarks, size=256, crop=crop, rest_landmarks=rest)
         worst["outside_still"] = max(worst["outside_still"], Q.outside_share(r, face.landmarks))
         ref = Q.photo_reference(photo, r.box, r.source_crop.shape[0])
         for seed in range(seeds):

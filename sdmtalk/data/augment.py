@@ -15,7 +15,7 @@ the clip mean a stream would have:
   band or one instant.
 - a streamed clip mean: with probability ``prefix_mean`` the clip's mean log-mel is
   replaced by the mean of the rows heard up to a random row of the window, what a stream
-  knows there (issue 14: the whole clip's mean is the stream's largest missing feature
+  knows there (the whole clip's mean is the stream's largest missing feature
   after phoneme context; a model trained only on the running mean lost offline lips).
 
 Per-clip channel colour (microphone, room) needs no augmentation: ``mel_cmn`` removes it.

@@ -1,4 +1,4 @@
-"""A reference video's head motion style, for `--pose-reference` (issue 11's reference pose).
+"""A reference video's head motion style, for `--pose-reference`.
 
 The head is still sampled by SDM for the user's speech; the reference sets how far and how
 fast it moves: its slow-band amplitude and fast-band speed per pose dim, which scale the

@@ -143,7 +143,7 @@ class SDMConfig:
     infer_overlap: int = 20  # cross-faded frames between neighbouring windows
     chunk: int = 250  # frames per f_con / f_rhy chunk at inference (bounded memory)
     infer_batch: int = 8  # diffusion windows denoised together
-    # ---- lip-sync front-end (issue 10); defaults keep the first shipped model's behaviour
+    # ---- lip-sync front-end; defaults keep the first shipped model's behaviour
     content_norm: str = "window"  # f_con normalisation: "window" (GroupNorm over the input,
     #   length-dependent) or "frame" (LayerNorm per frame: same c_i at any chunk length)
     mel_cmn: bool = False  # subtract each input's mean log-mel per bin (channel / gain
@@ -156,7 +156,7 @@ class SDMConfig:
     w_amp: float = 0.0  # weight of the mouth-amplitude loss: |std_t(F* mouth) - std_t(F mouth)|
     w_sync: float = 0.0  # weight of the lip-sync expert's InfoNCE on the inference path's coarse
     #   mouth (z from the prior), the shipped sync_expert frozen (Wav2Lip's expert loss in
-    #   landmark space; issue 10 item 3b)
+    #   landmark space)
     sync_centres: int = 8  # expert windows per training window for w_sync
     phoneme_dim: int = 0  # > 0: f_con also reads phoneme posteriors (V = 191 for hama 1.7.0)
     delta_ref: str = "first"  # what the landmark motion is relative to in training: "first"
@@ -181,7 +181,7 @@ class SDMConfig:
 
     @classmethod
     def base(cls) -> SDMConfig:
-        """The shipped model: the lip-sync front-end of issue 10 on top of the first model."""
+        """The shipped model: the lip-sync front-end on top of the first model."""
         return cls(content_norm="frame", mel_cmn=True, shape_head=64, w_amp=1.0, phoneme_dim=191,
                    delta_ref="clip", content_skip=True, k_auto_max=5)
 

@@ -1,4 +1,4 @@
-"""Live streams of `sdmtalk serve` (issue 14): POST /api/streams (photo + controls, the job
+"""Live streams of `sdmtalk serve`: POST /api/streams (photo + controls, the job
 checks) -> a stream id; WebSocket /api/streams/{id}/ws: 16 kHz float32 PCM in, frames out.
 
 Protocol. Server -> client: a JSON text {"event": "ready", "fps", "sample_rate", "width",

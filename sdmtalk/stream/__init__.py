@@ -1,4 +1,4 @@
-"""Streaming: speech in as it arrives, talking-face frames out as they are ready (issue 14).
+"""Streaming: speech in as it arrives, talking-face frames out as they are ready.
 
 audio.py    AudioWindow: pushed audio -> features of recent frames (offline functions, sliding window)
 motion.py   MotionStream: SDM step by step (G_c state carried, diffusion inpainted on emitted frames)

@@ -1,17 +1,18 @@
 """Ctrl-C at several moments of `sdmtalk generate` on N s of speech: seconds from the SIGINT
 to the exit of the process, its exit code, the stage its progress bars showed (read on a
-pseudo-terminal) and whether the output folder is left empty. Issue "Real time under load".
+pseudo-terminal) and whether the output folder is left empty. Feeds docs/RESULTS.md,
+Robustness.
 
     python benchmarks/bench_cancel.py [--seconds 60] [--at 1 4 8 12 16 20 25 30] [--busy 1] [--threads 1]
 
---busy N runs N CPU-bound competitors (`while True: pass`) beside it, as a loaded machine.
+--busy N runs N CPU-bound competitors (sdmtalk.evaluate.competitor, not pinned to a core)
+beside it, as a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
-import multiprocessing as mp
 import os
 import pty
 import re
@@ -23,6 +24,7 @@ import tempfile
 import termios
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import soundfile as sf
@@ -31,14 +33,10 @@ from skimage import data
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.evaluate.bench_support import speech_of_length
+from sdmtalk.evaluate.competitor import cpu_competitor
 
 STAGE = re.compile(r"([a-z][a-z0-9 ._]*?):\s+\d+%")
 EXTRA: list[str] = []  # more `generate` options (--threads N)
-
-
-def spin() -> None:
-    while True:
-        pass
 
 
 def inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -95,17 +93,13 @@ def main() -> None:
     EXTRA.extend(["--threads", str(args.threads)] if args.threads else [])
     folder = Path(tempfile.mkdtemp(prefix="bench-cancel-"))
     photo, speech = inputs(folder, args.seconds)
-    competitors = [mp.get_context("spawn").Process(target=spin, daemon=True) for _ in range(args.busy)]
-    for c in competitors:
-        c.start()
-    try:
+    with ExitStack() as busy:
+        for _ in range(args.busy):  # each ends by itself after an hour at the latest
+            busy.enter_context(cpu_competitor(3600, pin=False))
         print(f"{args.seconds:g} s of speech, {args.busy} competitor(s), {os.cpu_count()} cores")
         print("    at  stage          exit  to exit s  output gone  message")
         for delay in args.at:
             print(stop_at(delay, photo, speech, folder), flush=True)
-    finally:
-        for c in competitors:
-            c.terminate()
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from sdmtalk.evaluate.groups import clip_group
 from sdmtalk.evaluate.landmark_bench import load_scored_clips, nan_mean
 from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
+from sdmtalk.face.align import lip_gap
 from sdmtalk.face.mouth_state import bundled_basis, rest_mouth
-from sdmtalk.motion.types import MotionControls, apply_motion, lip_gap
+from sdmtalk.motion.types import MotionControls, apply_motion
 from sdmtalk.pipeline import load_motion_model
 
 SHUT_FRAMES = 10  # 0.4 s at 25 fps

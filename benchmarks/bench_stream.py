@@ -41,7 +41,8 @@ from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
 from sdmtalk.evaluate.bench_support import dev_clip_inputs, print_seams, speech_of_length
 from sdmtalk.evaluate.competitor import cpu_competitor
 from sdmtalk.face import CANONICAL_TEMPLATE
-from sdmtalk.motion.types import MotionControls, lip_gap
+from sdmtalk.face.align import lip_gap
+from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
 from sdmtalk.stream import StreamConfig, stream_motion
 

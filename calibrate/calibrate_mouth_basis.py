@@ -19,8 +19,8 @@ from collections import defaultdict
 import numpy as np
 
 from sdmtalk.data.cache import CacheReader
+from sdmtalk.face.align import lip_gap
 from sdmtalk.face.mouth_state import MouthBasis, MouthBasisConfig, inner_gap
-from sdmtalk.motion.types import lip_gap
 
 OPEN_MARGIN = 0.03  # canonical units above the resting gap before a mouth counts as open
 # Points the basis may move: the jaw below the ears and the lips. Eyes, brows and nose also

@@ -39,8 +39,9 @@ from sdmtalk.evaluate.landmark_bench import (
 )
 from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
+from sdmtalk.face.align import lip_gap
 from sdmtalk.motion.linear import LinearBaseline
-from sdmtalk.motion.types import MotionControls, apply_motion, lip_gap
+from sdmtalk.motion.types import MotionControls, apply_motion
 
 
 def lip_gaps(model, data: dict, seeds: list[int]) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ from sdmtalk import FPS, MEL_PER_FRAME
 from sdmtalk.audio.phonemes import phoneme_posteriors
 from sdmtalk.data.cache import CacheReader
 from sdmtalk.evaluate.groups import clip_group
-from sdmtalk.motion.types import lip_gap
+from sdmtalk.face.align import lip_gap
 
 HALF = 4  # +-4 frames of context
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)

@@ -19,9 +19,8 @@ import numpy as np
 from sdmtalk.audio.features import compute_features
 from sdmtalk.audio.loading import decode_audio
 from sdmtalk.errors import InputError
-from sdmtalk.face.align import interocular_distance
+from sdmtalk.face.align import interocular_distance, lip_gap
 from sdmtalk.face.track import LandmarkTracker, landmark_jitter, smooth_landmarks
-from sdmtalk.motion.types import lip_gap
 from sdmtalk.video import align_audio, iter_video_frames, video_start_time
 
 WINDOWS = [(1, 2), (3, 2), (5, 2), (7, 2), (9, 2), (11, 2), (9, 3)]

@@ -10,13 +10,14 @@ import pytest
 
 from sdmtalk.errors import InputError
 from sdmtalk.face import CANONICAL_TEMPLATE
+from sdmtalk.face.align import lip_gap
 from sdmtalk.motion.linear import (
     BUNDLED_LINEAR_WEIGHTS,
     LinearBaseline,
     LinearConfig,
     speech_feature_matrix,
 )
-from sdmtalk.motion.types import MotionControls, MotionModel, lip_gap
+from sdmtalk.motion.types import MotionControls, MotionModel
 from sdmtalk.train.linear import clip_rows, resting_face, train_linear
 
 

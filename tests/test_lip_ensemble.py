@@ -10,9 +10,10 @@ import torch
 
 from sdmtalk.audio import compute_features, synthesize_speech
 from sdmtalk.face import CANONICAL_TEMPLATE
+from sdmtalk.face.align import lip_gap
 from sdmtalk.motion.lip_ensemble import mix_ridge_lips
 from sdmtalk.motion.sdm_config import SDMConfig
-from sdmtalk.motion.types import MOUTH, MotionControls, lip_gap
+from sdmtalk.motion.types import MOUTH, MotionControls
 from sdmtalk.pipeline import load_motion_model
 
 

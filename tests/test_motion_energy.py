@@ -5,9 +5,10 @@ import pytest
 
 from sdmtalk.audio import AudioFeatures, compute_features
 from sdmtalk.errors import InputError
+from sdmtalk.face.align import lip_gap
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.motion.energy import MAX_GAP, EnergyBaseline
-from sdmtalk.motion.types import MotionControls, MotionModel, lip_gap
+from sdmtalk.motion.types import MotionControls, MotionModel
 
 SRC = CANONICAL_TEMPLATE.astype(np.float32)
 

@@ -9,12 +9,13 @@ import torch
 
 from sdmtalk.audio import AudioFeatures
 from sdmtalk.errors import InputError
+from sdmtalk.face.align import lip_gap
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.motion.energy import OPENING_PATTERN
 from sdmtalk.motion.sdm import SDMModel, build_model
 from sdmtalk.motion.sdm_config import MOTION_DIM, SDMConfig
 from sdmtalk.motion.sdm_sampling import crossfade_weights, window_spans
-from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel, lip_gap
+from sdmtalk.motion.types import MOUTH, MotionControls, MotionModel
 
 SRC = CANONICAL_TEMPLATE.astype(np.float32)
 torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs

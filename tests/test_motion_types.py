@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sdmtalk.face.align import Similarity
+from sdmtalk.face.align import Similarity, lip_gap
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.motion.types import (
     INNER_LIP,
@@ -12,7 +12,6 @@ from sdmtalk.motion.types import (
     MotionControls,
     MotionModel,
     apply_motion,
-    lip_gap,
     motion_from_landmarks,
 )
 

@@ -8,7 +8,8 @@ import torch
 
 from sdmtalk.audio import compute_features, synthesize_speech
 from sdmtalk.face import CANONICAL_TEMPLATE
-from sdmtalk.motion.types import MotionControls, lip_gap
+from sdmtalk.face.align import lip_gap
+from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import BUNDLED_WEIGHTS, load_motion_model
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from test_motion_sdm import SRC, features_of, synth_clip, synth_stats, train
 
+from sdmtalk.face.align import lip_gap
 from sdmtalk.motion.sdm import build_model
 from sdmtalk.motion.sdm_config import SDMConfig
-from sdmtalk.motion.types import MotionControls, lip_gap
+from sdmtalk.motion.types import MotionControls
 from sdmtalk.stream import MotionStream, StreamConfig
 from sdmtalk.stream.motion import _rows
 

@@ -1,5 +1,6 @@
 """A CPU-bound process that holds one core for a while: the loaded machine of a real-time
-measurement (examples/stream_file.py --competitor, benchmarks/bench_stream.py --competitor).
+measurement (examples/stream_file.py --competitor, benchmarks/bench_stream.py --competitor,
+benchmarks/bench_cancel.py --busy).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ def competitor_core() -> int:
 
 
 @contextmanager
-def cpu_competitor(seconds: float) -> Iterator[subprocess.Popen]:
-    """A busy loop in a subprocess on one core (competitor_core) for at most `seconds`;
-    killed when the block ends."""
-    proc = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP, f"{float(seconds):g}", str(competitor_core())])
+def cpu_competitor(seconds: float, pin: bool = True) -> Iterator[subprocess.Popen]:
+    """A busy loop in a subprocess for at most `seconds`, on one core (competitor_core) or,
+    pin False, wherever the scheduler puts it; killed when the block ends."""
+    core = competitor_core() if pin else -1
+    proc = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP, f"{float(seconds):g}", str(core)])
     try:
         yield proc
     finally:

@@ -30,8 +30,8 @@ from sdmtalk.evaluate.head_metrics import (
 )
 from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation, lmd
 from sdmtalk.face import to_canonical
-from sdmtalk.face.align import sim_apply
-from sdmtalk.motion.types import MOUTH, MotionControls, apply_motion, lip_gap, motion_from_landmarks
+from sdmtalk.face.align import lip_gap, sim_apply
+from sdmtalk.motion.types import MOUTH, MotionControls, apply_motion, motion_from_landmarks
 
 CROP_SCALE = 0.3 * 256  # canonical inter-ocular 1 -> 76.8 px, as `sdmtalk evaluate` crops
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.evaluate.metric_support import pearson, valid_mask
-from sdmtalk.motion.types import lip_gap
+from sdmtalk.face.align import lip_gap
 
 # Landmarks are (T, 68, 2) float pixels of aligned face crops (iBUG 68 layout, 0-based); `valid`
 # is a (T,) bool mask of the frames to score (conventions: metric_support).

@@ -175,3 +175,15 @@ def interocular_distance(landmarks: np.ndarray) -> np.ndarray:
     return np.linalg.norm(
         landmarks[..., RIGHT_EYE_OUTER, :] - landmarks[..., LEFT_EYE_OUTER, :], axis=-1
     )
+
+
+LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
+
+
+def lip_gap(shape: np.ndarray) -> np.ndarray:
+    """Inner-lip opening of (..., 68, 2) landmarks or canonical shapes -> (...), same units:
+    the mean distance of the facing inner-lip pairs 61-67, 62-66, 63-65."""
+    shape = np.asarray(shape)
+    upper = shape[..., [a for a, _ in LIP_PAIRS], :]
+    lower = shape[..., [b for _, b in LIP_PAIRS], :]
+    return np.linalg.norm(upper - lower, axis=-1).mean(axis=-1)

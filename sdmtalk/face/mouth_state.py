@@ -13,18 +13,18 @@ down a little, the lips keep their thickness and the corners their smile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from sdmtalk.face.align import from_canonical, to_canonical
+from sdmtalk.face.align import LIP_PAIRS, from_canonical, lip_gap, to_canonical
 from sdmtalk.typed_config import to_dict
 from sdmtalk.weights.io import read_tagged_weights, write_weights
 
 BUNDLED_MOUTH_BASIS = Path(__file__).resolve().parents[1] / "weights" / "mouth_basis.safetensors"
-LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -56,23 +56,19 @@ class MouthBasis:
         return cls(tensors["basis"].numpy().astype(np.float64), cfg)
 
 
-_BUNDLED: list[MouthBasis] = []
-
-
+@lru_cache(maxsize=1)
 def bundled_basis() -> MouthBasis:
     """The shipped basis, read once per process."""
-    if not _BUNDLED:
-        _BUNDLED.append(MouthBasis.load())
-    return _BUNDLED[0]
+    return MouthBasis.load()
 
 
 def inner_gap(shape: np.ndarray) -> float:
     """Signed inner-lip opening of one (68, 2) shape: mean distance of the facing pairs,
     negative where the lower lip lies above the upper one (crossed lips)."""
     shape = np.asarray(shape, np.float64)
-    upper, lower = shape[[a for a, _ in LIP_PAIRS]], shape[[b for _, b in LIP_PAIRS]]
-    dist = np.linalg.norm(lower - upper, axis=1).mean()
-    return float(dist if (lower[:, 1] - upper[:, 1]).mean() >= 0 else -dist)
+    dist = float(lip_gap(shape))
+    below = shape[[b for _, b in LIP_PAIRS], 1] - shape[[a for a, _ in LIP_PAIRS], 1]
+    return dist if below.mean() >= 0 else -dist
 
 
 def _canonical(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,10 +91,10 @@ def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None) -> np.nda
     basis = basis or bundled_basis()
     lm = np.asarray(landmarks, np.float64)
     canon, sims = _canonical(lm)
-    excess = inner_gap(canon) - basis.cfg.rest_gap
-    if inner_gap(canon) <= basis.cfg.open_gap:
+    gap = inner_gap(canon)
+    if gap <= basis.cfg.open_gap:
         return lm.astype(np.float32)
-    lo, hi = 0.0, 2.0 * excess  # bisection on the basis coefficient
+    lo, hi = 0.0, 2.0 * (gap - basis.cfg.rest_gap)  # bisection on the basis coefficient
     for _ in range(30):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if inner_gap(canon - mid * basis.basis) > basis.cfg.rest_gap else (lo, mid)
@@ -140,14 +136,19 @@ def _tooth_like(pixels: np.ndarray, lip: tuple[float, float]) -> np.ndarray:
     return (pixels @ LUMA > lip[0] + 15) & (_tint(pixels) < 0.75 * lip[1])
 
 
+def _mouth_regions(image: np.ndarray, landmarks: np.ndarray):
+    """(landmarks rounded to pixels, the opening's mask (H, W) uint8, the lip colour or None)."""
+    lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [lm[60:68]], 1)
+    return lm, inside, _lip_colour(image, lm, inside)
+
+
 def teeth_showing(image: np.ndarray, landmarks: np.ndarray) -> float:
     """Share of the mouth opening's pixels that look like teeth: brighter and greyer than the
     photo's own lips (0..1; 0 for a closed mouth). image (H, W, 3) uint8 RGB, landmarks
     (68, 2) in its pixels."""
-    lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
-    inside = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(inside, [lm[60:68]], 1)
-    lip = _lip_colour(image, lm, inside)
+    _, inside, lip = _mouth_regions(image, landmarks)
     if inside.sum() < 4 or lip is None:
         return 0.0
     return float(np.mean(_tooth_like(image[inside > 0].astype(np.float64), lip)))
@@ -156,15 +157,13 @@ def teeth_showing(image: np.ndarray, landmarks: np.ndarray) -> float:
 def teeth_mask(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(H, W) uint8, 255 at the tooth-like pixels inside the outer lip line (the opening and
     the lip band alike), 0 elsewhere."""
-    lm = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
-    inside = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(inside, [lm[60:68]], 1)
+    lm, _, lip = _mouth_regions(image, landmarks)
     mask = np.zeros(image.shape[:2], np.uint8)
-    lip = _lip_colour(image, lm, inside)
     if lip is None:
         return mask
     mouth = np.zeros_like(mask)
     cv2.fillPoly(mouth, [lm[48:60]], 1)
     ys, xs = np.nonzero(mouth)
-    mask[ys[_tooth_like(image[ys, xs].astype(np.float64), lip)], xs[_tooth_like(image[ys, xs].astype(np.float64), lip)]] = 255
+    teeth = _tooth_like(image[ys, xs].astype(np.float64), lip)
+    mask[ys[teeth], xs[teeth]] = 255
     return mask

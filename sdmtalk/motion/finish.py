@@ -8,11 +8,11 @@ from scipy.ndimage import gaussian_filter1d
 
 from sdmtalk.audio.features import PROSODY_ONSET
 from sdmtalk.errors import InputError
-from sdmtalk.face.align import sim_compose, sim_inverse
+from sdmtalk.face.align import LIP_PAIRS, sim_compose, sim_inverse
 from sdmtalk.motion.beat_snap import BeatSnap, accent_frames, snap_pose
 from sdmtalk.motion.lip_ensemble import mix_ridge_lips, ridge_for
 from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, reference_style
-from sdmtalk.motion.sdm_config import INNER_LIP_PAIRS, MOUTH_POINTS, N_POINTS
+from sdmtalk.motion.sdm_config import MOUTH_POINTS, N_POINTS
 from sdmtalk.motion.types import Motion
 
 ABLATIONS = (None, "no_pose", "no_rhythm", "no_diffusion", "full_diffusion")
@@ -109,7 +109,7 @@ def _no_lip_crossing(delta: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Keep each lower inner-lip point below its upper partner on the source face (a
     scaled or noisy delta could push the lips through each other)."""
     shapes = source[None] + delta
-    for up, lo in INNER_LIP_PAIRS:
+    for up, lo in LIP_PAIRS:
         overlap = np.minimum(shapes[:, lo, 1] - shapes[:, up, 1], 0.0)
         delta[:, up, 1] += overlap / 2
         delta[:, lo, 1] -= overlap / 2

@@ -12,7 +12,6 @@ N_POINTS = 68
 POSE_DIM = 4
 MOTION_DIM = POSE_DIM + 2 * N_POINTS  # [log scale, angle, tx, ty] + delta (68, 2) flattened
 MOUTH_POINTS = np.arange(48, 68)  # outer + inner lips: what lip_scale scales
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points
 
 
 @dataclass

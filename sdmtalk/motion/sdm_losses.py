@@ -9,9 +9,10 @@ from sdmtalk import MEL_PER_FRAME
 from sdmtalk.diffusion.samplers import sample_ddpm, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.diffusion.step_predictor import meet_step_targets, resolve_k
+from sdmtalk.face.align import LIP_PAIRS
 from sdmtalk.motion.motion_autoencoder import masked_mean, regularization_loss
 from sdmtalk.motion.rhythmic import independence_loss
-from sdmtalk.motion.sdm_config import INNER_LIP_PAIRS, MOUTH_POINTS, POSE_DIM
+from sdmtalk.motion.sdm_config import MOUTH_POINTS, POSE_DIM
 from sdmtalk.sync.expert import MOUTH_POINTS as EXPERT_MOUTH_POINTS
 from sdmtalk.sync.expert import load_expert
 
@@ -173,8 +174,8 @@ def mouth_amplitude_loss(pred: torch.Tensor, true: torch.Tensor, mask: torch.Ten
 
 def _lip_gap(shapes: torch.Tensor) -> torch.Tensor:
     """Mean vertical inner-lip gap of canonical shapes (..., 68, 2) -> (...)."""
-    up = shapes[..., [p[0] for p in INNER_LIP_PAIRS], 1]
-    lo = shapes[..., [p[1] for p in INNER_LIP_PAIRS], 1]
+    up = shapes[..., [p[0] for p in LIP_PAIRS], 1]
+    lo = shapes[..., [p[1] for p in LIP_PAIRS], 1]
     return (lo - up).mean(-1)
 
 

@@ -30,7 +30,6 @@ from sdmtalk.motion.pose_gain import pose_band_stats
 
 MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
 INNER_LIP = slice(60, 68)
-_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 ABLATIONS = (
     "no_pose",
     "no_rhythm",
@@ -177,15 +176,6 @@ def apply_motion(source_landmarks: np.ndarray, motion: Motion) -> np.ndarray:
     canonical = sim_apply(sim0, source) + motion.delta.astype(np.float64)
     to_image = sim_compose(sim_inverse(sim0), motion.pose.astype(np.float64))
     return sim_apply(to_image, canonical).astype(np.float32)
-
-
-def lip_gap(shape: np.ndarray) -> np.ndarray:
-    """Inner-lip opening of (..., 68, 2) landmarks or canonical shapes -> (...), same units:
-    the mean distance of the facing inner-lip pairs 61-67, 62-66, 63-65."""
-    shape = np.asarray(shape)
-    upper = shape[..., [a for a, _ in _LIP_PAIRS], :]
-    lower = shape[..., [b for _, b in _LIP_PAIRS], :]
-    return np.linalg.norm(upper - lower, axis=-1).mean(axis=-1)
 
 
 MIN_REFERENCE_FRAMES = 2 * FPS  # a style needs some motion to measure: 2 s with a face

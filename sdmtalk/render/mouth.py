@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sdmtalk.face.align import lip_gap
+
 UPPER_INNER = np.array([60, 61, 62, 63, 64])  # inner lip line, corner to corner, upper lip
 LOWER_INNER = np.array([60, 67, 66, 65, 64])  # same for the lower lip
 EDGE_DARK, CENTRE_DARK = 0.42, 0.10  # cavity edge / centre brightness x the lip colour
@@ -32,7 +34,7 @@ PHOTO_TEETH_MAX = 0.2  # their height at most, fraction of the mouth width (a wi
 def mouth_opening(landmarks: np.ndarray) -> float:
     """Mean inner-lip gap (upper 61-63 to lower 67-65) over the inter-ocular distance."""
     lm = np.asarray(landmarks, np.float64)
-    gap = np.linalg.norm(lm[[67, 66, 65]] - lm[[61, 62, 63]], axis=1).mean()
+    gap = lip_gap(lm)
     upper_below = (lm[[67, 66, 65], 1] - lm[[61, 62, 63], 1]).mean() > 0  # lips crossed: closed
     eyes = np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
     return float(gap / max(eyes, 1e-6)) if upper_below else 0.0

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sdmtalk.face.align import lip_gap
 from sdmtalk.face.mouth_state import sealed_lips, teeth_mask, teeth_showing
 from sdmtalk.render.mesh import FaceMesh, PiecewiseAffineWarp, face_ring
 from sdmtalk.render.mouth import MouthFiller, PhotoTeeth
@@ -79,17 +80,12 @@ def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> 
     h, w = crop.shape[:2]
     mesh = FaceMesh(source, w, h)
     src_points = mesh.source_points.astype(np.float64)
-    if _inner_gap_px(source) > OPEN_PX:
+    if lip_gap(np.asarray(source, np.float64)) > OPEN_PX:
         inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
         src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
         crop = _lips_over_mouth(crop, source)
     warp = PiecewiseAffineWarp(crop, src_points, mesh.triangles)
     return warp.warp(mesh.points_for(sealed_lips(rest, overlap=SEAL_OVERLAP_PX)))
-
-
-def _inner_gap_px(landmarks: np.ndarray) -> float:
-    lm = np.asarray(landmarks, np.float64)
-    return float(np.linalg.norm(lm[[67, 66, 65]] - lm[[61, 62, 63]], axis=1).mean())
 
 
 def _lips_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from sdmtalk.data.cache import CacheReader
 from sdmtalk.data.offsets import OffsetTable, shift_audio
 from sdmtalk.data.phonemes import PhonemeTable
 from sdmtalk.errors import InputError, exit_code_of
+from sdmtalk.face.align import lip_gap
 from sdmtalk.motion.linear import (
     WEIGHTS_NAME,
     LinearBaseline,
@@ -30,7 +31,6 @@ from sdmtalk.motion.linear import (
     phoneme_log_features,
     speech_feature_matrix,
 )
-from sdmtalk.motion.types import lip_gap
 
 ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 1.01, 0.5))  # ridge grid, see fit_ridge
 

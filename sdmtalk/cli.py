@@ -86,7 +86,6 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-
     # The controls first: they cost nothing and a typo should not wait for a model to load.
     controls = MotionControls(
         seed=args.seed, pose_scale=args.pose_scale, lip_scale=args.lip_scale,

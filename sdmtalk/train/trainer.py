@@ -250,7 +250,6 @@ class Trainer:
         return self.result(weights)
 
     def loop(self, t0: float) -> None:
-
         cfg = self.cfg
         if self.step >= cfg.steps:
             return
@@ -292,7 +291,6 @@ class Trainer:
             self.save(CKPT_LAST, t0)
 
     def loader(self):
-
         sampler = StepBatchSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
                                    start=self.samples_seen, rank=self.ctx.rank,
                                    world_size=self.ctx.world_size)
@@ -367,7 +365,6 @@ class Trainer:
         return improved
 
     def val_metrics(self) -> dict[str, float]:
-
         cfg, ctx = self.cfg, self.ctx
         idx = val_indices(len(self.val_set), cfg.val_batches * cfg.batch_size * ctx.world_size,
                           cfg.seed, ctx.rank, ctx.world_size)

@@ -12,19 +12,26 @@ import signal
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 from sdmtalk import __version__
 from sdmtalk.assets import demo_inputs
+from sdmtalk.audio.speech import MAX_TEXT_CHARS, text_to_wav_file
 from sdmtalk.data.offsets import summary_lines
 from sdmtalk.data.prepare import add_prepare_arguments, run_prepare
 from sdmtalk.errors import InputError, Stopped, one_line
 from sdmtalk.evaluate.runner import add_evaluate_arguments, run_evaluate
 from sdmtalk.motion.pose_reference import check_pose_reference_motion, with_pose_reference
 from sdmtalk.motion.types import SCALE_RANGES, SEED_MAX, MotionControls
-from sdmtalk.pipeline import MAX_SAMPLES, MOTIONS, TalkingFacePipeline, validate_request
+from sdmtalk.pipeline import (
+    MAX_SAMPLES,
+    MOTIONS,
+    TalkingFacePipeline,
+    validate_dub_request,
+    validate_request,
+)
 from sdmtalk.serve.command import add_serve_arguments, run_serve
 from sdmtalk.train.offsets import measure_offsets
 from sdmtalk.train.trainer import add_train_arguments, run_train
@@ -47,6 +54,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("inputs and output")
     io.add_argument("--image", help="face photo (jpg, png, ...)")
     io.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg, or a video file's audio), at least 0.2 s")
+    _add_text_argument(io)
     io.add_argument("-o", "--output", help="output video, a name ending in .mp4 (the only format written; "
                     "default: sdmtalk_out.mp4, with --demo sdmtalk_demo.mp4)")
     io.add_argument("--demo", action="store_true", help="use the bundled demo photo and speech")
@@ -94,10 +102,10 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     if args.pose_reference:
         check_pose_reference_motion(args.motion)
-    if not args.demo and (not args.image or not args.audio):
-        raise InputError("generate needs --image PHOTO and --audio SPEECH (or --demo)")
-    with tempfile.TemporaryDirectory() if args.demo else nullcontext() as tmp:
-        image, audio = (Path(args.image) if args.image else None), (Path(args.audio) if args.audio else None)
+    if not args.demo and (not args.image or not (args.audio or args.text is not None)):
+        raise InputError("generate needs --image PHOTO and --audio SPEECH or --text WORDS (or --demo)")
+    with tempfile.TemporaryDirectory() as tmp:
+        image, audio = (Path(args.image) if args.image else None), _speech_path(args, Path(tmp))
         if args.demo:
             demo_image, demo_audio = demo_inputs(Path(tmp))
             image, audio = image or demo_image, audio or demo_audio
@@ -114,6 +122,59 @@ def run_generate(args: argparse.Namespace) -> int:
             secs = res.num_frames / 25
             spent = sum(res.timings.values())
             print(f"wrote {res.path} ({secs:.1f} s video, seed {res.seed}, {spent:.1f} s to make{ks})")
+    return 0
+
+
+def _add_text_argument(group) -> None:
+    group.add_argument("--text", metavar="WORDS", help="words to speak instead of --audio, by the bundled espeak-ng "
+                       f"voice (English; at most {MAX_TEXT_CHARS} characters)")
+
+
+def _speech_path(args: argparse.Namespace, tmp: Path) -> Path | None:
+    """--audio, or --text spoken into a wav in tmp (one of them; None when neither)."""
+    if args.audio and args.text is not None:
+        raise InputError("both --audio and --text: give one of them")
+    if args.text is not None:
+        return text_to_wav_file(args.text, tmp)
+    return Path(args.audio) if args.audio else None
+
+
+def add_dub_arguments(p: argparse.ArgumentParser) -> None:
+    io = p.add_argument_group("inputs and output")
+    io.add_argument("--video", required=True, help="the video to dub: one person talking (mp4, mov, mkv, webm)")
+    io.add_argument("--audio", help="the new speech (wav, mp3, m4a, flac, ogg, or a video file's audio)")
+    _add_text_argument(io)
+    io.add_argument("-o", "--output", default="sdmtalk_dub.mp4", help="output video, a name ending in .mp4")
+    io.add_argument("--face-index", type=int, default=None,
+                    help="which face when the video shows several (numbered left to right from 0; default: the largest)")
+    io.add_argument("--keep-video-length", action="store_true",
+                    help="keep the video's length: pad the audio with silence or trim it (default: follow the "
+                         "audio; a longer audio plays the video forward and backward, a shorter one cuts it)")
+    m = p.add_argument_group("lips")
+    m.add_argument("--motion", choices=["sdm", "linear", "energy"], default="sdm",
+                   help="sdm: the trained lips model; linear: ridge baseline; energy: loudness baseline")
+    m.add_argument("--weights", help="SDM weights (default: bundled)")
+    m.add_argument("--seed", type=int, default=0, help=f"seed of the lips model, 0 to {SEED_MAX}")
+    lo, hi = SCALE_RANGES["lip_scale"]
+    m.add_argument("--lip-scale", type=float, default=1.0, help=f"scale of lip motion, {lo:g} to {hi:g}")
+    p.add_argument("--threads", type=int, default=None, help="cores for rendering + encoding (default: up to 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes (warnings stay)")
+
+
+def run_dub(args: argparse.Namespace) -> int:
+    controls = MotionControls(seed=args.seed, lip_scale=args.lip_scale, still=True)
+    if not args.audio and args.text is None:
+        raise InputError("dub needs --audio SPEECH or --text WORDS: the new speech for the video's lips")
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = _speech_path(args, Path(tmp))
+        out = Path(args.output)
+        validate_dub_request(args.video, audio, out, controls, args.face_index)
+        pipe = TalkingFacePipeline(motion=args.motion, weights=args.weights, quiet=args.quiet, threads=args.threads,
+                                   blink=False)
+        res = pipe.dub(args.video, audio, out, controls, args.face_index, args.keep_video_length)
+    if not args.quiet:
+        print(f"wrote {res.path} ({res.frames / res.fps:.1f} s at {res.fps:.3g} fps, "
+              f"{sum(res.timings.values()):.1f} s to make)")
     return 0
 
 
@@ -153,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="photo + speech -> talking-face mp4")
     add_generate_arguments(gen)
     gen.set_defaults(func=run_generate)
+    _add_command(sub, "dub", "video + new speech -> the same video saying it (mouth and jaw re-rendered)",
+                 add_dub_arguments, run_dub)
     _add_command(sub, "prepare", "videos -> training cache", add_prepare_arguments, run_prepare_command)
     _add_command(sub, "train", "train the SDM motion model on a cache", add_train_arguments, run_train)
     _add_command(sub, "evaluate", "metrics of methods on real clips", add_evaluate_arguments, run_evaluate)
@@ -197,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             signum = getattr(stop, "signum", signal.SIGINT)
             print(f"sdmtalk: stopped by {signal.Signals(signum).name}: unfinished output removed",
                   file=sys.stderr)
-            if isinstance(stop, Stopped) and args.func is run_generate:
+            if isinstance(stop, Stopped) and args.func in (run_generate, run_dub):
                 _exit_now(128 + signum)
             return 128 + signum
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from sdmtalk import FPS
 from sdmtalk.audio import compute_features, load_audio
+from sdmtalk.dub.dubber import Dubber, DubResult
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
 from sdmtalk.face.mouth_state import rest_mouth
@@ -32,7 +33,7 @@ from sdmtalk.motion.sdm import SDMModel
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion, check_seed
 from sdmtalk.render import Renderer, add_blinks
 from sdmtalk.stream import FaceStream
-from sdmtalk.threads import default_threads, in_background, torch_threads
+from sdmtalk.threads import default_threads, in_background, in_thread, torch_threads
 from sdmtalk.video import ReservedOutput, write_mp4
 
 _LOG = logging.getLogger(__name__)
@@ -165,6 +166,21 @@ def validate_stream_request(image_path, controls: MotionControls, face_index: in
 
 
 def _check_controls_and_photo(image_path, controls, num_samples, face_index) -> None:
+    _check_controls(controls, num_samples, face_index)
+    _check_input_file(Path(image_path), "photo", "use a JPEG or PNG photo")
+
+
+def validate_dub_request(video_path, audio_path, out_path, controls: MotionControls,
+                         face_index: int | None = None) -> None:
+    """Every cheap check of one dub, before any decoding (the CLI and the server share it)."""
+    _check_controls(controls, 1, face_index)
+    video_path, audio_path = Path(video_path), Path(audio_path)
+    _check_input_file(video_path, "video", "use a video file (mp4, mov, mkv, webm, avi)")
+    _check_input_file(audio_path, "audio file", "use a speech recording (wav, mp3, m4a, flac, ogg)")
+    check_output_path(Path(out_path), [video_path, audio_path])
+
+
+def _check_controls(controls, num_samples, face_index) -> None:
     if not isinstance(controls, MotionControls):
         raise InputError(f"controls must be a MotionControls, got {type(controls).__name__}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
@@ -172,43 +188,6 @@ def _check_controls_and_photo(image_path, controls, num_samples, face_index) -> 
     check_seed(controls.seed, num_samples)
     if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, int) or face_index < 0):
         raise InputError(f"--face-index {face_index!r} is not valid: faces are numbered 0, 1, ... from the left")
-    _check_input_file(Path(image_path), "photo", "use a JPEG or PNG photo")
-
-
-class _Result:
-    """The outcome of fn(stop) run in a worker thread: result() waits, then returns or raises.
-    `stop` is set when the caller gives up (an error, Ctrl-C): fn should then end early."""
-
-    def __init__(self, fn: Callable[[threading.Event], object]):
-        self._value, self._error, self.stop = None, None, threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(fn,), name="sdmtalk-features", daemon=True)
-        self._thread.start()
-
-    def _run(self, fn) -> None:
-        try:
-            self._value = fn(self.stop)
-        except BaseException as err:  # re-raised in the caller by result()
-            self._error = err
-
-    def abandon(self, wait: bool = True) -> None:
-        """Tell fn to stop, and wait until it has (not for a Ctrl-C: the process is ending)."""
-        self.stop.set()
-        if wait:
-            self._thread.join()
-
-    def result(self, poll: Callable[[], object] | None = None):
-        """Wait in steps of 0.1 s, calling poll() after each (a Ctrl-C acts within a step)."""
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.1)
-                if poll is not None:
-                    poll()
-        except BaseException:
-            self.stop.set()
-            raise
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def _timed(items: Iterator, seconds: list) -> Iterator:
@@ -221,11 +200,6 @@ def _timed(items: Iterator, seconds: list) -> Iterator:
         if item is None:
             return
         yield item
-
-
-def _in_thread(fn: Callable[[threading.Event], object]) -> _Result:
-    """Start fn(stop) in a worker thread now (a stage that overlaps the caller's work)."""
-    return _Result(fn)
 
 
 class TerminalProgress:
@@ -361,10 +335,10 @@ class TalkingFacePipeline:
             if self.threads < 2:  # the features run on this thread: report at once
                 self._report("audio", done, total)
 
-        speech = _in_thread(lambda stop: self._speech(audio_path, on_chunk, stop)) if self.threads >= 2 else None
+        speech = in_thread(lambda stop: self._speech(audio_path, on_chunk, stop)) if self.threads >= 2 else None
         self._report("face", 0, 1)
         try:  # a photo error is reported before an audio error, as without the overlap
-            image, face, renderer = _in_thread(lambda stop: self._photo(image_path, face_index)).result()
+            image, face, renderer = in_thread(lambda stop: self._photo(image_path, face_index)).result()
         except BaseException as err:  # the features stop too; a Ctrl-C does not wait for them
             if speech is not None:
                 speech.abandon(wait=not isinstance(err, KeyboardInterrupt))
@@ -424,6 +398,31 @@ class TalkingFacePipeline:
         finally:
             cv2.setNumThreads(cv_threads)
         return busy[0]
+
+    def dub(self, video_path, audio_path, out_path, controls: MotionControls | None = None,
+            face_index: int | None = None, keep_video_length: bool = False) -> DubResult:
+        """A video's own frames with new speech on its lips (sdmtalk.dub): head, eyes and
+        background stay as filmed, the mouth and jaw follow the new audio; frames without the
+        face pass through. The same checks, claim on the output and clean-up as generate."""
+        controls = controls or MotionControls()
+        validate_dub_request(video_path, audio_path, out_path, controls, face_index)
+        with ReservedOutput(out_path) as claim:
+            for stale in claim.removed_stale:
+                _LOG.warning("removed %s, the unfinished output of an earlier run that was killed", stale)
+            try:
+                wav = load_audio(audio_path)
+                dubber = Dubber(self.features, self._still_motion, self.threads, self._report)
+                plan = dubber.plan(Path(video_path), wav, controls, face_index, keep_video_length)
+                for note in [] if self.quiet else plan.notes:
+                    print(note, file=sys.stderr)
+                return dubber.write(plan, claim)
+            finally:
+                if isinstance(self.progress, TerminalProgress):
+                    self.progress.close()
+
+    def _still_motion(self, features, canonical, controls) -> Motion:
+        with torch_threads(1):
+            return self._generate_motion(features, canonical, controls)
 
     def open_stream(self, image_path, on_frame, controls: MotionControls | None = None,
                     face_index: int | None = None, config=None):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -68,3 +68,44 @@ def in_background(frames: Iterator[np.ndarray], maxsize: int = 8) -> Iterator[np
     finally:
         stop.set()
         worker.join()
+
+
+class ThreadResult:
+    """The outcome of fn(stop) run in a worker thread: result() waits, then returns or raises.
+    `stop` is set when the caller gives up (an error, Ctrl-C): fn should then end early."""
+
+    def __init__(self, fn: Callable[[threading.Event], object]):
+        self._value, self._error, self.stop = None, None, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fn,), name="sdmtalk-features", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._value = fn(self.stop)
+        except BaseException as err:  # re-raised in the caller by result()
+            self._error = err
+
+    def abandon(self, wait: bool = True) -> None:
+        """Tell fn to stop, and wait until it has (not for a Ctrl-C: the process is ending)."""
+        self.stop.set()
+        if wait:
+            self._thread.join()
+
+    def result(self, poll: Callable[[], object] | None = None):
+        """Wait in steps of 0.1 s, calling poll() after each (a Ctrl-C acts within a step)."""
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.1)
+                if poll is not None:
+                    poll()
+        except BaseException:
+            self.stop.set()
+            raise
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def in_thread(fn: Callable[[threading.Event], object]) -> ThreadResult:
+    """Start fn(stop) in a worker thread now (a stage that overlaps the caller's work)."""
+    return ThreadResult(fn)

@@ -261,13 +261,13 @@ def probe_video(path: str | Path) -> dict:
     displayed size (a phone video stored landscape with a 90-degree turn reports portrait);
     frames counts source frames (estimated from duration * fps when the header lacks it)."""
     path = Path(path)
-    with _open_video(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         duration = _duration(container, stream)
         frames = stream.frames or int(round(duration * fps))
         has_audio = bool(container.streams.audio)
-        first = next(_decode_frames(container, stream, path), None)
+        first = next(decode_frames(container, stream, path), None)
         if first is None:
             raise InputError(f"video has no decodable frames: {path}: use another video file")
         width, height = first.width, first.height
@@ -336,34 +336,34 @@ class _FrameReader:
         self.path, self.max_side = path, max_side
         self.step = 1 / Fraction(fps).limit_denominator(1001)
         self.start_time = 0.0
-        with _open_video(path) as container:  # fail on open, not on first next()
+        with open_video(path) as container:  # fail on open, not on first next()
             stream = container.streams.video[0]
             self.src_fps = float(stream.average_rate or stream.guessed_rate or fps)
             self.has_audio = bool(container.streams.audio)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        with _open_video(self.path) as container:
+        with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             # mkv/flv round timestamps to 1 ms; coarse time bases (avi: 1/fps) are exact
             slack = min(Fraction(stream.time_base or 0) / 2, Fraction(1, 1000))
             k, held, t0, decoded = 0, None, None, 0
-            for frame in _decode_frames(container, stream, self.path):
+            for frame in decode_frames(container, stream, self.path):
                 decoded += 1
-                t = _frame_time(frame, held)
+                t = frame_time(frame, held)
                 if t0 is None:
                     t0, self.start_time = t, float(t)
                 while held is not None and k * self.step + slack < t - t0:
                     yield held.image()
                     k += 1
-                held = _Held(frame, t, self.max_side, self.src_fps)
+                held = HeldFrame(frame, t, self.max_side, self.src_fps)
             while held is not None and k * self.step + slack < held.end - t0:
                 yield held.image()
                 k += 1
             _check_complete(self.path, decoded, stream.frames)
 
 
-class _Held:
+class HeldFrame:
     """A decoded frame, converted to RGB at most once however often it is repeated."""
 
     def __init__(self, frame: av.VideoFrame, time: Fraction, max_side: int | None, src_fps: float):
@@ -375,7 +375,7 @@ class _Held:
 
     def image(self) -> np.ndarray:
         if self._image is None:
-            self._image = _to_rgb(self.frame, self.max_side)
+            self._image = to_rgb(self.frame, self.max_side)
         return self._image
 
 
@@ -389,7 +389,7 @@ def _check_complete(path: Path, decoded: int, expected: int) -> None:
         )
 
 
-def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
     width, height = frame.width, frame.height
     if max_side is not None and max(width, height) > max_side:
         scale = max_side / max(width, height)
@@ -399,14 +399,14 @@ def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
-def _frame_time(frame: av.VideoFrame, previous: _Held | None) -> Fraction:
+def frame_time(frame: av.VideoFrame, previous: HeldFrame | None) -> Fraction:
     if frame.pts is not None and frame.time_base is not None:
         return frame.pts * Fraction(frame.time_base)
     # No timestamp (raw streams): one source period after the previous frame.
     return Fraction(0) if previous is None else previous.end
 
 
-def _decode_frames(container, stream, path: Path) -> Iterator[av.VideoFrame]:
+def decode_frames(container, stream, path: Path) -> Iterator[av.VideoFrame]:
     try:
         yield from container.decode(stream)
     except av.FFmpegError as err:
@@ -415,7 +415,7 @@ def _decode_frames(container, stream, path: Path) -> Iterator[av.VideoFrame]:
         ) from None
 
 
-def _open_video(path: Path):
+def open_video(path: Path):
     if not path.exists():
         raise InputError(f"video file not found: {path}: check the path")
     if not path.is_file() or path.stat().st_size == 0:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import scipy.signal
+import soundfile
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.errors import InputError
@@ -88,6 +90,23 @@ def _worker():
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+MAX_TEXT_CHARS = 1000  # typed text: about a minute of speech (the page, the API and --text alike)
+
+
+def text_to_wav_file(text: str, folder: Path) -> Path:
+    """`text` spoken by the bundled voice, written to FOLDER/speech.wav (for --text). One-line
+    InputError for empty or over-long text, as the API answers."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("--text is empty: give some words to speak, or --audio SPEECH")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"--text has {len(text)} characters: use at most {MAX_TEXT_CHARS} "
+                         "(or record the speech and pass --audio)")
+    path = Path(folder) / "speech.wav"
+    soundfile.write(path, synthesize_speech(text), SAMPLE_RATE, subtype="PCM_16")
+    return path
 
 
 def synthesize_speech(text: str, voice: str = "en", rate: int = 150, pitch: int = 50) -> np.ndarray:

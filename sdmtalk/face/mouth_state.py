@@ -82,17 +82,19 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return inner_gap(_canonical(landmarks)[0])
 
 
-def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None) -> np.ndarray:
+def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None,
+               open_above: float | None = None) -> np.ndarray:
     """Photo landmarks (68, 2) with an open mouth closed to rest: moved along the basis until
-    the inner-lip gap is the resting one. A mouth that opens no wider than `open_gap` (closed,
-    at rest, lips pressed together) is returned as it is: parting pressed lips to the
-    resting gap opened rendered mouths too far and cost mouth FID on dev (docs/RESULTS.md,
-    "The photo's own mouth")."""
+    the inner-lip gap is the resting one. A mouth that opens no wider than `open_above`
+    (default the basis's `open_gap`: closed, at rest, lips pressed together) is returned as it
+    is: parting pressed lips to the resting gap opened rendered mouths too far and cost mouth
+    FID on dev (docs/RESULTS.md, "The photo's own mouth"). A video being dubbed passes the
+    resting gap itself: any opening of its own speech must go."""
     basis = basis or bundled_basis()
     lm = np.asarray(landmarks, np.float64)
     canon, sims = _canonical(lm)
     gap = inner_gap(canon)
-    if gap <= basis.cfg.open_gap:
+    if gap <= (basis.cfg.open_gap if open_above is None else open_above):
         return lm.astype(np.float32)
     lo, hi = 0.0, 2.0 * (gap - basis.cfg.rest_gap)  # bisection on the basis coefficient
     for _ in range(30):

@@ -113,7 +113,7 @@ def _edge_owners(triangles: list) -> dict:
     return owners
 
 
-def _insert_edge(triangles: list, points: np.ndarray, a: int, b: int) -> None:
+def insert_edge(triangles: list, points: np.ndarray, a: int, b: int) -> None:
     """Flip edges crossing segment ab until ab is an edge (constrained Delaunay, Sloan 1993)."""
     for _ in range(10 * len(triangles)):
         owners = _edge_owners(triangles)
@@ -136,7 +136,7 @@ def _insert_edge(triangles: list, points: np.ndarray, a: int, b: int) -> None:
     raise ValueError(f"face mesh: cannot keep landmarks {a}-{b} connected; landmarks look broken")
 
 
-def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     contour = polygon.astype(np.float32).reshape(-1, 1, 2)
     return np.array(
         [cv2.pointPolygonTest(contour, (float(x), float(y)), False) > 0 for x, y in points]
@@ -154,9 +154,9 @@ def triangulate_skin(points: np.ndarray) -> np.ndarray:
     triangles = [tuple(keep[t]) for t in Delaunay(points[keep]).simplices]
     outline = list(OUTER_LIPS)
     for a, b in zip(outline, outline[1:] + outline[:1], strict=True):
-        _insert_edge(triangles, points, a, b)
+        insert_edge(triangles, points, a, b)
     tris = np.array(triangles, dtype=np.int32)
-    in_lips = _inside_polygon(points[tris].mean(1), points[OUTER_LIPS])
+    in_lips = inside_polygon(points[tris].mean(1), points[OUTER_LIPS])
     return tris[~in_lips]
 
 

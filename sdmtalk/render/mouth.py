@@ -98,6 +98,11 @@ class MouthFiller:
         teeth_luma = min(float(TEETH_RGB @ LUMA) * light, 240.0)
         self._teeth_rgb = np.minimum(teeth_luma * (0.85 + 0.15 * skin / skin_luma), 250.0)
 
+    def set_source(self, source_landmarks: np.ndarray, sealed: bool) -> None:
+        """Measure new openings from this source mouth (a video: each frame's own), keeping
+        the colours and teeth taken at construction (they must not flicker between frames)."""
+        self.source_opening, self.sealed = mouth_opening(source_landmarks), sealed
+
     def apply(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Blend the cavity into frame (H, W, 3) uint8 (in place) for target landmarks (68, 2)."""
         lm = np.asarray(landmarks, np.float64)

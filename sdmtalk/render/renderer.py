@@ -74,7 +74,7 @@ def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> 
     pixels and the lips sealed: they meet, a little overlapped, on their midline; the gap
     `rest` keeps between the inner lips then shows lip texture, and the mouth filler paints
     whatever the speech opens beyond it. An open photo mouth is first painted over
-    (`_lips_over_mouth`) and each sealed lip takes its texture from the outer part of the
+    (`paint_over_mouth`) and each sealed lip takes its texture from the outer part of the
     photo's lip (LIP_TEXTURE_KEEP), so no tooth or dark cavity is squeezed into a line
     between the lips; lips that already meet keep their own seam."""
     h, w = crop.shape[:2]
@@ -83,12 +83,12 @@ def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> 
     if lip_gap(np.asarray(source, np.float64)) > OPEN_PX:
         inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
         src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
-        crop = _lips_over_mouth(crop, source)
+        crop = paint_over_mouth(crop, source)
     warp = PiecewiseAffineWarp(crop, src_points, mesh.triangles)
     return warp.warp(mesh.points_for(sealed_lips(rest, overlap=SEAL_OVERLAP_PX)))
 
 
-def _lips_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
+def paint_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
     """The crop with the photo's mouth opening (inner-lip polygon, a little grown) and any
     tooth-bright pixel inside the outer lip line filled in from the lips around them
     (cv2.inpaint): dlib's inner-lip points often sit on the teeth of a wide-open mouth, so

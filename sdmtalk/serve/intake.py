@@ -15,7 +15,7 @@ import soundfile
 from PIL import Image
 
 from sdmtalk import SAMPLE_RATE
-from sdmtalk.audio.speech import synthesize_speech
+from sdmtalk.audio.speech import MAX_TEXT_CHARS, synthesize_speech
 from sdmtalk.errors import InputError
 from sdmtalk.face import detect_face, load_image
 from sdmtalk.face.image import open_image
@@ -25,7 +25,6 @@ from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model, va
 from sdmtalk.serve.config import ServeConfig
 from sdmtalk.serve.jobs import Job, JobRequest
 
-MAX_TEXT_CHARS = 1000
 _SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 TEXT_NAME = "the typed text"
 

@@ -1,0 +1,1 @@
+"""Dubbing: new speech on an existing video (its own head, the new words on its lips)."""

@@ -2,6 +2,7 @@
 
     from sdmtalk.client import Client
     Client("http://127.0.0.1:7860").generate("me.jpg", "speech.wav", "out.mp4", seed=3)
+    Client("http://127.0.0.1:7860").dub("talk.mp4", "speech.wav", "dubbed.mp4", lip_scale=1.2)
 
 Errors come back as the server words them: InputError for a bad input (422) or one beyond
 the server's limits (413), Busy when the queue stays full, ServerError otherwise.
@@ -46,8 +47,16 @@ class Client:
         body, ctype = _multipart(fields, files)
         return self._call("POST", "/api/jobs", body, ctype)["id"]
 
+    def submit_dub(self, video, audio=None, text: str | None = None, **controls) -> str:
+        """Queue a dub (the video's lips say the speech) -> its job id. controls: seed,
+        lip_scale, face_index, keep_video_length, motion."""
+        files = {"video": Path(video)} | ({"audio": Path(audio)} if audio is not None else {})
+        fields = {k: v for k, v in controls.items() if v is not None} | ({"text": text} if text else {})
+        body, ctype = _multipart(fields, files)
+        return self._call("POST", "/api/dub", body, ctype)["id"]
+
     def status(self, job_id: str) -> dict:
-        """state (queued, running, done, failed), stage, progress 0..1, error, videos."""
+        """state (queued, running, done, failed), stage, progress 0..1, error, videos, notes."""
         return self._call("GET", f"/api/jobs/{job_id}")
 
     def wait(self, job_id: str, timeout: float = 600, poll: float = 0.5) -> dict:
@@ -70,16 +79,26 @@ class Client:
 
     def generate(self, photo, audio, out, retries: int = 5, **controls) -> Path:
         """Submit (waiting out a full queue up to `retries` times), wait, download."""
-        for attempt in range(retries + 1):
-            try:
-                job_id = self.submit(photo, audio, **controls)
-                break
-            except Busy as busy:
-                if attempt == retries:
-                    raise
-                time.sleep(busy.retry_after or 1)
+        job_id = self._submit_patiently(lambda: self.submit(photo, audio, **controls), retries)
         self.wait(job_id)
         return self.download(job_id, out)
+
+    def dub(self, video, audio, out, retries: int = 5, **controls) -> Path:
+        """Submit a dub (as generate does), wait, download -> the path; the job's notes are
+        in status(job_id)["notes"] (submit_dub gives the id)."""
+        job_id = self._submit_patiently(lambda: self.submit_dub(video, audio, **controls), retries)
+        self.wait(job_id)
+        return self.download(job_id, out)
+
+    @staticmethod
+    def _submit_patiently(submit, retries: int) -> str:
+        """submit() -> a job id, waiting out a full queue (429) up to `retries` times."""
+        for _ in range(retries):
+            try:
+                return submit()
+            except Busy as busy:
+                time.sleep(busy.retry_after or 1)
+        return submit()
 
     def _call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None, raw=False):
         request = urllib.request.Request(self.base_url + path, data=body, method=method)

@@ -420,6 +420,13 @@ class TalkingFacePipeline:
                 if isinstance(self.progress, TerminalProgress):
                     self.progress.close()
 
+    def dub_frames(self, video_path, wav, controls: MotionControls | None = None, face_index: int | None = None,
+                   fps=None) -> Iterator[np.ndarray]:
+        """In memory: the frames of `video_path` dubbed with (N,) 16 kHz speech `wav`, as many
+        as the speech lasts (at `fps`, None: the video's own), one at a time."""
+        dubber = Dubber(self.features, self._still_motion, threads=1)
+        return dubber.render(dubber.plan(Path(video_path), wav, controls or MotionControls(), face_index, fps=fps))
+
     def _still_motion(self, features, canonical, controls) -> Motion:
         with torch_threads(1):
             return self._generate_motion(features, canonical, controls)

@@ -1,5 +1,6 @@
 """The web page in a real headless Chromium: upload the demo photo and speech, press
-Generate, wait for a playable video of the speech's length. Needs Debian's chromium and
+Generate, wait for a playable video of the speech's length; on the "Dub a video" tab, upload
+a short face video and new speech, press Dub, wait for the dubbed video and its notes. Needs Debian's chromium and
 chromium-driver (.ci/run installs them); skips, saying why, only where they are missing.
 SDMTALK_SERVE_SCREENSHOT=path also saves the screenshot there (README's docs/img/serve.png)."""
 
@@ -130,8 +131,37 @@ def test_page_shows_a_bad_input_as_the_cli_line_without_a_trace(server, browser,
     assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
 
 
-def _video_duration(driver):
+def test_dub_tab_dubs_a_video_and_shows_its_notes(server, browser, tmp_path):
+    import soundfile as sf
+
+    from sdmtalk import SAMPLE_RATE
+    from sdmtalk.assets import demo_inputs
+    from sdmtalk.pipeline import TalkingFacePipeline
+
+    photo, speech = demo_inputs(tmp_path)
+    wav, rate = sf.read(speech, dtype="float32")
+    sf.write(tmp_path / "own.wav", wav[: 2 * rate], rate)  # the video: 2 s of the demo face talking
+    TalkingFacePipeline(motion="linear", quiet=True, threads=1).generate(photo, tmp_path / "own.wav",
+                                                                        tmp_path / "face.mp4")
+    sf.write(tmp_path / "new.wav", wav[3 * rate: 4 * rate], rate)  # the new speech: 1 s
+    assert rate == SAMPLE_RATE
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 300)
+    wait.until(lambda d: d.find_elements(By.XPATH, "//button[@role='tab'][contains(., 'Dub a video')]"))[0].click()
+    _upload(wait, "#dub_video input[type=file]", tmp_path / "face.mp4")
+    _upload(wait, "#dub_audio input[type=file]", tmp_path / "new.wav")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#dub_video video"))  # both uploads shown
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                         "#dub_audio audio, #dub_audio canvas, #dub_audio .waveform-container"))
+    browser.find_element(By.CSS_SELECTOR, "#dub_button").click()
+    duration = WebDriverWait(browser, 600, poll_frequency=0.5).until(lambda d: _video_duration(d, "#dub_output"))
+    assert abs(duration - 1.0) < 0.1, f"the dubbed video is {duration:.2f} s, the new speech 1.0 s"
+    notes = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#dub_notes textarea").get_attribute("value"))
+    assert "the video (2.0 s) was cut to the audio's 1.0 s" in notes and "Traceback" not in notes
+
+
+def _video_duration(driver, where: str = "#video"):
     """The video element's duration once it has a source the browser can play, else False."""
     return driver.execute_script(
-        "const v = document.querySelector('#video video');"
-        "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? v.duration : false;")
+        "const v = document.querySelector(arguments[0] + ' video');"
+        "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? v.duration : false;", where)

@@ -27,6 +27,7 @@ def test_only_loopback_counts_as_local(host, local):
 
 @pytest.mark.parametrize("args,needle", [(["--workers", "0"], "--workers 0 is too small"),
                                          (["--max-upload-mb", "0"], "--max-upload-mb 0.0 must be above 0"),
+                                         (["--max-video-seconds", "-1"], "--max-video-seconds -1.0 must be above 0"),
                                          (["--port", "70000"], "--port 70000 is not a port")])
 def test_bad_settings_are_one_line(args, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdmtalk.dub.lips import delta_at_frames, dub_targets, median_canonical, rest_faces
+from sdmtalk.dub.lips import delta_at_frames, dub_targets, rest_faces, steady_rest
 from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
 from sdmtalk.dub.video_face import VideoFace, track_video_face
 from sdmtalk.face.mouth_state import teeth_showing
@@ -67,10 +67,11 @@ class Dubber:
         self.progress = progress or (lambda stage, done, total: None)
 
     def plan(self, video_path: Path, wav: np.ndarray, controls: MotionControls,
-             face_index: int | None = None, keep_video_length: bool = False) -> DubPlan:
-        """Track the video's face and make the new mouth motion for every output frame."""
+             face_index: int | None = None, keep_video_length: bool = False, fps=None) -> DubPlan:
+        """Track the video's face and make the new mouth motion for every output frame
+        (at `fps`; None: the video's own rate)."""
         t0 = time.perf_counter()
-        video = VideoFrames(video_path)
+        video = VideoFrames(video_path, fps)
         speech = in_thread(lambda stop: self.features(wav, None, stop))
         try:
             limit = None if keep_video_length else frames_for_audio(len(wav), video.fps)
@@ -87,10 +88,10 @@ class Dubber:
         total = scanned if limit is None or scanned < limit else max(scanned, header)
         timeline = plan_timeline(wav, total, video.fps, keep_video_length)
         order = pingpong(timeline.frames, scanned)
-        rest = rest_faces(face.landmarks, face.valid)
+        rest, median = steady_rest(rest_faces(face.landmarks, face.valid), face.valid)
         t1 = time.perf_counter()
         self.progress("motion", 0, 1)
-        motion = self.motion(features, median_canonical(rest, face.valid), replace(controls, still=True))
+        motion = self.motion(features, median, replace(controls, still=True))
         self.progress("motion", 1, 1)
         delta = delta_at_frames(motion.delta, timeline.frames, video.fps)
         targets = dub_targets(rest[order], delta)

@@ -5,8 +5,9 @@ The speech motion comes from the shipped lips model for one face (the video's me
 face, in canonical units) with the head still; only its mouth and jaw part is used
 (SPEECH_WEIGHTS), so head pose, eyes, brows and blinks stay the video's. Every frame's mouth
 is first brought to rest (face.mouth_state.rest_mouth with the resting gap as threshold: any
-opening of the video's own speech goes), then the new motion is added in that frame's
-canonical frame, so it turns and scales with the head.
+opening of the video's own speech goes) and given the video's median resting mouth shape
+where its own sits (`steady_rest`), then the new motion is added in that frame's canonical
+frame, so it turns and scales with the head.
 """
 
 from __future__ import annotations
@@ -35,10 +36,22 @@ def rest_faces(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def median_canonical(rest: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(68, 2) the video's typical resting face in canonical units: what the lips model sees."""
-    canonical, _ = to_canonical(rest[valid])
-    return np.median(canonical, axis=0).astype(np.float32)
+def steady_rest(rest: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rest faces (T, 68, 2) whose mouth and jaw take the video's median resting shape,
+    that median face (68, 2) canonical: what the lips model sees).
+
+    Closing a frame's mouth along the basis removes its opening but not the rest of its
+    speech (lip rounding, width, the jaw's sideways swing), which the sync expert still
+    heard in the dub. So each found frame keeps where its resting mouth sits (the mouth's
+    centroid: the head's turn moves it) and takes the median shape there."""
+    out = np.full(rest.shape, np.nan, np.float32)
+    canonical, sims = to_canonical(rest[valid])
+    median = np.median(canonical, axis=0)
+    shift = canonical[:, 48:68].mean(1) - median[48:68].mean(0)  # (n, 2) where each mouth sits
+    w = SPEECH_WEIGHTS[None, :, None]
+    steady = (1 - w) * canonical + w * (median[None] + shift[:, None, :])
+    out[valid] = from_canonical(steady, sims)
+    return out, median.astype(np.float32)
 
 
 def delta_at_frames(delta: np.ndarray, frames: int, fps: Fraction) -> np.ndarray:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.errors import InputError
 from sdmtalk.motion.types import MotionControls
-from sdmtalk.pipeline import BUNDLED_WEIGHTS, TalkingFacePipeline
+from sdmtalk.pipeline import BUNDLED_WEIGHTS, AnimateResult, TalkingFacePipeline
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,9 @@ class Method:
     """name: as in --methods; motion: the pipeline's motion model; ablation: the
     MotionControls.ablation value (None = full model); seeded: whether the output depends on
     the seed (only seeded methods run several seeds); still: the head held at the photo's
-    pose (MotionControls.still: lips and blinks only); pose_scale: MotionControls.pose_scale."""
+    pose (MotionControls.still: lips and blinks only); pose_scale: MotionControls.pose_scale;
+    dub: the clip's own video dubbed with the speech (TalkingFacePipeline.dub_frames), not
+    its first frame animated."""
 
     name: str
     motion: str
@@ -33,6 +36,7 @@ class Method:
     blink: bool = True
     still: bool = False
     pose_scale: float = 1.0
+    dub: bool = False
 
 
 METHODS = {m.name: m for m in (
@@ -48,6 +52,8 @@ METHODS = {m.name: m for m in (
     # is not the speaker's own): not in the default list
     Method("sdm-still", "sdm", "SDM, head still", still=True),
     Method("sdm-half-head", "sdm", "SDM, head motion x0.5", pose_scale=0.5),
+    # the clip's own frames with SDM's lips for its speech: what `sdmtalk dub` does to a video
+    Method("dub", "sdm", "Dub (the clip's own video)", blink=False, still=True, dub=True),
 )}
 DEFAULT_METHODS = ("static", "energy", "linear", "sdm", "sdm-no-pose", "sdm-no-rhythm", "sdm-no-diffusion",
                    "sdm-full-diffusion")
@@ -86,13 +92,26 @@ class MethodRunner:
                 self._pipes[key] = TalkingFacePipeline(motion=m.motion, weights=weights, size=size,
                                                        crop="full", blink=m.blink, quiet=True)
 
-    def generate(self, method: Method, image: np.ndarray, wav: np.ndarray, seed: int, face=None):
+    def generate(self, method: Method, image: np.ndarray, wav: np.ndarray, seed: int, face=None,
+                 video: tuple[Path, int] | None = None):
         """image (H, W, 3) uint8 RGB + wav (N,) 16 kHz -> AnimateResult with frames
-        (T, H, W, 3) in the photo's pixel frame."""
+        (T, H, W, 3) in the photo's pixel frame. video: (path, index of the photo in it at
+        25 fps) for a dub method: its frames from there on are dubbed instead."""
         controls = MotionControls(seed=seed, ablation=method.ablation, still=method.still,
                                    pose_scale=method.pose_scale)
+        if method.dub:
+            return self._dub(method, wav, controls, *video)
         result = self._pipes[(method.motion, method.blink)].animate(image, wav, controls, face=face)
         if result.frames.shape[1:3] != image.shape[:2]:
             raise RuntimeError(f"{method.name}: crop='full' gave frames of {result.frames.shape[1:3]}, "
                                f"expected the photo's size {image.shape[:2]}")
         return result
+
+    def _dub(self, method: Method, wav: np.ndarray, controls: MotionControls, path: Path, start: int):
+        """The dubbed video from frame `start` on (the speech is preceded by `start` frames of
+        silence, then those frames are dropped), as an AnimateResult."""
+        hop = SAMPLE_RATE // FPS
+        padded = np.concatenate([np.zeros(start * hop, np.float32), np.asarray(wav, np.float32)])
+        pipe = self._pipes[(method.motion, method.blink)]
+        frames = np.stack(list(pipe.dub_frames(path, padded, controls, fps=FPS))[start:])
+        return AnimateResult(frames, None, None, None, FPS, [])

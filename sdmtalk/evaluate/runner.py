@@ -164,7 +164,8 @@ def generated_crops(runner, method, real: RealClip, seed: int, size: int):
     """A method's video of the clip -> (its frames aligned as the real ones, (n, size, size, 3);
     the AnimateResult). The method animates the source frame as the video has it (the
     renderer sees the photo's true edges), then each frame takes the real frames' alignment."""
-    result = runner.generate(method, real.photo, real.wav, seed, face=real.photo_face)
+    result = runner.generate(method, real.photo, real.wav, seed, face=real.photo_face,
+                             video=(real.clip.path, real.source_index))
     frames = result.frames[: len(real.crops)]
     crops = to_metric_size(np.stack([warp(f, real.alignment) for f in frames]), size)
     result.frames = None  # the full-size frames are not kept

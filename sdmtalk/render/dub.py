@@ -83,6 +83,13 @@ class DubRenderer:
         to_template = fit_similarity(np.asarray(landmarks, np.float64), CANONICAL_TEMPLATE, ALIGN_WEIGHTS)
         return sim_apply(sim_inverse(to_template), self._ring_canonical)
 
+    def ring_mask(self, landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: the pixels inside the ring of a frame with these landmarks, the only
+        ones render() may change."""
+        mask = np.zeros(shape, np.uint8)
+        cv2.fillPoly(mask, [np.round(self.ring(landmarks)).astype(np.int32)], 1)
+        return mask.astype(bool)
+
     def render(self, frame: np.ndarray, source: np.ndarray, rest: np.ndarray, target: np.ndarray) -> np.ndarray:
         """A copy of `frame` whose lower face moves from its own landmarks `source` to `target`
         (68, 2 pixels); `rest`: source with the mouth at rest (face.mouth_state.rest_mouth),

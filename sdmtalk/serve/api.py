@@ -1,4 +1,6 @@
-"""The HTTP API: submit a job (photo + speech + controls), poll it, download its mp4.
+"""The HTTP API: submit a job (photo + speech + controls, or a video to dub + speech), poll
+it, download its mp4. A dub (POST /api/dub) is a job like the others: the same answers, polled
+and downloaded at /api/jobs/{id}.
 
 Answers: 202 queued; 401 no or wrong token; 404 unknown or expired job; 409 not finished;
 413 beyond a limit; 422 a bad input (the CLI's one-line message); 429 queue full, with
@@ -17,8 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from sdmtalk.errors import InputError
 from sdmtalk.serve.intake import (
+    DubParams,
     LimitError,
     Params,
+    build_dub_request,
     build_request,
     display_name,
     save_upload,
@@ -41,9 +45,11 @@ def error_response(status: int, message: str, headers: dict | None = None) -> JS
 
 def job_json(job: Job, ttl: float) -> dict:
     """What a poll shows of a job."""
-    body = {"id": job.id, "state": job.state, "stage": job.stage, "done": job.done, "total": job.total,
+    body = {"id": job.id, "kind": job.request.kind if job.request else "generate", "state": job.state,
+            "stage": job.stage, "done": job.done, "total": job.total,
             "progress": round(job.fraction, 3), "error": job.error, "status_code": job.status_code,
-            "videos": [f"/api/jobs/{job.id}/video?sample={i}" for i in range(len(job.videos))]}
+            "videos": [f"/api/jobs/{job.id}/video?sample={i}" for i in range(len(job.videos))],
+            "notes": list(job.notes)}
     if job.finished is not None:
         body["expires_in_s"] = max(0, round(ttl - (time.monotonic() - job.finished)))
     return body
@@ -105,9 +111,9 @@ def api_router(manager: JobManager) -> APIRouter:
                          if pose_reference is not None else None)
             return build_request(job, config, photo_path, audio_path, text, params, reference)
 
-        job = submit_job(manager, fill)
-        return JSONResponse(job_json(job, config.result_ttl_s), status_code=202,
-                            headers={"Location": f"/api/jobs/{job.id}"})
+        return _accepted(submit_job(manager, fill), config)
+
+    _add_dub_route(router, manager)
 
     @router.get("/jobs/{job_id}", summary="A job's state and progress")
     def status(job_id: str) -> dict:
@@ -129,6 +135,36 @@ def api_router(manager: JobManager) -> APIRouter:
         return {"ok": True, "workers": config.workers, "queue": config.queue, "jobs": manager.counts()}
 
     return router
+
+
+def _add_dub_route(router: APIRouter, manager: JobManager) -> None:
+    config = manager.config
+
+    @router.post("/dub", status_code=202,
+                 summary="Submit a dub: a video + new speech (or text); its lips say the speech")
+    def dub(
+        video: Annotated[UploadFile, File(description="the video to dub: one person talking (mp4, mov, mkv, webm)")],
+        audio: Annotated[UploadFile | None, File(description="the new speech (wav, mp3, m4a, flac, ogg)")] = None,
+        text: Annotated[str | None, Form(description="text to speak when no audio is sent")] = None,
+        seed: Annotated[int, Form()] = 0,
+        lip_scale: Annotated[float, Form()] = 1.0,
+        face_index: Annotated[int | None, Form(description="which face (left to right from 0; default: the largest)")] = None,
+        keep_video_length: Annotated[bool, Form(
+            description="pad or trim the speech to the video (default: the video follows the speech)")] = False,
+        motion: Annotated[str | None, Form(description="sdm, linear or energy")] = None,
+    ) -> JSONResponse:
+        params = DubParams(seed, lip_scale, face_index, keep_video_length, motion)
+
+        def fill(job: Job):
+            video_path = _save(job, video, "video", config.max_upload_bytes)
+            audio_path = _save(job, audio, "audio", config.max_upload_bytes) if audio is not None else None
+            return build_dub_request(job, config, video_path, audio_path, text, params)
+
+        return _accepted(submit_job(manager, fill), config)
+
+
+def _accepted(job: Job, config) -> JSONResponse:
+    return JSONResponse(job_json(job, config.result_ttl_s), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
 def _save(job: Job, upload: UploadFile, role: str, limit: int):

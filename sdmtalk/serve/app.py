@@ -17,7 +17,8 @@ from sdmtalk.serve.web import mount_page
 DESCRIPTION = """One face photo + speech -> a talking-face mp4.
 
 POST /api/jobs (multipart: photo, audio or text, controls) -> 202 with the job id; poll
-GET /api/jobs/{id}; download GET /api/jobs/{id}/video. Live: POST /api/streams (photo +
+GET /api/jobs/{id}; download GET /api/jobs/{id}/video. Dub a video: POST /api/dub (multipart:
+video, audio or text, seed, lip_scale, face_index, keep_video_length) -> the same job. Live: POST /api/streams (photo +
 controls) -> WebSocket /api/streams/{id}/ws (PCM in, JPEG frames out; page /stream).
 Errors: {"error": "<one line>"}."""
 

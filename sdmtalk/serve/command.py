@@ -34,9 +34,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="require this token on every request (or set SDMTALK_TOKEN)")
     p.add_argument("--workers", type=int, default=D.workers, help="jobs generated at once (1 per 2 cores)")
     p.add_argument("--queue", type=int, default=D.queue, help="jobs waiting beyond those; more get 429")
-    p.add_argument("--max-upload-mb", type=float, default=D.max_upload_mb, help="largest photo or audio file (413)")
+    p.add_argument("--max-upload-mb", type=float, default=D.max_upload_mb, help="largest photo, video or audio file (413)")
     p.add_argument("--max-megapixels", type=float, default=D.max_megapixels, help="largest photo (413)")
     p.add_argument("--max-audio-seconds", type=float, default=D.max_audio_seconds, help="longest speech (413)")
+    p.add_argument("--max-video-seconds", type=float, default=D.max_video_seconds, help="longest video to dub (413)")
     p.add_argument("--max-samples", type=int, default=D.max_samples, help="most videos per job (422)")
     p.add_argument("--max-streams", type=int, default=D.max_streams,
                    help="live streams at once (page /stream; each takes about one core; 429 beyond)")
@@ -52,7 +53,7 @@ def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> Serve
     for name in ("workers", "queue", "max_samples", "max_streams"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} is too small: use 1 or more")
-    for name in ("max_upload_mb", "max_megapixels", "max_audio_seconds", "result_ttl"):
+    for name in ("max_upload_mb", "max_megapixels", "max_audio_seconds", "max_video_seconds", "result_ttl"):
         if not getattr(args, name) > 0:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} must be above 0")
     if not 0 <= args.port <= 65535:
@@ -61,6 +62,7 @@ def config_from(args: argparse.Namespace, work_dir: Path | None = None) -> Serve
         host=args.host, port=args.port, token=args.token or os.environ.get("SDMTALK_TOKEN") or None,
         workers=args.workers, queue=args.queue, max_upload_mb=args.max_upload_mb,
         max_megapixels=args.max_megapixels, max_audio_seconds=args.max_audio_seconds,
+        max_video_seconds=args.max_video_seconds,
         max_samples=args.max_samples, max_streams=args.max_streams, result_ttl_s=args.result_ttl,
         motion=args.motion, weights=args.weights, threads=args.threads, work_dir=work_dir)
 

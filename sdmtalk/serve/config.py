@@ -13,7 +13,8 @@ class ServeConfig:
     request needs it (header `Authorization: Bearer TOKEN`, or `?token=TOKEN` once in the
     browser). workers: jobs generated at once; queue: jobs waiting beyond those (a full
     queue answers 429). Limits answer 413: max_upload_mb per file, max_megapixels of the
-    photo, max_audio_seconds of the speech; max_samples per job (422 beyond). max_streams: live streams at once (429 beyond; each
+    photo (and of a dub's video frames), max_audio_seconds of the speech, max_video_seconds of
+    a video to dub; max_samples per job (422 beyond). max_streams: live streams at once (429 beyond; each
     takes about one core); stream_max_latency_s: their latency budget (StreamConfig.max_latency_s:
     later frames are dropped; None: never drop). Results are
     deleted result_ttl_s seconds after their job ends (then 404). work_dir: where uploads
@@ -27,6 +28,7 @@ class ServeConfig:
     max_upload_mb: float = 20.0
     max_megapixels: float = 40.0
     max_audio_seconds: float = 120.0
+    max_video_seconds: float = 120.0
     max_samples: int = 4
     max_streams: int = 1
     stream_max_latency_s: float | None = 0.5
@@ -42,7 +44,7 @@ class ServeConfig:
 
     @property
     def max_request_bytes(self) -> int:
-        """A whole request: a photo, a speech file and the form fields."""
+        """A whole request: a photo (or a video to dub), a speech file and the form fields."""
         return 2 * self.max_upload_bytes + 64 * 1024
 
     @property

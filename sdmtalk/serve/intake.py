@@ -1,7 +1,8 @@
-"""Uploads -> a JobRequest: the server's limits, the client's names kept out of paths, and
+"""Uploads -> a JobRequest (or a DubRequest): the server's limits, the client's names kept out of paths, and
 the pipeline's own checks (MotionControls, validate_request) before anything is queued.
 Shared by the HTTP API and the web page, so both answer a bad input with the same line; a
-photo is decoded and its face found at submit, so a bad one is refused at once (422)."""
+photo is decoded and its face found at submit, so a bad one is refused at once (422); a
+video to dub is probed (its first frame decoded), so a file that is no video is too."""
 
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ from sdmtalk.face import detect_face, load_image
 from sdmtalk.face.image import open_image
 from sdmtalk.motion.pose_reference import check_pose_reference_motion
 from sdmtalk.motion.types import MotionControls
-from sdmtalk.pipeline import MOTIONS, TalkingFacePipeline, load_motion_model, validate_request
+from sdmtalk.pipeline import (
+    MOTIONS,
+    TalkingFacePipeline,
+    load_motion_model,
+    validate_dub_request,
+    validate_request,
+)
 from sdmtalk.serve.config import ServeConfig
-from sdmtalk.serve.jobs import Job, JobRequest
+from sdmtalk.serve.jobs import DUB_NAME, DubRequest, Job, JobRequest
+from sdmtalk.video import probe_video
 
 _SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 TEXT_NAME = "the typed text"
+DUB_MOTIONS = ("sdm", "linear", "energy")  # `sdmtalk dub --motion`: static would not move the lips
 
 
 class LimitError(InputError):
@@ -49,6 +58,17 @@ class Params:
     motion: str | None = None
     face_index: int | None = None
     blink: bool = True
+
+
+@dataclass
+class DubParams:
+    """The controls of one dub, named and defaulted as `sdmtalk dub`'s options."""
+
+    seed: int = 0
+    lip_scale: float = 1.0
+    face_index: int | None = None
+    keep_video_length: bool = False
+    motion: str | None = None
 
 
 def display_name(name: str | None, default: str) -> str:
@@ -101,6 +121,23 @@ def build_request(job: Job, config: ServeConfig, photo: Path | None, audio: Path
                       pose_reference)
 
 
+def build_dub_request(job: Job, config: ServeConfig, video: Path | None, audio: Path | None,
+                      text: str | None, p: DubParams) -> DubRequest:
+    """Check one dub's inputs (the cheap checks, then the video's header and first frame; the
+    face is tracked in the worker) -> its DubRequest. Raises InputError (422) or LimitError (413)."""
+    controls = MotionControls(seed=p.seed, lip_scale=p.lip_scale, still=True)
+    motion = p.motion or (config.motion if config.motion in DUB_MOTIONS else "sdm")
+    if motion not in DUB_MOTIONS:
+        raise InputError(f"--motion {motion!r} cannot dub: use {', '.join(DUB_MOTIONS)}")
+    if video is None:
+        raise InputError("no video: upload the video to dub (mp4, mov, mkv, webm)")
+    audio = _speech(job, config, audio, text)
+    validate_dub_request(video, audio, job.folder / DUB_NAME, controls, p.face_index)
+    check_video(video, job.names.get(video, "video"), config)
+    check_duration(audio, job.names.get(audio, "audio"), config)
+    return DubRequest(video, audio, controls, p.face_index, motion, bool(p.keep_video_length))
+
+
 def parse_diffusion_steps(value) -> str | int:
     """'auto', a whole number as text, or the raw value for MotionControls to refuse."""
     text = str(value).strip()
@@ -149,6 +186,20 @@ def check_face(photo: Path, face_index: int | None) -> None:
     """Decode the photo and find its face as the CLI does (the job does it again: ~0.1 s), so
     that a file that is no photo, or a photo without a face, is refused at once (422)."""
     detect_face(load_image(photo), face_index=face_index, name=str(photo))
+
+
+def check_video(path: Path, name: str, config: ServeConfig) -> None:
+    """A file without a readable video stream is refused at once with the CLI's line (422);
+    a video longer than max_video_seconds, or with frames over max_megapixels (413)."""
+    facts = probe_video(path)
+    seconds = facts["duration"] or (facts["frames"] / facts["fps"] if facts["fps"] else 0.0)
+    if seconds > config.max_video_seconds:
+        raise LimitError(f"video {name} is {seconds:.1f} s long: use at most {config.max_video_seconds:g} s "
+                         "(sdmtalk serve --max-video-seconds)")
+    width, height = facts["width"], facts["height"]
+    if width * height > config.max_megapixels * 1e6:
+        raise LimitError(f"video {name} has {width}x{height} pixels: use at most "
+                         f"{config.max_megapixels:g} megapixels (sdmtalk serve --max-megapixels)")
 
 
 def check_duration(path: Path, name: str, config: ServeConfig) -> None:

@@ -1,5 +1,6 @@
 """Jobs of the server: a bounded queue in front of a fixed pool of worker threads, each
-running the one TalkingFacePipeline; results expire.
+running the one TalkingFacePipeline (generate a video from a photo, or dub a video); results
+expire.
 
 A job owns one folder (inputs and outputs, named by the server, never by the client); its
 inputs are removed when it ends, its videos when it expires. Errors are the pipeline's own
@@ -19,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import torch
@@ -34,6 +36,9 @@ _LOG = logging.getLogger(__name__)
 INTERNAL_ERROR = "internal error while generating: the server log has the details; please report it"
 # Share of a job's progress bar each stage fills (rendering and encoding take most time).
 _STAGE_SHARE = {"face": (0.0, 0.05), "audio": (0.05, 0.1), "motion": (0.1, 0.3)}
+# A dub tracks the face in every video frame first: about as long as rendering them.
+_DUB_SHARE = {"video": (0.0, 0.45), "motion": (0.45, 0.5)}
+DUB_NAME = "sdmtalk_dub.mp4"  # the CLI's default output name
 
 
 class QueueFull(Exception):
@@ -48,6 +53,7 @@ class QueueFull(Exception):
 class JobRequest:
     """One generation, as the pipeline takes it."""
 
+    kind: ClassVar[str] = "generate"
     photo: Path
     audio: Path
     controls: MotionControls
@@ -59,6 +65,26 @@ class JobRequest:
     blink: bool = True
     pose_reference: Path | None = None  # a video whose head style the motion takes
 
+    def inputs(self) -> list[Path]:
+        return [p for p in (self.photo, self.audio, self.pose_reference) if p is not None]
+
+
+@dataclass
+class DubRequest:
+    """One dub (TalkingFacePipeline.dub): a video's lips say new speech."""
+
+    kind: ClassVar[str] = "dub"
+    num_samples: ClassVar[int] = 1
+    video: Path
+    audio: Path
+    controls: MotionControls
+    face_index: int | None = None
+    motion: str = "sdm"
+    keep_video_length: bool = False
+
+    def inputs(self) -> list[Path]:
+        return [self.video, self.audio]
+
 
 @dataclass
 class Job:
@@ -67,7 +93,7 @@ class Job:
 
     id: str
     folder: Path
-    request: JobRequest | None = None
+    request: JobRequest | DubRequest | None = None
     state: str = "queued"
     stage: str = ""
     done: int = 0
@@ -79,23 +105,29 @@ class Job:
     finished: float | None = None
     renders: list = field(default_factory=list)  # render stages seen, one per sample
     names: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # a dub's notes (how the lengths were fitted, ...)
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
         """The pipeline's progress callback."""
         self.stage, self.done, self.total = stage, done, total
+        dub = isinstance(self.request, DubRequest)
+        shares, render_from = (_DUB_SHARE, 0.5) if dub else (_STAGE_SHARE, 0.3)
         if stage.startswith("render"):
             if stage not in self.renders:
                 self.renders.append(stage)
-            per = 0.7 / max(1, self.request.num_samples if self.request else 1)
+            per = (1 - render_from) / max(1, self.request.num_samples if self.request else 1)
             index = len(self.renders) - 1  # samples already written
-            self.fraction = max(self.fraction, 0.3 + per * (index + done / max(1, total)))
+            self.fraction = max(self.fraction, render_from + per * (index + done / max(1, total)))
         else:
-            lo, hi = _STAGE_SHARE.get(stage, (0.0, 0.0))
+            lo, hi = shares.get(stage, (0.0, 0.0))
             self.fraction = max(self.fraction, lo + (hi - lo) * done / max(1, total))
 
     def message(self, err: BaseException) -> str:
         """One line, with the server's paths replaced by the client's names."""
-        text = one_line(err)
+        return self.clean(one_line(err))
+
+    def clean(self, text: str) -> str:
+        """`text` with the server's paths replaced by the client's names."""
         for path, name in self.names.items():
             text = text.replace(str(path), name)
         return text.replace(str(self.folder), "<upload>")
@@ -218,15 +250,10 @@ class JobManager:
     def _run(self, job: Job, pipelines: dict) -> None:
         job.state, started = "running", time.monotonic()
         try:
-            req = job.request
-            pipe = self._pipeline(pipelines, req)
-            pipe.progress = job.on_progress
-            controls = req.controls
-            if req.pose_reference is not None:  # tracked here, not at submit: it takes seconds
-                controls = with_pose_reference(controls, req.pose_reference)
-            results = pipe.generate(req.photo, req.audio, job.folder / "sdmtalk.mp4", controls,
-                                    req.num_samples, req.face_index)
-            job.videos = [r.path for r in results]
+            if isinstance(job.request, DubRequest):
+                self._dub(job, pipelines, job.request)
+            else:
+                self._generate(job, pipelines, job.request)
             job.fraction = 1.0
             self._recent = (self._recent + [time.monotonic() - started])[-20:]
             self._end(job, "done")
@@ -236,20 +263,37 @@ class JobManager:
             _LOG.exception("job %s failed", job.id)
             self._end(job, "failed", INTERNAL_ERROR, 500)
 
-    def _pipeline(self, pipelines: dict, req: JobRequest):
-        key = (req.motion, req.size, req.crop, req.blink)
+    def _generate(self, job: Job, pipelines: dict, req: JobRequest) -> None:
+        pipe = self._pipeline(pipelines, req.motion, req.size, req.crop, req.blink)
+        pipe.progress = job.on_progress
+        controls = req.controls
+        if req.pose_reference is not None:  # tracked here, not at submit: it takes seconds
+            controls = with_pose_reference(controls, req.pose_reference)
+        results = pipe.generate(req.photo, req.audio, job.folder / "sdmtalk.mp4", controls,
+                                req.num_samples, req.face_index)
+        job.videos = [r.path for r in results]
+
+    def _dub(self, job: Job, pipelines: dict, req: DubRequest) -> None:
+        pipe = self._pipeline(pipelines, req.motion, 256, "face", False)  # the CLI's dub pipeline
+        pipe.progress = job.on_progress
+        result = pipe.dub(req.video, req.audio, job.folder / DUB_NAME, req.controls, req.face_index,
+                          req.keep_video_length)
+        job.notes = [job.clean(note) for note in result.notes]
+        job.videos = [result.path]
+
+    def _pipeline(self, pipelines: dict, motion: str, size: int, crop: str, blink: bool):
+        key = (motion, size, crop, blink)
         if key not in pipelines:
             pipelines[key] = TalkingFacePipeline(
-                motion=req.motion, weights=self.config.weights, size=req.size, crop=req.crop,
-                blink=req.blink, quiet=True, threads=self.threads)
+                motion=motion, weights=self.config.weights, size=size, crop=crop,
+                blink=blink, quiet=True, threads=self.threads)
         return pipelines[key]
 
     def _end(self, job: Job, state: str, error: str | None = None, status_code: int = 200) -> None:
         """Final state; the inputs go at once, the videos when the job expires."""
         if job.request is not None:
-            for path in (job.request.photo, job.request.audio, job.request.pose_reference):
-                if path is not None:
-                    path.unlink(missing_ok=True)
+            for path in job.request.inputs():
+                path.unlink(missing_ok=True)
         job.error, job.status_code = error, status_code
         job.finished = time.monotonic()
         job.state = state

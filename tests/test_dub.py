@@ -1,0 +1,212 @@
+"""sdmtalk dub: a video's own frames with new speech on its lips."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.cli import main
+from sdmtalk.dub.dubber import Dubber
+from sdmtalk.dub.lips import SPEECH_WEIGHTS, delta_at_frames, dub_targets
+from sdmtalk.dub.timeline import pingpong, plan_timeline
+from sdmtalk.face import detect_face
+from sdmtalk.face.align import lip_gap
+from sdmtalk.face.mouth_state import rest_mouth
+from sdmtalk.face.template import CANONICAL_TEMPLATE
+from sdmtalk.frame_source import VideoFrames
+from sdmtalk.motion.types import MotionControls
+from sdmtalk.pipeline import TalkingFacePipeline
+from sdmtalk.render.dub import DubRenderer
+from sdmtalk.video import read_video, write_mp4
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def face_video(stream_media, tmp_path_factory):
+    """(a 2 s 256 px talking-face mp4 made from the astronaut photo, its speech path)."""
+    folder, speech = stream_media
+    out = tmp_path_factory.mktemp("dub") / "face.mp4"
+    short = folder / "speech2s.wav"
+    sf.write(short, speech[: 2 * SAMPLE_RATE], SAMPLE_RATE)
+    TalkingFacePipeline(motion="linear", quiet=True, threads=1).generate(folder / "face.png", short, out)
+    return out, folder / "speech.wav"
+
+
+def _numbered_video(path: Path, count: int) -> list[np.ndarray]:
+    """A video whose frame k is a flat grey level 4k (a different picture in every frame)."""
+    frames = [np.full((64, 96, 3), (4 * k) % 256, np.uint8) for k in range(count)]
+    write_mp4(path, iter(frames), None, fps=25)
+    return frames
+
+
+def test_pingpong_has_no_jump():
+    order = pingpong(25, 6)
+    assert order.tolist() == [0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4]
+    assert np.abs(np.diff(order)).max() == 1
+    assert pingpong(3, 1).tolist() == [0, 0, 0]
+
+
+def test_timeline_follows_the_audio_or_keeps_the_video():
+    fps = Fraction(25)
+    wav = np.zeros(SAMPLE_RATE * 2, np.float32)  # 2 s = 50 frames
+    cut = plan_timeline(wav, 100, fps, keep_video_length=False)
+    assert cut.frames == 50 and "cut" in cut.note and len(cut.audio) == len(wav)
+    loop = plan_timeline(wav, 20, fps, keep_video_length=False)
+    assert loop.frames == 50 and "forward and backward" in loop.note
+    padded = plan_timeline(wav, 100, fps, keep_video_length=True)
+    assert padded.frames == 100 and len(padded.audio) == 4 * SAMPLE_RATE and "padded" in padded.note
+    assert np.all(padded.audio[len(wav):] == 0)
+    trimmed = plan_timeline(wav, 20, fps, keep_video_length=True)
+    assert trimmed.frames == 20 and len(trimmed.audio) == int(0.8 * SAMPLE_RATE) and "trimmed" in trimmed.note
+    assert plan_timeline(wav, 50, fps, keep_video_length=False).note == ""
+
+
+def test_frame_source_reads_any_order_like_the_scan(tmp_path, monkeypatch):
+    path = tmp_path / "numbers.mp4"
+    _numbered_video(path, 40)
+    video = VideoFrames(path)
+    scanned = [f.copy() for f in video.scan()]
+    assert len(video) == 40 and video.fps == 25 and not video.variable_rate
+    monkeypatch.setattr("sdmtalk.frame_source.BLOCK_BYTES", 64 * 96 * 3 * 5)  # backward blocks of 5 frames
+    order = pingpong(100, 40)
+    for k, frame in zip(order, video.read(order), strict=True):
+        assert np.array_equal(frame, scanned[k]), k
+    limited = VideoFrames(path)
+    assert len(list(limited.scan(limit=10))) == 10 and len(limited) == 10
+
+
+def test_dub_renderer_changes_only_the_lower_face(face_video):
+    path, _ = face_video
+    frame = read_video(path).frames[10]
+    source = detect_face(frame).landmarks.astype(np.float64)
+    rest = rest_mouth(source)
+    renderer = DubRenderer(frame, source)
+    target = rest.copy()
+    target[[56, 57, 58, 65, 66, 67, 7, 8, 9], 1] += 6  # open the mouth, drop the chin
+    out = renderer.render(frame, source, rest, target)
+    ring = renderer.ring(source)
+    inside = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(ring).astype(np.int32)], 1)
+    outside = ~inside.astype(bool)
+    assert np.array_equal(out[outside], frame[outside])  # bit for bit
+    changed = np.abs(out.astype(int) - frame).max(axis=2) > 20
+    assert changed[inside.astype(bool)].sum() > 50  # the mouth moved
+    ys, xs = np.nonzero(changed)
+    assert ys.min() > source[30, 1]  # nothing above the nose tip changed
+    still = renderer.render(frame, source, source, source)  # no motion: (almost) the frame itself
+    assert np.abs(still.astype(int) - frame).max() <= 2
+
+
+def test_targets_move_only_mouth_and_jaw():
+    rng = np.random.default_rng(0)
+    rest = (CANONICAL_TEMPLATE[None] * 100 + 200).repeat(3, 0).astype(np.float32)
+    rest[1] = np.nan
+    delta = rng.normal(0, 0.05, (3, 68, 2)).astype(np.float32)
+    out = dub_targets(rest, delta)
+    assert np.isnan(out[1]).all()
+    fixed = SPEECH_WEIGHTS == 0
+    assert np.allclose(out[0][fixed], rest[0][fixed], atol=1e-3)
+    assert np.abs(out[0][48:68] - rest[0][48:68]).max() > 1
+    resampled = delta_at_frames(delta, 6, Fraction(50))  # 50 fps: every other frame is a midpoint
+    assert np.allclose(resampled[2], delta[1]) and np.allclose(resampled[1], (delta[0] + delta[1]) / 2)
+
+
+def test_dub_end_to_end(face_video, tmp_path):
+    path, speech = face_video  # 2 s of video, the speech is longer: the video plays ping-pong
+    out = tmp_path / "dubbed.mp4"
+    pipe = TalkingFacePipeline(quiet=True, threads=2)
+    res = pipe.dub(path, speech, out, MotionControls(seed=3))
+    seconds = sf.info(str(speech)).duration
+    clip = read_video(out)
+    assert abs(clip.duration - seconds) < 0.1 and clip.frames.shape[1:] == (256, 256, 3)
+    assert any("forward and backward" in n for n in res.notes)
+    assert np.abs(np.diff(res.order)).max() == 1  # no jump in the source frames
+    source = read_video(path)
+    top = slice(0, 80)  # forehead and hair: never touched (only re-encoded)
+    diff = np.abs(clip.frames[: len(source.frames), top].astype(int) - source.frames[:, top]).mean()
+    assert diff < 3
+    kept = tmp_path / "kept.mp4"
+    res = pipe.dub(path, speech, kept, keep_video_length=True)
+    assert res.frames == len(source.frames) and abs(read_video(kept).duration - 2.0) < 0.1
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp file left
+
+
+def test_dub_closes_the_video_mouth_in_silence(face_video, tmp_path):
+    path, _ = face_video
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    pipe = TalkingFacePipeline(quiet=True, threads=1)
+    dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
+    plan = dubber.plan(path, np.zeros(SAMPLE_RATE, np.float32), MotionControls())
+    gaps_in = [lip_gap(plan.face.landmarks[j]) for j in plan.order if plan.face.valid[j]]
+    gaps_out = [lip_gap(t) for t in plan.targets if np.isfinite(t).all()]
+    assert max(gaps_out) < max(gaps_in)  # the video's speech does not show through
+    assert np.median(gaps_out) <= np.median(gaps_in) + 0.5
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_face", "no face found in"),
+        ("audio_as_video", "no video stream in"),
+        ("not_mp4", "does not end in .mp4"),
+        ("face_index", "--face-index 3 is out of range"),
+        ("long_text", "--text has 1001 characters"),
+    ],
+)
+def test_dub_bad_inputs_one_line(case, message, face_video, stream_media, tmp_path, capsys):
+    path, speech = face_video
+    out = tmp_path / "out.mp4"
+    args = ["dub", "--video", str(path), "--audio", str(speech), "-o", str(out), "-q"]
+    if case == "no_face":
+        wall = tmp_path / "wall.mp4"
+        write_mp4(wall, iter([np.full((64, 64, 3), 90, np.uint8)] * 10), None)
+        args[2] = str(wall)
+    elif case == "audio_as_video":
+        args[2] = str(speech)
+    elif case == "not_mp4":
+        args[6] = str(tmp_path / "out.avi")
+    elif case == "face_index":
+        args += ["--face-index", "3"]
+    elif case == "long_text":
+        args[3:5] = ["--text", "a" * 1001]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and not list(tmp_path.glob(".*part*"))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real clips; absent in a fresh clone)")
+def test_dub_real_clip_keeps_the_frame_outside_the_lower_face(tmp_path):
+    videos = sorted((SHARED / "dev").glob("hdtf-wda-*/*.mp4"))
+    if len(videos) < 2:
+        pytest.skip("needs two HDTF dev clips in ../shared/data/dev")
+    speech = tmp_path / "speech.wav"
+    wav = read_video(videos[1]).audio[: 3 * SAMPLE_RATE]
+    sf.write(speech, wav, SAMPLE_RATE)
+    pipe = TalkingFacePipeline(quiet=True, threads=1)
+    dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
+    plan = dubber.plan(videos[0], wav, MotionControls())
+    originals = list(plan.video.read(plan.order[:20]))
+    dubbed = list(dubber.render(_first(plan, 20)))
+    moved = 0
+    for j, frame, new in zip(plan.order[:20], originals, dubbed, strict=True):
+        eyes_row = int(np.nanmax(plan.face.landmarks[j, 36:48, 1]))
+        assert np.array_equal(new[:eyes_row], frame[:eyes_row])  # above the eyes' lowest point: bit-exact
+        moved += int(np.abs(new.astype(int) - frame).max() > 10)
+    assert moved >= 10
+
+
+def _first(plan, n):
+    """The plan cut to its first n output frames."""
+    return replace(plan, order=plan.order[:n], targets=plan.targets[:n])

@@ -66,7 +66,7 @@ def dub_frames(pipe, clip, real, wav) -> tuple[np.ndarray, float]:
     padded = np.concatenate([np.zeros(start * hop, np.float32), wav])
     dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
     plan = dubber.plan(clip.path, padded, MotionControls(), fps=FPS)
-    ring = DubRenderer(*plan.face.reference)
+    ring = DubRenderer(*plan.reference)
     out, exact = [], []
     for j, original, frame in zip(plan.order, plan.video.read(plan.order), dubber.render(plan), strict=True):
         out.append(frame)

@@ -47,8 +47,9 @@ class VideoFrames:
     def __len__(self) -> int:
         return len(self._times)
 
-    def scan(self, limit: int | None = None) -> Iterator[np.ndarray]:
-        """Frames 0, 1, ... (at most `limit`) as RGB (H, W, 3), recording each one's source."""
+    def scan(self, limit: int | None = None, gray: bool = False) -> Iterator[np.ndarray]:
+        """Frames 0, 1, ... (at most `limit`) as RGB (H, W, 3), or (H, W) luma with gray
+        (what a tracker needs: no colour conversion), recording each one's source."""
         self._times.clear()
         step, intervals = 1 / self.fps, []
         with open_video(self.path) as container:
@@ -66,13 +67,13 @@ class VideoFrames:
                     if limit is not None and len(self._times) >= limit:
                         return
                     self._times.append(held.time)
-                    yield held.image()
+                    yield held.luma() if gray else held.image()
                 held = HeldFrame(frame, t, None, float(self.source_fps))
             while held is not None and len(self._times) * step < held.end - t0:
                 if limit is not None and len(self._times) >= limit:
                     return
                 self._times.append(held.time)
-                yield held.image()
+                yield held.luma() if gray else held.image()
         self.variable_rate = _variable(intervals)
         if not self._times:
             raise InputError(f"video has no decodable frames: {self.path}: use another video file")

@@ -364,10 +364,10 @@ class _FrameReader:
 
 
 class HeldFrame:
-    """A decoded frame, converted to RGB at most once however often it is repeated."""
+    """A decoded frame, converted to RGB (or grey) at most once however often it is repeated."""
 
     def __init__(self, frame: av.VideoFrame, time: Fraction, max_side: int | None, src_fps: float):
-        self.frame, self.time, self.max_side, self._image = frame, time, max_side, None
+        self.frame, self.time, self.max_side, self._image, self._luma = frame, time, max_side, None, None
         if frame.duration and frame.time_base is not None:
             self.end = time + frame.duration * Fraction(frame.time_base)
         else:
@@ -377,6 +377,12 @@ class HeldFrame:
         if self._image is None:
             self._image = to_rgb(self.frame, self.max_side)
         return self._image
+
+    def luma(self) -> np.ndarray:
+        """(H, W) uint8 grey at full size, upright: a tracker's input without a colour conversion."""
+        if self._luma is None:
+            self._luma = _upright(self.frame.to_ndarray(format="gray"), self.frame)
+        return self._luma
 
 
 def _check_complete(path: Path, decoded: int, expected: int) -> None:
@@ -395,6 +401,11 @@ def to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
         scale = max_side / max(width, height)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     image = frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
+    return _upright(image, frame)
+
+
+def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """The decoded image turned as the file's display rotation says."""
     turns = round(frame.rotation / 90) % 4 if frame.rotation else 0
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 

@@ -1,11 +1,13 @@
 """detect_face on the public-domain astronaut photo and on variants of it."""
 
 import cv2
+import dlib
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
+from sdmtalk.assets import HOG_FACE_DETECTOR
 from sdmtalk.errors import InputError, NoFaceError
 from sdmtalk.face.detect import (
     box_from_landmarks,
@@ -53,6 +55,18 @@ def test_astronaut_landmarks_are_a_face(reference):
 def test_models_are_loaded_once():
     assert hog_detector() is hog_detector()
     assert shape_predictor() is shape_predictor()
+
+
+def test_shipped_hog_detector_is_dlibs(tmp_path, astronaut):
+    # The copy in sdmtalk/assets is dlib's own detector: the same bytes, the same faces.
+    built = dlib.get_frontal_face_detector()
+    built.save(str(tmp_path / "built.svm"))
+    assert (tmp_path / "built.svm").read_bytes() == HOG_FACE_DETECTOR.read_bytes()
+    gray = to_gray(_two_faces(astronaut))
+    for upsample in (0, 1):
+        ours, theirs = hog_detector().run(gray, upsample, 0.0), built.run(gray, upsample, 0.0)
+        assert [str(r) for r in ours[0]] == [str(r) for r in theirs[0]]
+        assert ours[1] == theirs[1] and ours[2] == theirs[2]
 
 
 def test_box_from_landmarks_is_consistent(astronaut, reference):

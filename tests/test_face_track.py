@@ -3,11 +3,12 @@
 import cv2
 import numpy as np
 import pytest
+from scipy.signal import savgol_filter
 from skimage import data
 
 from sdmtalk.face.align import Similarity
 from sdmtalk.face.detect import detect_face
-from sdmtalk.face.track import LandmarkTracker, landmark_jitter, smooth_landmarks
+from sdmtalk.face.track import LandmarkTracker, landmark_jitter, savgol_interp, smooth_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,24 @@ def test_jitter_measure():
     valid[4] = False
     assert landmark_jitter(bump, valid) == pytest.approx(0.0, abs=1e-9)
     assert np.isnan(landmark_jitter(line[:2]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_savgol_interp_gives_scipys_numbers(dtype):
+    # The NumPy smoother replaced scipy.signal.savgol_filter(mode="interp") (a 1.2 s import):
+    # float64 agrees to rounding; in float32 scipy's edge fit runs in single precision, so
+    # the two agree to float32 precision of the data (~1e-6 relative).
+    rng = np.random.default_rng(2)
+    cases = [(5, 5, 2), (6, 5, 2), (7, 7, 2), (40, 7, 2), (40, 5, 3), (9, 3, 1)]
+    for frames, length, order in cases:  # (frames, window, polynomial order)
+        x = (rng.uniform(0, 1000, (1, 68, 2)) + rng.normal(0, 3, (frames, 68, 2))).astype(dtype)
+        ours = savgol_interp(x, length, order)
+        theirs = savgol_filter(x, length, order, axis=0, mode="interp")
+        assert ours.dtype == theirs.dtype == dtype
+        exact = savgol_filter(x.astype(np.float64), length, order, axis=0, mode="interp")
+        if dtype == np.float64:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-9)
+        else:  # 1e-6 of the coordinates' scale; scipy's float32 edges are the rougher ones
+            scale = 1e-6 * np.abs(x).max()
+            assert np.abs(ours - exact).max() <= np.spacing(np.float32(np.abs(x).max()))  # 1 step
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=scale)

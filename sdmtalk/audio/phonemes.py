@@ -1,8 +1,10 @@
 """Phoneme posteriors from hama's language-independent CTC phoneme recogniser (optional).
 
-hama 1.7.0 (Apache-2.0) ships its acoustic model inside the wheel and runs on its own CPU
-engine: nothing downloads at run time. Its CTC output is 20 ms frames over 191 IPA tokens
-(blank included); two frames fall in each 40 ms video frame and are averaged.
+hama 1.7.0 (Apache-2.0) ships its acoustic model inside the wheel: nothing downloads at run
+time. Its network runs here on torch (sdmtalk.audio.phoneme_net, under a tenth of the CPU
+time of hama's own engine, which stays the reference in tests/test_phoneme_runtime.py). Its
+CTC output is 20 ms frames over 191 IPA tokens (blank included); two frames fall in each
+40 ms video frame and are averaged.
 """
 
 from __future__ import annotations
@@ -12,31 +14,27 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from functools import lru_cache
 
 import numpy as np
 
 from sdmtalk import FPS, SAMPLE_RATE
-from sdmtalk.errors import Cancelled, InputError
+from sdmtalk.audio.phoneme_net import phoneme_net
+from sdmtalk.errors import Cancelled
 
 HAMA_FRAMES_PER_VIDEO_FRAME = 2  # 20 ms CTC frames per 40 ms video frame
 CHUNK_FRAMES = 500  # video frames (20 s) recognised at once: the recogniser's cost and memory
 CONTEXT_FRAMES = 25  # grow faster than linearly with its input; 1 s of context on each side
-MAX_WORKERS = 2  # recognisers that may run at once, each its own native session: the engine is
-#                 not documented as thread-safe, and `sdmtalk serve` runs jobs in several threads
+MAX_WORKERS = 2  # chunks recognised at once, across all calls (`sdmtalk serve` runs jobs in
+#                 several threads); they share one network: inference only, no state
 POLL_SECONDS = 0.1  # the caller looks for a stop (Ctrl-C, a stop event) this often
 _FREE_SLOTS: queue.Queue = queue.Queue()
 for _slot in range(MAX_WORKERS):
     _FREE_SLOTS.put(_slot)
 
 
-@lru_cache(maxsize=MAX_WORKERS)  # lru_cache: one model per slot and process, loaded on first use
 def _hama_model(slot: int = 0):
-    try:
-        import hama
-    except ImportError:
-        raise InputError("the phoneme front-end needs hama: pip install hama==1.7.0") from None
-    return hama.ASRModel()
+    """The recogniser for a slot: hama's network on torch, one per process, loaded on first use."""
+    return phoneme_net()
 
 
 def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
@@ -47,12 +45,12 @@ def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
 
     Long audio is recognised in chunks of at most 20 s (chunk_frames), each with 1 s of
     audio context on both sides that is dropped from its output, so memory stays flat at
-    any length. The chunks run on up to `workers` (at most MAX_WORKERS) daemon threads, each
-    with its own recogniser (the native engine releases the GIL), with the same numbers at
-    any count; the calling thread waits for them in steps of POLL_SECONDS, calling
-    progress(done, total) as each chunk ends. A Ctrl-C in that wait, or a set `stop` event
-    (-> Cancelled), ends the call at once: hama's engine cannot be interrupted inside a
-    chunk, so a busy thread finishes its chunk, drops the result and starts no other."""
+    any length. The chunks run on up to `workers` (at most MAX_WORKERS) daemon threads
+    (torch releases the GIL), with the same numbers at any count; the calling thread waits
+    for them in steps of POLL_SECONDS, calling progress(done, total) as each chunk ends. A
+    Ctrl-C in that wait, or a set `stop` event (-> Cancelled), ends the call at once; a busy
+    thread finishes its chunk (about 0.15 core-seconds for 22 s of audio), drops the result
+    and starts no other."""
     wav = np.asarray(wav, np.float32)
     spans = chunk_spans(num_frames)
     workers = max(1, min(int(workers), MAX_WORKERS, len(spans)))
@@ -162,10 +160,8 @@ def _recognise(wav: np.ndarray, num_frames: int,
 
 
 def _run(model, wav: np.ndarray) -> np.ndarray:
-    feeds = {model._waveform_input_name: np.asarray(wav, np.float32)[None],
-             model._waveform_lengths_input_name: np.array([len(wav)], np.int64)}
-    log_probs, _ = model.session.run([model._log_probs_output_name, model._out_lengths_output_name], feeds)
-    return log_probs
+    """(N,) samples -> (1, F, V) CTC log-probabilities (the shape hama's session returns)."""
+    return model.log_probs(wav)[None]
 
 
 def _frame_posteriors(log_probs: np.ndarray, num_frames: int) -> np.ndarray:

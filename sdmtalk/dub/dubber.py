@@ -55,6 +55,8 @@ class DubPlan:
     audio: np.ndarray
     notes: list[str]
     timings: dict
+    reference: tuple[np.ndarray, np.ndarray]  # a frame with the face and its landmarks: mouth colours
+    teeth: PhotoTeeth | None  # the video's own upper teeth, if it shows them
 
 
 class Dubber:
@@ -77,7 +79,7 @@ class Dubber:
             limit = None if keep_video_length else frames_for_audio(len(wav), video.fps)
             header = round(probe_video(video_path)["duration"] * float(video.fps))
             expected = min(limit or header, header) or limit or 1
-            face = track_video_face(video.scan(limit), str(video_path), face_index,
+            face = track_video_face(video.scan(limit, gray=True), str(video_path), face_index,
                                     progress=lambda done: self.progress("video", done, expected))
             features = speech.result()
         except BaseException:
@@ -97,11 +99,12 @@ class Dubber:
         targets = dub_targets(rest[order], delta)
         timings["motion"] = time.perf_counter() - t1
         notes = [n for n in (timeline.note, *_video_notes(video, face, video_path)) if n]
-        return DubPlan(video, face, order, rest, targets, timeline.audio, notes, timings)
+        looks = _mouth_looks(video, face)
+        return DubPlan(video, face, order, rest, targets, timeline.audio, notes, timings, *looks)
 
     def render(self, plan: DubPlan) -> Iterator[np.ndarray]:
         """The output frames, in order (even width and height, for H.264)."""
-        renderer = DubRenderer(*plan.face.reference, teeth=_video_teeth(plan.face))
+        renderer = DubRenderer(*plan.reference, teeth=plan.teeth)
         landmarks, valid = plan.face.landmarks, plan.face.valid
         h, w = plan.video.size
         for i, frame in enumerate(plan.video.read(plan.order)):
@@ -127,10 +130,15 @@ class Dubber:
         return DubResult(claim.path, total, float(plan.video.fps), plan.notes, plan.order, timings)
 
 
-def _video_teeth(face: VideoFace) -> PhotoTeeth | None:
-    """The video's own upper teeth, from its widest-open sampled frame, if it shows them."""
-    frame, landmarks = face.widest
-    return PhotoTeeth(frame, landmarks) if teeth_showing(frame, landmarks) >= TEETH_REUSE else None
+def _mouth_looks(video: VideoFrames, face: VideoFace) -> tuple[tuple, PhotoTeeth | None]:
+    """(the first frame with the face and its landmarks, the video's own upper teeth from its
+    widest-open sampled frame if it shows them): two frames read again, in colour."""
+    (first, first_lm), (widest, widest_lm) = face.reference, face.widest
+    frames = dict(zip(sorted({first, widest}), video.read(sorted({first, widest})), strict=True))
+    teeth = None
+    if teeth_showing(frames[widest], widest_lm) >= TEETH_REUSE:
+        teeth = PhotoTeeth(frames[widest], widest_lm)
+    return (frames[first], first_lm), teeth
 
 
 def _video_notes(video: VideoFrames, face: VideoFace, path: Path) -> list[str]:

@@ -20,19 +20,21 @@ from sdmtalk.face.detect import Box
 from sdmtalk.face.track import TRACKING, LandmarkTracker, smooth_landmarks
 
 TEETH_EVERY = 5  # frames between looks for the widest mouth
+SUBPIXEL_BELOW_PX = 160  # faces narrower than this are tracked on a 2x upscaled crop (as in
+#                          prepare); a larger face is fine at 1 px, and upscaling it costs most of the tracking
 
 
 @dataclass
 class VideoFace:
     """landmarks (T, 68, 2) float32, smoothed, NaN where no face; valid (T,) bool;
-    num_faces: most faces seen at once; reference: (frame, landmarks) of the first face;
-    widest: (frame, landmarks) of the widest-open mouth seen (None if no face)."""
+    num_faces: most faces seen at once; reference: (frame index, landmarks) of the first face;
+    widest: (frame index, landmarks) of the widest-open mouth seen."""
 
     landmarks: np.ndarray
     valid: np.ndarray
     num_faces: int
-    reference: tuple[np.ndarray, np.ndarray]
-    widest: tuple[np.ndarray, np.ndarray]
+    reference: tuple[int, np.ndarray]
+    widest: tuple[int, np.ndarray]
 
     def lost_spans(self) -> list[tuple[int, int]]:
         """[start, stop) frame ranges without the face."""
@@ -62,11 +64,13 @@ class _ChosenFaceTracker(LandmarkTracker):
 
     def _confirm(self, gray, track, faces):
         self.last = super()._confirm(gray, track, faces)
+        if self.last is not None:
+            self.subpixel = 2 if self.last.box[2] - self.last.box[0] < SUBPIXEL_BELOW_PX else 1
         return self.last
 
 
 class _Keeper:
-    """Hands the frames to the tracker and, after each, looks at what it found: keeps the
+    """Hands the frames to the tracker and, after each, looks at what it found: notes the
     first frame with the face and the widest-open mouth (sampled every TEETH_EVERY frames)."""
 
     def __init__(self, frames: Iterable[np.ndarray], tracker: _ChosenFaceTracker,
@@ -81,23 +85,23 @@ class _Keeper:
             yield frame
             found = self.tracker.last
             if found is not None:
-                self._look(i, frame, found.landmarks)
+                self._look(i, found.landmarks)
             if self.progress is not None:
                 self.progress(i + 1)
 
-    def _look(self, i: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
+    def _look(self, i: int, landmarks: np.ndarray) -> None:
         if self.reference is None:
-            self.reference = (frame.copy(), landmarks.copy())
+            self.reference = (i, landmarks.copy())
         if i % TEETH_EVERY == 0:
             gap = float(lip_gap(landmarks) / max(float(interocular_distance(landmarks)), 1e-6))
             if gap > self._best:
-                self.widest, self._best = (frame.copy(), landmarks.copy()), gap
+                self.widest, self._best = (i, landmarks.copy()), gap
 
 
 def track_video_face(frames: Iterable[np.ndarray], name: str, face_index: int | None = None,
                      progress: Callable[[int], object] | None = None) -> VideoFace:
-    """Landmarks of the chosen face in every frame; NoFaceError naming the video when no
-    frame shows it."""
+    """Landmarks of the chosen face in every frame (RGB or grey frames); NoFaceError naming
+    the video when no frame shows it."""
     cfg = TRACKING
     tracker = _ChosenFaceTracker(face_index, detect_every=cfg.detect_every,
                                  detect_max_side=cfg.detect_max_side, quiet=True)

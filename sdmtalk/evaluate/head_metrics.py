@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import librosa
+import librosa  # lazy: librosa.onset (and scipy.signal) load on first use
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.evaluate.metric_support import valid_mask
+from sdmtalk.motion.filters import gaussian_filter1d
 
 # Landmarks are (T, 68, 2) float pixels of aligned face crops (iBUG 68 layout, 0-based); `valid`
 # is a (T,) bool mask of the frames to score (conventions: metric_support).
@@ -86,7 +85,7 @@ def head_speed(landmarks: np.ndarray, valid=None, smooth: float = 1.0) -> np.nda
         speed[1:] = step
     # gaps take the median speed so that smoothing does not spread NaN; they are NaN again after
     filled = np.where(np.isnan(speed), np.nanmedian(speed) if np.isfinite(speed).any() else 0.0, speed)
-    out = scipy.ndimage.gaussian_filter1d(filled, smooth) if smooth > 0 else filled
+    out = gaussian_filter1d(filled, smooth) if smooth > 0 else filled
     out[~keep] = np.nan
     return out
 
@@ -94,13 +93,15 @@ def head_speed(landmarks: np.ndarray, valid=None, smooth: float = 1.0) -> np.nda
 def kinematic_beats(speed: np.ndarray, min_prominence: float = 0.1) -> np.ndarray:
     """Motion beats (AIST++/Bailando): local minima of the head speed (T,) whose prominence
     exceeds min_prominence x the speed's std. Returns frame indices (K,)."""
+    from scipy.signal import find_peaks  # ~1.2 s to import; the evaluate command only
+
     speed = np.asarray(speed, np.float64)
     ok = np.isfinite(speed)
     if ok.sum() < 3:
         return np.zeros(0, int)
     filled = np.where(ok, speed, np.nanmax(speed))  # lost frames cannot be minima
     scale = max(float(np.nanstd(speed)), 1e-9)
-    peaks, _ = scipy.signal.find_peaks(-filled, prominence=min_prominence * scale)
+    peaks, _ = find_peaks(-filled, prominence=min_prominence * scale)
     return peaks[ok[peaks]]
 
 

@@ -17,6 +17,7 @@ import cv2
 import dlib
 import numpy as np
 
+from sdmtalk.assets import HOG_FACE_DETECTOR
 from sdmtalk.errors import InputError, NoFaceError
 from sdmtalk.face.align import fit_similarity, sim_apply
 from sdmtalk.face.image import load_image
@@ -57,7 +58,13 @@ def model_path(name: str) -> Path:
 
 @lru_cache(maxsize=1)
 def hog_detector():
-    return dlib.get_frontal_face_detector()
+    """dlib's frontal face detector, read from the copy in sdmtalk/assets (bit-identical,
+    ~200x faster to load than dlib.get_frontal_face_detector, which is the fallback)."""
+    try:
+        return dlib.fhog_object_detector(str(HOG_FACE_DETECTOR))
+    except RuntimeError as err:  # missing or unreadable copy
+        _LOG.warning("%s: %s; building dlib's detector instead", HOG_FACE_DETECTOR, err)
+        return dlib.get_frontal_face_detector()
 
 
 @lru_cache(maxsize=1)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
 
 from sdmtalk.audio.features import PROSODY_ONSET
 from sdmtalk.errors import InputError
 from sdmtalk.face.align import LIP_PAIRS, sim_compose, sim_inverse
 from sdmtalk.motion.beat_snap import BeatSnap, accent_frames, snap_pose
+from sdmtalk.motion.filters import gaussian_filter1d
 from sdmtalk.motion.lip_ensemble import mix_ridge_lips, ridge_for
 from sdmtalk.motion.pose_gain import PoseGainState, apply_pose_gain, reference_style
 from sdmtalk.motion.sdm_config import MOUTH_POINTS, N_POINTS

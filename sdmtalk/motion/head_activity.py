@@ -13,7 +13,8 @@ The readout is fitted by calibrate/calibrate_pose_gain.py (fit_head_activity) on
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+
+from sdmtalk.motion.filters import gaussian_filter1d
 
 SPEED_SMOOTH = 3.0  # Gaussian sigma (frames) of the real head speed the readout learns
 ENVELOPE_SMOOTH = 2.0  # Gaussian sigma (frames) of the envelope: per-frame voicing flips are no nods

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from sdmtalk.errors import InputError
+from sdmtalk.motion.filters import exp_smooth
 
 
 def slow_band(pose: np.ndarray, tau: float, start: int = 0, init: np.ndarray | None = None) -> np.ndarray:
@@ -31,7 +31,7 @@ def slow_band(pose: np.ndarray, tau: float, start: int = 0, init: np.ndarray | N
     a = float(np.exp(-1.0 / tau))
     prev = pose[start] if init is None else np.asarray(init, np.float64)
     # y_t = a y_{t-1} + (1 - a) x_t, run on x - prev so that the filter's zero state is prev
-    low[start:] = lfilter([1.0 - a], [1.0, -a], pose[start:] - prev, axis=0) + prev
+    low[start:] = exp_smooth(pose[start:] - prev, a) + prev
     return low
 
 

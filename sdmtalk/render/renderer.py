@@ -31,6 +31,7 @@ SEAL_OVERLAP_PX = 1.0  # sealed lips overlap by this much, so the lip triangles 
 INNER_LIP_PARTNERS = np.array([[60, 48], [61, 50], [62, 51], [63, 52], [64, 54], [65, 56], [66, 57], [67, 58]])
 LIP_TEXTURE_KEEP = 0.65  # a sealed lip is painted from this outer share of the photo's lip band
 OPEN_PX = 1.5  # inner lips further apart than this (crop px) are an open mouth to paint over
+INPAINT_RADIUS = 3  # px around each painted-over pixel that cv2.inpaint reads
 TEETH_REUSE = 0.2  # share of teeth-like pixels in the photo's opening above which its teeth are reused
 
 
@@ -97,8 +98,19 @@ def paint_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
     mask = np.zeros(crop.shape[:2], np.uint8)
     cv2.fillPoly(mask, [lm[60:68]], 255)
     grow = max(1, int(round(0.01 * crop.shape[0])))
-    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    return cv2.inpaint(crop, mask | teeth_mask(crop, source), 3, cv2.INPAINT_TELEA)
+    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) | teeth_mask(crop, source)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return crop.copy()
+    # inpaint only around the mask (it reads INPAINT_RADIUS px beyond it): the same pixels,
+    # without a pass over the whole crop (a dubbed video's frames are large)
+    m = INPAINT_RADIUS + 2
+    y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, mask.shape[0])
+    x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, mask.shape[1])
+    out = crop.copy()
+    out[y0:y1, x0:x1] = cv2.inpaint(np.ascontiguousarray(crop[y0:y1, x0:x1]), mask[y0:y1, x0:x1],
+                                    INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    return out
 
 
 class Renderer:

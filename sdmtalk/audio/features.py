@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 import parselmouth
-import scipy.signal
 
 from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
 from sdmtalk.audio.phonemes import phoneme_posteriors
@@ -105,7 +104,8 @@ def _mel_basis() -> tuple[np.ndarray, np.ndarray]:
     import librosa.filters  # slaney mel filters; imported late because librosa loads slowly
 
     basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)
-    window = scipy.signal.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+    # scipy.signal.get_window("hann", N_FFT, fftbins=True), bit for bit (scipy.signal costs ~1 s to import)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
     return basis.T.astype(np.float32), window  # (201, 80), (400,)
 
 

@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile
 
 from sdmtalk import SAMPLE_RATE
@@ -154,5 +153,7 @@ def _resample(wav: np.ndarray, source_rate: int) -> np.ndarray:
     if source_rate == SAMPLE_RATE:
         return wav
     g = np.gcd(source_rate, SAMPLE_RATE)
+    import scipy.signal  # ~1 s to import, and only text-to-speech needs it
+
     out = scipy.signal.resample_poly(wav, SAMPLE_RATE // g, source_rate // g)
     return np.clip(out, -1.0, 1.0).astype(np.float32)

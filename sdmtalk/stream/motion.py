@@ -28,6 +28,7 @@ from sdmtalk.diffusion.samplers import sample_reverse, shallow_start
 from sdmtalk.diffusion.schedule import q_sample
 from sdmtalk.errors import InputError
 from sdmtalk.motion.beat_snap import CATCH_UP, PEAK_HALF, accent_frames
+from sdmtalk.motion.filters import gaussian_filter1d
 from sdmtalk.motion.finish import check_controls, rhythm_weight
 from sdmtalk.motion.head_activity import head_activity
 from sdmtalk.motion.pose_gain import PoseGainState
@@ -361,8 +362,6 @@ class MotionStream:
 
 def _smoothed_pose(model, final: torch.Tensor, smooth: float) -> np.ndarray:
     """The denormalized pose (T, 4) as finish_motion smooths it (its frame 0 is the origin)."""
-    from scipy.ndimage import gaussian_filter1d
-
     pose = model.denormalize(final)[0].cpu().numpy().astype(np.float64)
     return gaussian_filter1d(pose, smooth, axis=0, mode="nearest") if smooth > 0 else pose
 

@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from sdmtalk.errors import InputError
-from sdmtalk.video import HeldFrame, decode_frames, frame_time, open_video, to_rgb
+from sdmtalk.video import HeldFrame, check_complete, decode_frames, frame_time, open_video, to_rgb
 
 BLOCK_BYTES = 256 * 2**20  # decoded frames held at once by a backward run
 MAX_SIDE = 4096  # longer sides (8K) cost minutes per second of video: refused with a fix
@@ -51,32 +51,42 @@ class VideoFrames:
         """Frames 0, 1, ... (at most `limit`) as RGB (H, W, 3), or (H, W) luma with gray
         (what a tracker needs: no colour conversion), recording each one's source."""
         self._times.clear()
-        step, intervals = 1 / self.fps, []
-        with open_video(self.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            held, t0 = None, None
-            for frame in decode_frames(container, stream, self.path):
-                t = frame_time(frame, held)
-                if t0 is None:
-                    t0 = t
-                    self._check_size(frame)
-                elif held is not None:
-                    intervals.append(float(t - held.time))
-                while held is not None and len(self._times) * step < t - t0:
-                    if limit is not None and len(self._times) >= limit:
-                        return
-                    self._times.append(held.time)
-                    yield held.luma() if gray else held.image()
-                held = HeldFrame(frame, t, None, float(self.source_fps))
-            while held is not None and len(self._times) * step < held.end - t0:
+        intervals: list[float] = []
+        try:
+            for held in self._held_frames(intervals):
                 if limit is not None and len(self._times) >= limit:
                     return
                 self._times.append(held.time)
                 yield held.luma() if gray else held.image()
-        self.variable_rate = _variable(intervals)
+        finally:
+            self.variable_rate = _variable(intervals)
         if not self._times:
             raise InputError(f"video has no decodable frames: {self.path}: use another video file")
+
+    def _held_frames(self, intervals: list[float]) -> Iterator[HeldFrame]:
+        """The source frame shown at each output index (resampled to self.fps by timestamp, as
+        video.iter_video_frames does); the gaps between source frames go into `intervals`."""
+        step = 1 / self.fps
+        with open_video(self.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            held, t0, decoded, k = None, None, 0, 0
+            for frame in decode_frames(container, stream, self.path):
+                decoded += 1
+                t = frame_time(frame, held)
+                if t0 is None:
+                    t0 = t
+                    self._check_size(frame)
+                else:
+                    intervals.append(float(t - held.time))
+                while held is not None and k * step < t - t0:
+                    yield held
+                    k += 1
+                held = HeldFrame(frame, t, None, float(self.source_fps))
+            while held is not None and k * step < held.end - t0:
+                yield held
+                k += 1
+            check_complete(self.path, decoded, stream.frames)
 
     def _check_size(self, frame: av.VideoFrame) -> None:
         h, w = frame.height, frame.width

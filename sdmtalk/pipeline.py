@@ -26,6 +26,7 @@ from sdmtalk.dub.dubber import Dubber, DubResult
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
 from sdmtalk.face.mouth_state import rest_mouth
+from sdmtalk.limits import MAX_SAMPLES, MOTIONS
 from sdmtalk.motion.energy import EnergyBaseline
 from sdmtalk.motion.linear import LinearBaseline
 from sdmtalk.motion.load import load_model
@@ -37,9 +38,7 @@ from sdmtalk.threads import default_threads, in_background, in_thread, torch_thr
 from sdmtalk.video import ReservedOutput, write_mp4
 
 _LOG = logging.getLogger(__name__)
-MOTIONS = ("sdm", "energy", "static", "linear")
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "sdm_base.safetensors"
-MAX_SAMPLES = 100  # --num-samples: each sample is a full video
 
 
 @dataclass

@@ -360,7 +360,7 @@ class _FrameReader:
             while held is not None and k * self.step + slack < held.end - t0:
                 yield held.image()
                 k += 1
-            _check_complete(self.path, decoded, stream.frames)
+            check_complete(self.path, decoded, stream.frames)
 
 
 class HeldFrame:
@@ -385,7 +385,7 @@ class HeldFrame:
         return self._luma
 
 
-def _check_complete(path: Path, decoded: int, expected: int) -> None:
+def check_complete(path: Path, decoded: int, expected: int) -> None:
     """FFmpeg stops quietly at the cut of a truncated file; the header still knows the count.
     A little slack: edit lists may hide a few leading frames."""
     if expected and decoded < expected - max(2, expected // 100):

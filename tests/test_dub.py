@@ -210,3 +210,76 @@ def test_dub_real_clip_keeps_the_frame_outside_the_lower_face(tmp_path):
 def _first(plan, n):
     """The plan cut to its first n output frames."""
     return replace(plan, order=plan.order[:n], targets=plan.targets[:n])
+
+
+def _speech_cut(face_video, folder: Path, seconds: float) -> Path:
+    wav, rate = sf.read(str(face_video[1]), dtype="float32")
+    path = folder / "speech_cut.wav"
+    sf.write(path, wav[: int(seconds * rate)], rate)
+    return path
+
+
+def _face_frames(face_video, count: int) -> list[np.ndarray]:
+    return list(read_video(face_video[0]).frames[:count])
+
+
+def _write(path: Path, frames, pts=None, rotation=None, rate=25) -> Path:
+    """frames as H.264 with the given presentation times (in 1/rate units) and display rotation."""
+    import av  # noqa: PLC0415 (only these writers use PyAV directly)
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            vf.pts = i if pts is None else pts[i]
+            container.mux(stream.encode(vf))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_dub_notes_two_faces_and_a_variable_frame_rate(face_video, tmp_path):
+    frames = _face_frames(face_video, 25)
+    pair = [np.hstack([f, f[:, ::-1]]) for f in frames]
+    pts = np.cumsum([0] + [1 if i % 3 else 3 for i in range(1, 25)])  # gaps: a phone's variable rate
+    path = _write(tmp_path / "pair.mp4", pair, pts=pts.tolist())
+    speech = _speech_cut(face_video, tmp_path, 1.0)
+    res = TalkingFacePipeline(quiet=True, threads=1).dub(path, speech, tmp_path / "out.mp4")
+    notes = " | ".join(res.notes)
+    assert "2 faces" in notes and "variable frame rate" in notes, notes
+    right = TalkingFacePipeline(quiet=True, threads=1).dub(path, speech, tmp_path / "right.mp4", face_index=1)
+    assert read_video(right.path).frames.shape[1:] == (256, 512, 3)
+
+
+def test_dub_portrait_phone_video_keeps_its_size(face_video, tmp_path):
+    """A 1080x1920 portrait video stored landscape with a display rotation (as phones do)."""
+    frames = [cv2.resize(f, (1080, 1080)) for f in _face_frames(face_video, 12)]
+    tall = [np.vstack([np.full((420, 1080, 3), 30, np.uint8), f, np.full((420, 1080, 3), 30, np.uint8)])
+            for f in frames]
+    stored = [np.ascontiguousarray(np.rot90(f, k=-1)) for f in tall]  # 1920 wide, 1080 high
+    path = _write(tmp_path / "phone.mp4", stored, rotation=90)
+    speech = _speech_cut(face_video, tmp_path, 0.5)
+    res = TalkingFacePipeline(quiet=True, threads=2).dub(path, speech, tmp_path / "out.mp4")
+    out = read_video(res.path).frames
+    assert out.shape[1:] == (1920, 1080, 3)
+    assert np.abs(out[:, :400].astype(int) - 30).max() < 6  # the band above the face is as filmed
+
+
+@pytest.mark.parametrize("case, message", [("truncated", "video is truncated"), ("8k", "up to 4096 px")])
+def test_dub_broken_or_huge_video_one_line(case, message, face_video, tmp_path, capsys):
+    path, speech = face_video
+    if case == "truncated":
+        data = path.read_bytes()
+        video = tmp_path / "cut.mp4"
+        video.write_bytes(data[: len(data) * 2 // 3])
+    else:
+        video = _write(tmp_path / "8k.mp4", [np.zeros((4320, 7680, 3), np.uint8)] * 2)
+    out = tmp_path / "out.mp4"
+    assert main(["dub", "--video", str(video), "--audio", str(speech), "-o", str(out), "-q",
+                 "--keep-video-length"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()

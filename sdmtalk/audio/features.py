@@ -15,6 +15,7 @@ import numpy as np
 import parselmouth
 
 from sdmtalk import FPS, MEL_PER_FRAME, SAMPLE_RATE
+from sdmtalk.audio.mel import slaney_mel_filters
 from sdmtalk.audio.phonemes import phoneme_posteriors
 
 N_MELS = 80
@@ -101,9 +102,7 @@ def _as_mono(wav: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _mel_basis() -> tuple[np.ndarray, np.ndarray]:
-    import librosa.filters  # slaney mel filters; imported late because librosa loads slowly
-
-    basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)
+    basis = slaney_mel_filters(SAMPLE_RATE, N_FFT, N_MELS, F_MIN, F_MAX)  # librosa's, without librosa
     # scipy.signal.get_window("hann", N_FFT, fftbins=True), bit for bit (scipy.signal costs ~1 s to import)
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
     return basis.T.astype(np.float32), window  # (201, 80), (400,)

@@ -17,6 +17,7 @@ import soundfile
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.errors import InputError
+from sdmtalk.limits import MAX_TEXT_CHARS
 
 # espeak_ng's speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -89,9 +90,6 @@ def _worker():
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-
-
-MAX_TEXT_CHARS = 1000  # typed text: about a minute of speech (the page, the API and --text alike)
 
 
 def text_to_wav_file(text: str, folder: Path) -> Path:

@@ -26,6 +26,7 @@ from sdmtalk.face.align import (
     sim_inverse,
 )
 from sdmtalk.face.template import CANONICAL_TEMPLATE
+from sdmtalk.limits import SCALE_RANGES, SEED_MAX  # documented ranges of the controls
 from sdmtalk.motion.pose_gain import pose_band_stats
 
 MOUTH = slice(48, 68)  # outer 48-59 and inner 60-67 lip contours
@@ -63,12 +64,6 @@ class Motion:
     def still(cls, num_frames: int) -> Motion:
         """No motion at all: every frame is the source photo."""
         return cls(np.zeros((num_frames, 4), np.float32), np.zeros((num_frames, 68, 2), np.float32))
-
-
-# Documented ranges of the user controls (README "Motion controls"). Beyond them the mesh warp
-# tears: lips past ~3x open into a brown field; pose past ~3x throws the head off the crop.
-SEED_MAX = 2**31 - 1  # numpy, torch and the blink schedule all take it
-SCALE_RANGES = {"pose_scale": (0.0, 3.0), "lip_scale": (0.0, 2.0), "rhythm_scale": (0.0, 3.0)}
 
 
 class ControlError(InputError, ValueError):

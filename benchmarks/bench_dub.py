@@ -65,13 +65,14 @@ def dub_frames(pipe, clip, real, wav) -> tuple[np.ndarray, float]:
     hop, start = SAMPLE_RATE // FPS, real.source_index
     padded = np.concatenate([np.zeros(start * hop, np.float32), wav])
     dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
-    plan = dubber.plan(clip.path, padded, MotionControls(), fps=FPS)
-    ring = DubRenderer(*plan.reference)
-    out, exact = [], []
-    for j, original, frame in zip(plan.order, plan.video.read(plan.order), dubber.render(plan), strict=True):
-        out.append(frame)
-        if plan.face.valid[j]:
-            inside = ring.ring_mask(plan.face.landmarks[j], frame.shape[:2])
+    job = dubber.start(clip.path, padded, MotionControls(), fps=FPS)
+    out = list(dubber.frames(job))
+    landmarks, valid = job.track.tracked()
+    ring = DubRenderer(out[0], landmarks[job.track.reference[0]])
+    exact = []
+    for j, original, frame in zip(job.order, job.video.read(job.order), out, strict=True):
+        if valid[j]:
+            inside = ring.ring_mask(landmarks[j], frame.shape[:2])
             exact.append(bool(np.array_equal(frame[~inside], original[: frame.shape[0], : frame.shape[1]][~inside])))
     return np.stack(out[start:]), float(np.mean(exact)) if exact else float("nan")
 

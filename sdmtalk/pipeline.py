@@ -409,22 +409,22 @@ class TalkingFacePipeline:
             for stale in claim.removed_stale:
                 _LOG.warning("removed %s, the unfinished output of an earlier run that was killed", stale)
             try:
-                wav = load_audio(audio_path)
                 dubber = Dubber(self.features, self._still_motion, self.threads, self._report)
-                plan = dubber.plan(Path(video_path), wav, controls, face_index, keep_video_length)
-                for note in [] if self.quiet else plan.notes:
-                    print(note, file=sys.stderr)
-                return dubber.write(plan, claim)
+                job = dubber.start(Path(video_path), load_audio(audio_path), controls, face_index, keep_video_length)
+                result = dubber.write(job, claim)
             finally:
                 if isinstance(self.progress, TerminalProgress):
                     self.progress.close()
+        for note in [] if self.quiet else result.notes:
+            print(note, file=sys.stderr)
+        return result
 
     def dub_frames(self, video_path, wav, controls: MotionControls | None = None, face_index: int | None = None,
                    fps=None) -> Iterator[np.ndarray]:
         """In memory: the frames of `video_path` dubbed with (N,) 16 kHz speech `wav`, as many
         as the speech lasts (at `fps`, None: the video's own), one at a time."""
         dubber = Dubber(self.features, self._still_motion, threads=1)
-        return dubber.render(dubber.plan(Path(video_path), wav, controls or MotionControls(), face_index, fps=fps))
+        return dubber.frames(dubber.start(Path(video_path), wav, controls or MotionControls(), face_index, fps=fps))
 
     def _still_motion(self, features, canonical, controls) -> Motion:
         with torch_threads(1):

@@ -19,6 +19,7 @@ from sdmtalk.audio import (
     synthesize_speech,
 )
 from sdmtalk.audio.features import LOG_FLOOR, log_mel, pitch_track
+from sdmtalk.audio.mel import slaney_mel_filters
 from sdmtalk.errors import AudioError, InputError
 
 SR = 16000
@@ -195,6 +196,15 @@ def test_log_mel_matches_librosa():
         y=wav, sr=SR, n_fft=400, hop_length=160, n_mels=80, fmin=55, fmax=7600, power=1.0
     )
     np.testing.assert_allclose(log_mel(wav), np.log(np.maximum(ref, LOG_FLOOR)).T, atol=2e-3)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 400, 80, 55.0, 7600.0), (22050, 2048, 128, 0.0, 11025.0),
+                                                     (16000, 512, 40, 20.0, 7600.0)])
+def test_slaney_mel_filters_are_librosas_bit_for_bit(sr, n_fft, n_mels, fmin, fmax):
+    import librosa.filters
+
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert np.array_equal(slaney_mel_filters(sr, n_fft, n_mels, fmin, fmax), ref)
 
 
 def test_tone_gives_its_pitch_and_relative_semitones():

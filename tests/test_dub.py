@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import soundfile as sf
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.cli import main
 from sdmtalk.dub.dubber import Dubber
-from sdmtalk.dub.lips import SPEECH_WEIGHTS, delta_at_frames, dub_targets
+from sdmtalk.dub.lips import SPEECH_WEIGHTS, delta_at_frames, dub_target, median_rest, steady_rest
 from sdmtalk.dub.timeline import pingpong, plan_timeline
 from sdmtalk.face import detect_face
 from sdmtalk.face.align import lip_gap
@@ -108,14 +107,15 @@ def test_dub_renderer_changes_only_the_lower_face(face_video):
 
 def test_targets_move_only_mouth_and_jaw():
     rng = np.random.default_rng(0)
-    rest = (CANONICAL_TEMPLATE[None] * 100 + 200).repeat(3, 0).astype(np.float32)
-    rest[1] = np.nan
-    delta = rng.normal(0, 0.05, (3, 68, 2)).astype(np.float32)
-    out = dub_targets(rest, delta)
-    assert np.isnan(out[1]).all()
+    face = (CANONICAL_TEMPLATE * 100 + 200).astype(np.float32)
+    median = median_rest(np.stack([face, np.full((68, 2), np.nan, np.float32)]))
+    rest, steady, sims = steady_rest(face, median)
     fixed = SPEECH_WEIGHTS == 0
-    assert np.allclose(out[0][fixed], rest[0][fixed], atol=1e-3)
-    assert np.abs(out[0][48:68] - rest[0][48:68]).max() > 1
+    assert np.allclose(rest[fixed], face[fixed], atol=1e-3)  # only the mouth and jaw take the rest shape
+    delta = rng.normal(0, 0.05, (3, 68, 2)).astype(np.float32)
+    target = dub_target(steady, sims, delta[0])
+    assert np.allclose(target[fixed], face[fixed], atol=1e-3)
+    assert np.abs(target[48:68] - rest[48:68]).max() > 1
     resampled = delta_at_frames(delta, 6, Fraction(50))  # 50 fps: every other frame is a midpoint
     assert np.allclose(resampled[2], delta[1]) and np.allclose(resampled[1], (delta[0] + delta[1]) / 2)
 
@@ -142,13 +142,14 @@ def test_dub_end_to_end(face_video, tmp_path):
 
 def test_dub_closes_the_video_mouth_in_silence(face_video, tmp_path):
     path, _ = face_video
-    silence = tmp_path / "silence.wav"
-    sf.write(silence, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
     pipe = TalkingFacePipeline(quiet=True, threads=1)
     dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
-    plan = dubber.plan(path, np.zeros(SAMPLE_RATE, np.float32), MotionControls())
-    gaps_in = [lip_gap(plan.face.landmarks[j]) for j in plan.order if plan.face.valid[j]]
-    gaps_out = [lip_gap(t) for t in plan.targets if np.isfinite(t).all()]
+    job = dubber.start(path, np.zeros(SAMPLE_RATE, np.float32), MotionControls())
+    frames = list(dubber.frames(job))
+    landmarks, valid = job.track.tracked()
+    assert len(frames) == len(job.order) == len(job.targets) == 25
+    gaps_in = [lip_gap(landmarks[j]) for j in job.order if valid[j]]
+    gaps_out = [lip_gap(t) for t in job.targets if np.isfinite(t).all()]
     assert max(gaps_out) < max(gaps_in)  # the video's speech does not show through
     assert np.median(gaps_out) <= np.median(gaps_in) + 0.5
 
@@ -196,20 +197,16 @@ def test_dub_real_clip_keeps_the_frame_outside_the_lower_face(tmp_path):
     sf.write(speech, wav, SAMPLE_RATE)
     pipe = TalkingFacePipeline(quiet=True, threads=1)
     dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
-    plan = dubber.plan(videos[0], wav, MotionControls())
-    originals = list(plan.video.read(plan.order[:20]))
-    dubbed = list(dubber.render(_first(plan, 20)))
+    job = dubber.start(videos[0], wav, MotionControls())
+    dubbed = list(dubber.frames(job))[:20]
+    originals = list(job.video.read(job.order[:20]))
+    landmarks = job.track.tracked()[0]
     moved = 0
-    for j, frame, new in zip(plan.order[:20], originals, dubbed, strict=True):
-        eyes_row = int(np.nanmax(plan.face.landmarks[j, 36:48, 1]))
+    for j, frame, new in zip(job.order[:20], originals, dubbed, strict=True):
+        eyes_row = int(np.nanmax(landmarks[j, 36:48, 1]))
         assert np.array_equal(new[:eyes_row], frame[:eyes_row])  # above the eyes' lowest point: bit-exact
         moved += int(np.abs(new.astype(int) - frame).max() > 10)
     assert moved >= 10
-
-
-def _first(plan, n):
-    """The plan cut to its first n output frames."""
-    return replace(plan, order=plan.order[:n], targets=plan.targets[:n])
 
 
 def _speech_cut(face_video, folder: Path, seconds: float) -> Path:

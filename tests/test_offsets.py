@@ -14,7 +14,7 @@ import pytest
 import torch
 from synthetic_clips import synthetic_clip
 
-from sdmtalk.cli import run_prepare_command
+from sdmtalk.cli.prepare import run_prepare_command
 from sdmtalk.data.cache import ClipRecord, ShardResult, finalize, write_shard
 from sdmtalk.data.offsets import OffsetRule, OffsetTable, offsets_file, shift_audio
 from sdmtalk.sync.expert import SyncExpertConfig, load_expert

@@ -9,10 +9,12 @@ CTC output is 20 ms frames over 191 IPA tokens (blank included); two frames fall
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +30,7 @@ MAX_WORKERS = 2  # chunks recognised at once, across all calls (`sdmtalk serve` 
 #                 several threads); they share one network: inference only, no state
 POLL_SECONDS = 0.1  # the caller looks for a stop (Ctrl-C, a stop event) this often
 _FREE_SLOTS: queue.Queue = queue.Queue()
+_WORKING: set = set()  # chunk workers running now (an abandoned one may still be in its chunk)
 for _slot in range(MAX_WORKERS):
     _FREE_SLOTS.put(_slot)
 
@@ -50,7 +53,8 @@ def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
     for them in steps of POLL_SECONDS, calling progress(done, total) as each chunk ends. A
     Ctrl-C in that wait, or a set `stop` event (-> Cancelled), ends the call at once; a busy
     thread finishes its chunk (about 0.15 core-seconds for 22 s of audio), drops the result
-    and starts no other."""
+    and starts no other. The interpreter waits for such a thread at exit (`_finish_chunks`):
+    torch torn down under a running chunk aborts the process (std::terminate)."""
     wav = np.asarray(wav, np.float32)
     spans = chunk_spans(num_frames)
     workers = max(1, min(int(workers), MAX_WORKERS, len(spans)))
@@ -91,6 +95,23 @@ def chunk_spans(num_frames: int) -> list[tuple[int, int, int, int]]:
 
 def _chunk_worker(wav, spans, todo, results, given_up: threading.Event) -> None:
     """Recognise chunks from `todo` until none is left or the caller gave up."""
+    _WORKING.add(threading.current_thread())
+    try:
+        _recognise_chunks(wav, spans, todo, results, given_up)
+    finally:
+        _WORKING.discard(threading.current_thread())
+
+
+@atexit.register
+def _finish_chunks(timeout: float = 10.0) -> None:
+    """At exit, let abandoned workers end their chunk (a fraction of a second) before torch
+    is torn down. A Ctrl-C of the CLI exits with os._exit and skips this."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_WORKING):
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _recognise_chunks(wav, spans, todo, results, given_up: threading.Event) -> None:
     spf = SAMPLE_RATE // FPS
     while not given_up.is_set():
         try:

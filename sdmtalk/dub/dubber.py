@@ -1,9 +1,11 @@
 """Dub a video: its frames and head stay, its lips say the new speech.
 
-Two passes over the video, neither holding it in memory: the first tracks the face (while
-the new speech's features are computed on another thread), the second renders each frame's
-lower face (frame_source gives the frames in the output's order, ping-pong included) while
-the encoder writes the mp4 at the video's own size and frame rate with the new audio.
+Three stages run at once, none holding the video in memory: the face is tracked on one
+thread (grey frames, dub.video_face.FaceTrack), the frames are decoded again in colour and
+their lower face re-rendered on a second (as soon as the tracking is WARMUP frames ahead,
+after the new speech's features and mouth motion are made), and the caller encodes. An
+audio longer than the video then plays it backward and forward again (ping-pong), read
+through frame_source in bounded blocks.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from sdmtalk.dub.lips import delta_at_frames, dub_targets, rest_faces, steady_rest
+from sdmtalk import SAMPLE_RATE
+from sdmtalk.dub.lips import delta_at_frames, dub_target, median_rest, steady_rest
 from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
-from sdmtalk.dub.video_face import VideoFace, track_video_face
+from sdmtalk.dub.video_face import FaceTrack
 from sdmtalk.face.mouth_state import teeth_showing
 from sdmtalk.frame_source import VideoFrames
 from sdmtalk.motion.types import Motion, MotionControls
@@ -44,19 +48,29 @@ class DubResult:
 
 
 @dataclass
-class DubPlan:
-    """Everything the render pass needs: the frames in output order, their landmarks."""
+class DubJob:
+    """One dub under way. frames: output frames (None: the video's own count, known when
+    tracking ends); order and targets fill as frames are rendered (source frame and
+    target landmarks, NaN where the face was not found)."""
 
-    video: VideoFrames
-    face: VideoFace
-    order: np.ndarray  # (N,) source frame per output frame
-    rest: np.ndarray  # (T, 68, 2) source frames' faces at rest
-    targets: np.ndarray  # (N, 68, 2) output landmarks (NaN: frame passes through)
-    audio: np.ndarray
-    notes: list[str]
-    timings: dict
-    reference: tuple[np.ndarray, np.ndarray]  # a frame with the face and its landmarks: mouth colours
-    teeth: PhotoTeeth | None  # the video's own upper teeth, if it shows them
+    path: Path
+    video: VideoFrames  # the tracking pass's reader: it knows each frame's source, for ping-pong
+    track: FaceTrack
+    speech: np.ndarray  # as given
+    wav: np.ndarray  # as encoded (with --keep-video-length: padded past the video's end)
+    controls: MotionControls
+    keep_video_length: bool
+    frames: int | None
+    features: object
+    order: list[int] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """End the tracking and feature threads (both stop within a frame or a chunk): none
+        may outlive the dub, or a native library is torn down under it at exit."""
+        self.track.stop()
+        self.features.abandon(wait=True)
 
 
 class Dubber:
@@ -68,93 +82,111 @@ class Dubber:
         self.features, self.motion, self.threads = features, motion, threads
         self.progress = progress or (lambda stage, done, total: None)
 
-    def plan(self, video_path: Path, wav: np.ndarray, controls: MotionControls,
-             face_index: int | None = None, keep_video_length: bool = False, fps=None) -> DubPlan:
-        """Track the video's face and make the new mouth motion for every output frame
-        (at `fps`; None: the video's own rate)."""
-        t0 = time.perf_counter()
+    def start(self, video_path: Path, wav: np.ndarray, controls: MotionControls, face_index: int | None = None,
+              keep_video_length: bool = False, fps=None) -> DubJob:
+        """Open the video and start tracking its face and computing the speech's features
+        (the output at `fps`; None: the video's own rate)."""
+        video_path, speech = Path(video_path), np.asarray(wav, np.float32)
         video = VideoFrames(video_path, fps)
-        speech = in_thread(lambda stop: self.features(wav, None, stop))
-        try:
-            limit = None if keep_video_length else frames_for_audio(len(wav), video.fps)
-            header = round(probe_video(video_path)["duration"] * float(video.fps))
-            expected = min(limit or header, header) or limit or 1
-            face = track_video_face(video.scan(limit, gray=True), str(video_path), face_index,
-                                    progress=lambda done: self.progress("video", done, expected))
-            features = speech.result()
-        except BaseException:
-            speech.abandon(wait=False)
-            raise
-        timings = {"track_features": time.perf_counter() - t0}
-        scanned = len(video)
-        total = scanned if limit is None or scanned < limit else max(scanned, header)
-        timeline = plan_timeline(wav, total, video.fps, keep_video_length)
-        order = pingpong(timeline.frames, scanned)
-        rest, median = steady_rest(rest_faces(face.landmarks, face.valid), face.valid)
-        t1 = time.perf_counter()
-        self.progress("motion", 0, 1)
-        motion = self.motion(features, median, replace(controls, still=True))
-        self.progress("motion", 1, 1)
-        delta = delta_at_frames(motion.delta, timeline.frames, video.fps)
-        targets = dub_targets(rest[order], delta)
-        timings["motion"] = time.perf_counter() - t1
-        notes = [n for n in (timeline.note, *_video_notes(video, face, video_path)) if n]
-        looks = _mouth_looks(video, face)
-        return DubPlan(video, face, order, rest, targets, timeline.audio, notes, timings, *looks)
+        frames = None if keep_video_length else frames_for_audio(len(wav), video.fps)
+        if keep_video_length:  # padded with silence past the video's end; the encoder cuts it there
+            header = probe_video(video_path)["duration"]
+            wav = np.pad(speech, (0, max(0, int((header + 1) * SAMPLE_RATE) - len(speech))))
+        expected = frames or max(1, round(probe_video(video_path)["duration"] * float(video.fps)))
+        track = FaceTrack(video.scan(frames, gray=True), str(video_path), face_index,
+                          progress=lambda done: self.progress("video", done, expected)).start()
+        features = in_thread(lambda stop: self.features(wav, None, stop))
+        return DubJob(video_path, video, track, speech, wav, controls, keep_video_length, frames, features)
 
-    def render(self, plan: DubPlan) -> Iterator[np.ndarray]:
+    def frames(self, job: DubJob) -> Iterator[np.ndarray]:
         """The output frames, in order (even width and height, for H.264)."""
-        renderer = DubRenderer(*plan.reference, teeth=plan.teeth)
-        landmarks, valid = plan.face.landmarks, plan.face.valid
-        h, w = plan.video.size
-        for i, frame in enumerate(plan.video.read(plan.order)):
-            j = plan.order[i]
-            if valid[j]:
-                frame = renderer.render(frame, landmarks[j], plan.rest[j], plan.targets[i])
-            yield frame[: h - h % 2, : w - w % 2]
+        try:
+            t0 = time.perf_counter()
+            job.track.warmed_up()
+            landmarks, _ = job.track.tracked()
+            median = median_rest(landmarks)
+            motion = self.motion(job.features.result(), median, replace(job.controls, still=True))
+            count = job.frames or frames_for_audio(len(job.wav), job.video.fps)
+            delta = delta_at_frames(motion.delta, count, job.video.fps)
+            renderer = DubRenderer(*_mouth_looks(job))
+            job.timings["start"] = time.perf_counter() - t0
+            for i, (j, frame) in enumerate(self._source_frames(job)):
+                lm, target = job.track.landmarks(j), np.full((68, 2), np.nan, np.float32)
+                if np.isfinite(lm).all():
+                    rest, steady, sims = steady_rest(lm, median)
+                    target = dub_target(steady, sims, delta[min(i, len(delta) - 1)])
+                    frame = renderer.render(frame, lm, rest, target)
+                job.order.append(j)
+                job.targets.append(target)
+                yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+        finally:
+            job.stop()
 
-    def write(self, plan: DubPlan, claim: ReservedOutput) -> DubResult:
+    def _source_frames(self, job: DubJob) -> Iterator[tuple[int, np.ndarray]]:
+        """(source index, RGB frame) for each output frame: the video from its start (a
+        second reader, in step with the tracking one), then, when the audio outlasts it,
+        ping-pong over the tracked frames."""
+        forward = 0
+        for forward, frame in enumerate(VideoFrames(job.path, job.video.fps).scan(job.frames), start=1):
+            yield forward - 1, frame
+        if job.frames is None or job.frames <= forward:
+            return
+        order = pingpong(job.frames, job.track.count())[forward:]
+        yield from zip(order.tolist(), job.video.read(order), strict=True)
+
+    def write(self, job: DubJob, claim: ReservedOutput) -> DubResult:
         """Render and encode into the claimed output (rendering on a worker thread)."""
-        t0, total, done = time.perf_counter(), len(plan.order), [0]
+        t0, total, done = time.perf_counter(), job.frames, [0]
 
         def tick(n: int) -> None:
             done[0] += n
             if done[0] % 25 == 0 or done[0] == total:
-                self.progress(f"render {claim.path.name}", done[0], total)
+                self.progress(f"render {claim.path.name}", done[0], total or done[0])
 
-        frames = self.render(plan)
+        frames = self.frames(job)
         if self.threads >= 2:
             frames = in_background(frames)
-        write_mp4(claim.path, frames, plan.audio, fps=plan.video.fps, progress=tick, reserved=claim)
-        timings = {**plan.timings, "render_encode": time.perf_counter() - t0}
-        return DubResult(claim.path, total, float(plan.video.fps), plan.notes, plan.order, timings)
+        try:
+            write_mp4(claim.path, frames, job.wav, fps=job.video.fps, progress=tick, reserved=claim)
+        finally:
+            job.stop()
+        timings = {**job.timings, "track_render_encode": time.perf_counter() - t0}
+        return DubResult(claim.path, len(job.order), float(job.video.fps), dub_notes(job),
+                         np.array(job.order), timings)
 
 
-def _mouth_looks(video: VideoFrames, face: VideoFace) -> tuple[tuple, PhotoTeeth | None]:
-    """(the first frame with the face and its landmarks, the video's own upper teeth from its
-    widest-open sampled frame if it shows them): two frames read again, in colour."""
-    (first, first_lm), (widest, widest_lm) = face.reference, face.widest
-    frames = dict(zip(sorted({first, widest}), video.read(sorted({first, widest})), strict=True))
+def _mouth_looks(job: DubJob) -> tuple[np.ndarray, np.ndarray, PhotoTeeth | None]:
+    """(the first frame with the face, its landmarks, the video's own upper teeth from the
+    widest-open mouth of the warm-up frames if it shows them): two frames read in colour."""
+    (first, first_lm), (widest, widest_lm) = job.track.reference, job.track.widest
+    wanted = sorted({first, widest})
+    frames = dict(zip(wanted, job.video.read(wanted), strict=True))
     teeth = None
     if teeth_showing(frames[widest], widest_lm) >= TEETH_REUSE:
         teeth = PhotoTeeth(frames[widest], widest_lm)
-    return (frames[first], first_lm), teeth
+    return frames[first], first_lm, teeth
 
 
-def _video_notes(video: VideoFrames, face: VideoFace, path: Path) -> list[str]:
-    """One line for each thing the user should know about how the video was read."""
-    fps, notes = float(video.fps), []
-    if face.num_faces > 1:
-        notes.append(f"{path}: up to {face.num_faces} faces seen; dubbing one (the largest unless --face-index)")
-    lost = face.lost_spans()
+def dub_notes(job: DubJob) -> list[str]:
+    """One line for each thing the user should know about how the video was used."""
+    video, path, fps = job.video, job.path, float(job.video.fps)
+    scanned = len(video)
+    if job.keep_video_length:
+        total = scanned
+    else:
+        total = scanned if scanned < job.frames else max(scanned, round(probe_video(path)["duration"] * fps))
+    notes = [plan_timeline(job.speech, total, Fraction(video.fps), job.keep_video_length).note]
+    if job.track.tracker.most_faces > 1:
+        notes.append(f"{path}: up to {job.track.tracker.most_faces} faces seen; dubbing one "
+                     "(the largest unless --face-index)")
+    lost = job.track.lost_spans()
     if lost:
         spans = ", ".join(f"{a / fps:.1f}-{b / fps:.1f} s" for a, b in lost[:5]) + (" ..." if len(lost) > 5 else "")
-        count = sum(b - a for a, b in lost)
-        notes.append(f"{path}: no face in {count} of {len(video)} frames ({spans}): those frames pass through "
-                     "unchanged")
+        notes.append(f"{path}: no face in {sum(b - a for a, b in lost)} of {scanned} frames ({spans}): "
+                     "those frames pass through unchanged")
     if video.variable_rate:
         notes.append(f"{path} has a variable frame rate: written at a constant {fps:.3g} fps")
     h, w = video.size
     if h % 2 or w % 2:
         notes.append(f"{path} is {w}x{h}: the last pixel row/column is cut (H.264 needs even sides)")
-    return notes
+    return [n for n in notes if n]

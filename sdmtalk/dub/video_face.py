@@ -1,16 +1,18 @@
-"""The face through the video to dub: landmarks per frame, where it is lost, its teeth.
+"""The face through the video to dub, tracked on a thread of its own while frames are rendered.
 
 Tracked as `prepare` tracks its clips (face.track.LandmarkTracker with TRACKING settings,
-Savitzky-Golay smoothing within runs of found frames). One face: the largest, or the
-`face_index`-th from the left on every detection. While the frames pass, the frame with the
-widest mouth is kept (the video's own teeth, if it shows them) and the first frame with a
-face (the mouth interior's colours): two frames, not the video.
+Savitzky-Golay smoothing within runs of found frames); the smoothing is applied as the track
+grows, so a frame's landmarks are final once the few frames after it are tracked
+(`landmarks(j)` waits for that), and rendering runs beside tracking on the other core. One
+face: the largest, or the `face_index`-th from the left on every detection. The first frame
+with the face and the widest-open mouth among the first WARMUP frames are noted (the mouth's
+colours and the video's own teeth come from them).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,32 +21,16 @@ from sdmtalk.face.align import interocular_distance, lip_gap
 from sdmtalk.face.detect import Box
 from sdmtalk.face.track import TRACKING, LandmarkTracker, smooth_landmarks
 
-TEETH_EVERY = 5  # frames between looks for the widest mouth
+WARMUP = 25  # frames tracked before rendering starts (the resting mouth and teeth are read from them)
+PUBLISH_EVERY = 8  # frames tracked between two smoothing passes over the track's new end
+HALF = TRACKING.smooth_window // 2  # frames after a frame that its smoothing reads
 SUBPIXEL_BELOW_PX = 160  # faces narrower than this are tracked on a 2x upscaled crop (as in
 #                          prepare); a larger face is fine at 1 px, and upscaling it costs most of the tracking
 
 
-@dataclass
-class VideoFace:
-    """landmarks (T, 68, 2) float32, smoothed, NaN where no face; valid (T,) bool;
-    num_faces: most faces seen at once; reference: (frame index, landmarks) of the first face;
-    widest: (frame index, landmarks) of the widest-open mouth seen."""
-
-    landmarks: np.ndarray
-    valid: np.ndarray
-    num_faces: int
-    reference: tuple[int, np.ndarray]
-    widest: tuple[int, np.ndarray]
-
-    def lost_spans(self) -> list[tuple[int, int]]:
-        """[start, stop) frame ranges without the face."""
-        edges = np.flatnonzero(np.diff(np.concatenate([[1], self.valid.astype(np.int8), [1]])))
-        return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 class _ChosenFaceTracker(LandmarkTracker):
     """Tracks the face_index-th face from the left (None: the largest, as LandmarkTracker);
-    `last` holds the landmarks found in the latest frame (None: no face)."""
+    `last` holds the track found in the latest frame (None: no face)."""
 
     def __init__(self, face_index: int | None, **kwargs):
         super().__init__(**kwargs)
@@ -69,49 +55,124 @@ class _ChosenFaceTracker(LandmarkTracker):
         return self.last
 
 
-class _Keeper:
-    """Hands the frames to the tracker and, after each, looks at what it found: notes the
-    first frame with the face and the widest-open mouth (sampled every TEETH_EVERY frames)."""
+class FaceTrack:
+    """frames: the video's frames (grey is enough) in order; name: the video, for messages.
+    start() tracks them on a daemon thread; landmarks(j) gives frame j's final (68, 2)
+    landmarks (NaN: no face there), waiting for them; the first error is raised there."""
 
-    def __init__(self, frames: Iterable[np.ndarray], tracker: _ChosenFaceTracker,
-                 progress: Callable[[int], object] | None):
-        self.frames, self.tracker, self.progress = frames, tracker, progress
-        self.reference = self.widest = None
+    def __init__(self, frames: Iterable[np.ndarray], name: str, face_index: int | None = None,
+                 progress: Callable[[int], object] | None = None):
+        self.frames, self.name, self.face_index, self.progress = frames, name, face_index, progress
+        cfg = TRACKING
+        self.tracker = _ChosenFaceTracker(face_index, detect_every=cfg.detect_every,
+                                          detect_max_side=cfg.detect_max_side, quiet=True)
+        self._raw: list[np.ndarray] = []
+        self._final: list[np.ndarray] = []
+        self.done, self.error = False, None
+        self.reference: tuple[int, np.ndarray] | None = None  # first frame with the face
+        self.widest: tuple[int, np.ndarray] | None = None  # widest mouth of WARMUP frames from there
         self._best = -1.0
+        self._cond, self._stop = threading.Condition(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sdmtalk-track", daemon=True)
 
-    def __iter__(self):
+    def start(self) -> FaceTrack:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop tracking (the render side gave up) and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self.tracker.track(self._watched())
+            if self.reference is None and not self._stop.is_set():
+                raise self._no_face()
+        except BaseException as err:  # raised in the render thread by landmarks()
+            self.error = err
+        finally:
+            with self._cond:
+                self._publish(end=True)
+                self.done = True
+                self._cond.notify_all()
+
+    def _watched(self):
+        """The frames for the tracker; after each, what it found goes into the track."""
         for i, frame in enumerate(self.frames):
+            if self._stop.is_set():
+                return
             self.tracker.last = None
             yield frame
-            found = self.tracker.last
-            if found is not None:
-                self._look(i, found.landmarks)
-            if self.progress is not None:
-                self.progress(i + 1)
+            self._add(i, self.tracker.last)
 
-    def _look(self, i: int, landmarks: np.ndarray) -> None:
-        if self.reference is None:
-            self.reference = (i, landmarks.copy())
-        if i % TEETH_EVERY == 0:
+    def _add(self, i: int, found) -> None:
+        landmarks = np.full((68, 2), np.nan, np.float32) if found is None else found.landmarks
+        self._raw.append(landmarks)
+        if found is not None:
+            if self.reference is None:
+                self.reference = (i, landmarks.copy())
             gap = float(lip_gap(landmarks) / max(float(interocular_distance(landmarks)), 1e-6))
-            if gap > self._best:
+            if i - self.reference[0] < WARMUP and gap > self._best:
                 self.widest, self._best = (i, landmarks.copy()), gap
+        if self.progress is not None:
+            self.progress(i + 1)
+        if len(self._raw) % PUBLISH_EVERY == 0:
+            with self._cond:
+                self._publish(end=False)
+                self._cond.notify_all()
 
+    def _publish(self, end: bool) -> None:
+        """Smooth the track's new end; frames with HALF tracked frames after them (all, at
+        the end) become final. Smoothing reads 2 * HALF frames before the first new one, so
+        each final frame gets what smoothing the whole track would give it."""
+        n, lo = len(self._raw), len(self._final)
+        hi = n if end else n - HALF
+        if hi <= lo:
+            return
+        start = max(0, lo - 2 * HALF)
+        raw = np.stack(self._raw[start:n])
+        valid = np.isfinite(raw).all(axis=(1, 2))
+        smooth = smooth_landmarks(raw, valid, TRACKING.smooth_window, TRACKING.smooth_polyorder)
+        smooth[~valid] = np.nan
+        self._final.extend(smooth[lo - start : hi - start])
 
-def track_video_face(frames: Iterable[np.ndarray], name: str, face_index: int | None = None,
-                     progress: Callable[[int], object] | None = None) -> VideoFace:
-    """Landmarks of the chosen face in every frame (RGB or grey frames); NoFaceError naming
-    the video when no frame shows it."""
-    cfg = TRACKING
-    tracker = _ChosenFaceTracker(face_index, detect_every=cfg.detect_every,
-                                 detect_max_side=cfg.detect_max_side, quiet=True)
-    keeper = _Keeper(frames, tracker, progress)
-    landmarks, valid, _ = tracker.track(keeper)
-    if keeper.reference is None:
-        if face_index is not None and tracker.most_faces:
-            raise InputError(f"--face-index {face_index} is out of range for {name}: at most "
-                             f"{tracker.most_faces} face(s) seen at once, numbered from the left from 0")
-        raise NoFaceError(f"no face found in {name}: dub a video where one face is clearly visible and frontal")
-    landmarks = smooth_landmarks(landmarks, valid, cfg.smooth_window, cfg.smooth_polyorder)
-    landmarks[~valid] = np.nan
-    return VideoFace(landmarks, valid, tracker.most_faces, keeper.reference, keeper.widest or keeper.reference)
+    def _no_face(self) -> InputError:
+        if self.face_index is not None and self.tracker.most_faces:
+            return InputError(f"--face-index {self.face_index} is out of range for {self.name}: at most "
+                              f"{self.tracker.most_faces} face(s) seen at once, numbered from the left from 0")
+        return NoFaceError(f"no face found in {self.name}: dub a video where one face is clearly visible "
+                           "and frontal")
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        with self._cond:
+            while not (ready() or self.done):
+                self._cond.wait(0.1)
+        if self.error is not None:
+            raise self.error
+
+    def landmarks(self, j: int) -> np.ndarray:
+        """Frame j's (68, 2) landmarks, NaN where the face is not found."""
+        self._wait(lambda: len(self._final) > j)
+        return self._final[j]
+
+    def warmed_up(self) -> None:
+        """Wait for WARMUP frames from the first with the face (or the whole track, if shorter)."""
+        self._wait(lambda: self.reference is not None and len(self._final) >= self.reference[0] + WARMUP)
+
+    def count(self) -> int:
+        """Frames in the video (waits for the end of tracking)."""
+        self._wait(lambda: False)
+        return len(self._final)
+
+    def tracked(self) -> tuple[np.ndarray, np.ndarray]:
+        """(landmarks (T, 68, 2), valid (T,)) of the frames final so far."""
+        landmarks = np.stack(self._final) if self._final else np.zeros((0, 68, 2), np.float32)
+        return landmarks, np.isfinite(landmarks).all(axis=(1, 2))
+
+    def lost_spans(self) -> list[tuple[int, int]]:
+        """[start, stop) frame ranges without the face (after the end of tracking)."""
+        valid = self.tracked()[1]
+        edges = np.flatnonzero(np.diff(np.concatenate([[1], valid.astype(np.int8), [1]])))
+        return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

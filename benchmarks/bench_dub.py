@@ -14,8 +14,8 @@ clip and per dev group: whether the sync expert prefers the new speech to the cl
 (frames, + = the mouth lags), the head position error against the real video (mean over
 frames of the eye and nose points, px on the 256 px crops, inter-ocular 77 px), and for the
 dub the share of frames identical outside the lower-face ring before encoding (must be 1).
-Self-dub (each clip with its own speech) is `sdmtalk evaluate --methods dub,sdm`. Feeds
-docs/RESULTS.md, Dubbing.
+--methods picks the videos (default all three). Self-dub (each clip with its own speech) is
+`sdmtalk evaluate --methods dub,sdm`. Feeds docs/RESULTS.md, Dubbing.
 """
 
 from __future__ import annotations
@@ -85,39 +85,50 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=8.0)
     ap.add_argument("--max-clips", type=int, default=None)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--methods", default="dub,overlay,generate", help="which videos to score")
     args = ap.parse_args()
+    methods = args.methods.split(",")
     clips = find_clips(args.cache, args.split, args.data_root)[: args.max_clips]
     tracker = LandmarkTracker(quiet=True)
     pipe = TalkingFacePipeline(quiet=True, threads=1, blink=False)
-    runner = MethodRunner([METHODS["sdm"]], size=512)
+    runner = MethodRunner([METHODS["sdm"]], size=512) if "generate" in methods else None
     rows = []
     for i, clip in enumerate(clips):
         real = load_real_clip(clip, args.max_seconds, args.size, tracker)
         wav = new_speech(clips, i, len(real.wav))
-        dubbed, exact = dub_frames(pipe, clip, real, wav)
-        generated = runner.generate(METHODS["sdm"], real.photo, wav, 0, face=real.photo_face).frames
-        overlay = read_video(clip.path, fps=FPS, max_side=1280).frames[real.source_index:][: len(real.crops)]
         speaker = clip.name.split("/")[1] if "/" in clip.name else clip.name
-        row = {"clip": clip.name, "group": clip_group(speaker), "exact": exact}
-        for name, frames in (("dub", dubbed), ("overlay", overlay), ("generate", generated)):
+        row = {"clip": clip.name, "group": clip_group(speaker)}
+        for name in methods:
+            frames = videos(name, pipe, runner, clip, real, wav, row)
             row.update({f"{name}_{k}": v for k, v in score(frames, real, wav, tracker, args.size).items()})
         rows.append(row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    report(rows)
+    report(rows, methods)
 
 
-def report(rows: list[dict]) -> None:
+def videos(name: str, pipe, runner, clip, real, wav, row: dict) -> np.ndarray:
+    """The frames of one of the three videos (the dub's bit-exactness goes into row)."""
+    if name == "dub":
+        frames, row["exact"] = dub_frames(pipe, clip, real, wav)
+        return frames
+    if name == "generate":
+        return runner.generate(METHODS["sdm"], real.photo, wav, 0, face=real.photo_face).frames
+    return read_video(clip.path, fps=FPS, max_side=1280).frames[real.source_index:][: len(real.crops)]
+
+
+def report(rows: list[dict], methods: list[str]) -> None:
     groups = sorted({r["group"] for r in rows})
     print("\nmethod    group                         clips  prefers_new  |offset|<=1  head_px  conf_new  conf_own")
-    for name in ("dub", "overlay", "generate"):
+    for name in methods:
         for group in [*groups, "all"]:
             sel = [r for r in rows if group == "all" or r["group"] == group]
             off = [abs(r[f"{name}_offset"]) <= 1 for r in sel if np.isfinite(r[f"{name}_offset"])]
             print(f"{name:9s} {group:29s} {len(sel):5d}  {nan_mean([r[f'{name}_prefers_new'] for r in sel]):11.2f}"
                   f"  {np.mean(off) if off else np.nan:11.2f}  {nan_mean([r[f'{name}_head_px'] for r in sel]):7.2f}"
                   f"  {nan_mean([r[f'{name}_conf_new'] for r in sel]):8.3f}  {nan_mean([r[f'{name}_conf_own'] for r in sel]):8.3f}")
-    print(f"\ndub frames identical outside the lower-face ring (before encoding): "
-          f"{nan_mean([r['exact'] for r in rows]):.4f}")
+    if "dub" in methods:
+        print(f"\ndub frames identical outside the lower-face ring (before encoding): "
+              f"{nan_mean([r['exact'] for r in rows]):.4f}")
 
 
 if __name__ == "__main__":

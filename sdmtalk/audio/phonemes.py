@@ -22,6 +22,7 @@ import numpy as np
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.audio.phoneme_net import phoneme_net
 from sdmtalk.errors import Cancelled
+from sdmtalk.threads import torch_threads
 
 HAMA_FRAMES_PER_VIDEO_FRAME = 2  # 20 ms CTC frames per 40 ms video frame
 CHUNK_FRAMES = 500  # video frames (20 s) recognised at once: the recogniser's cost and memory
@@ -54,7 +55,18 @@ def phoneme_posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
     Ctrl-C in that wait, or a set `stop` event (-> Cancelled), ends the call at once; a busy
     thread finishes its chunk (about 0.15 core-seconds for 22 s of audio), drops the result
     and starts no other. The interpreter waits for such a thread at exit (`_finish_chunks`):
-    torch torn down under a running chunk aborts the process (std::terminate)."""
+    torch torn down under a running chunk aborts the process (std::terminate).
+    Torch runs on one thread per chunk worker: its default pool (one thread per core)
+    beside the other stages made one worker 5-15x slower on two busy cores
+    (benchmarks/bench_generate.py); the workers are the parallelism."""
+    with torch_threads(1):
+        return _posteriors(wav, num_frames, workers, progress, stop)
+
+
+def _posteriors(wav: np.ndarray, num_frames: int, workers: int = 1,
+                progress: Callable[[int, int], object] | None = None,
+                stop: threading.Event | None = None) -> np.ndarray:
+    """phoneme_posteriors' work, on the caller's torch thread setting."""
     wav = np.asarray(wav, np.float32)
     spans = chunk_spans(num_frames)
     workers = max(1, min(int(workers), MAX_WORKERS, len(spans)))

@@ -280,3 +280,15 @@ def test_dub_broken_or_huge_video_one_line(case, message, face_video, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_generate_speaks_typed_text(stream_media, tmp_path, capsys):
+    folder, _ = stream_media
+    out = tmp_path / "said.mp4"
+    assert main(["generate", "--image", str(folder / "face.png"), "--text", "Hello there.", "-o", str(out), "-q",
+                 "--motion", "linear"]) == 0
+    assert read_video(out).duration > 0.5
+    both = ["generate", "--image", str(folder / "face.png"), "--text", "Hi", "--audio", str(folder / "speech.wav"),
+            "-o", str(tmp_path / "both.mp4"), "-q"]
+    assert main(both) == 2
+    assert capsys.readouterr().err.strip() == "sdmtalk: error: both --audio and --text: give one of them"

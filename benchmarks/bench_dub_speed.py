@@ -1,6 +1,6 @@
 """Dubbing speed and memory: whole `sdmtalk dub` processes on a 720p video of a real face.
 
-    python benchmarks/bench_dub_speed.py --clip ../shared/data/dev/hdtf-wda-katiehill/wda-katiehill-000.mp4 [--seconds 10,60,600] [--threads 2]
+    python benchmarks/bench_dub_speed.py --clip ../shared/data/dev/hdtf-wda-katiehill/wda-katiehill-000.mp4 [--seconds 10,60,600] [--threads 2] [--portrait]
 
 The test video is made from one real clip: its frames scaled to 720 px high, centred on a
 1280 x 720 canvas, played forward and backward to each length (so every length shows the same
@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import soundfile as sf
@@ -29,20 +30,33 @@ from sdmtalk.evaluate.bench_support import speech_of_length
 from sdmtalk.video import read_video, write_mp4
 
 
-def make_video(clip: Path, seconds: int, out: Path) -> Path:
-    """A 1280x720 25 fps video of `seconds` from the clip's frames (ping-pong), cached."""
+def make_video(clip: Path, seconds: int, out: Path, portrait: bool = False) -> Path:
+    """A 25 fps video of `seconds` from the clip's frames (ping-pong), cached: 1280x720, or
+    with portrait a phone's 1080x1920 stored landscape with a 90-degree display rotation."""
     if out.exists():
         return out
     frames = read_video(clip).frames
     order = pingpong(seconds * 25, len(frames))
+    side, (h, w) = (1080, (1920, 1080)) if portrait else (720, (720, 1280))
 
     def canvas(k: int) -> np.ndarray:
-        face = cv2.resize(frames[k], (720, 720), interpolation=cv2.INTER_CUBIC)
-        image = np.full((720, 1280, 3), 40, np.uint8)
-        image[:, 280:1000] = face
-        return image
+        image = np.full((h, w, 3), 40, np.uint8)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        image[y0:y0 + side, x0:x0 + side] = cv2.resize(frames[k], (side, side), interpolation=cv2.INTER_CUBIC)
+        return np.ascontiguousarray(np.rot90(image, k=-1)) if portrait else image
 
-    write_mp4(out, (canvas(k) for k in order), None, fps=25)
+    if not portrait:
+        write_mp4(out, (canvas(k) for k in order), None, fps=25)
+        return out
+    with av.open(str(out), "w") as container:  # write_mp4 writes no display rotation
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = h, w, "yuv420p"
+        stream.set_display_rotation(90)
+        for i, k in enumerate(order):
+            frame = av.VideoFrame.from_ndarray(canvas(k), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return out
 
 
@@ -63,12 +77,14 @@ def main() -> None:
     ap.add_argument("--seconds", default="10,60", help="video and speech lengths, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/bench_dub_speed")
+    ap.add_argument("--portrait", action="store_true", help="a 1080x1920 phone video (display rotation) instead of 720p")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     print("seconds  wall_s  x_real_time  peak_rss_mb")
     for seconds in (int(s) for s in args.seconds.split(",")):
-        video = make_video(Path(args.clip), seconds, work / f"video_{seconds}s_720p.mp4")
+        name = "1080x1920_phone" if args.portrait else "720p"
+        video = make_video(Path(args.clip), seconds, work / f"video_{seconds}s_{name}.mp4", args.portrait)
         speech = work / f"speech_{seconds}s.wav"
         sf.write(speech, speech_of_length(seconds), SAMPLE_RATE)
         # ru_maxrss of children is the largest child so far: run the lengths shortest first

@@ -18,6 +18,7 @@ from sdmtalk.audio import (
     speech_activity,
     synthesize_speech,
 )
+import sdmtalk.audio.features as audio_features
 from sdmtalk.audio.features import LOG_FLOOR, log_mel, pitch_track
 from sdmtalk.audio.mel import slaney_mel_filters
 from sdmtalk.errors import AudioError, InputError
@@ -196,6 +197,14 @@ def test_log_mel_matches_librosa():
         y=wav, sr=SR, n_fft=400, hop_length=160, n_mels=80, fmin=55, fmax=7600, power=1.0
     )
     np.testing.assert_allclose(log_mel(wav), np.log(np.maximum(ref, LOG_FLOOR)).T, atol=2e-3)
+
+
+def test_log_mel_in_blocks_matches_one_pass(monkeypatch):
+    """Long audio is transformed in blocks of frames (bounded memory): the same numbers."""
+    wav = synthesize_speech("Checking the mel spectrogram in blocks.")
+    whole = log_mel(wav)
+    monkeypatch.setattr(audio_features, "MEL_BLOCK", 37)
+    np.testing.assert_allclose(log_mel(wav), whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 400, 80, 55.0, 7600.0), (22050, 2048, 128, 0.0, 11025.0),

@@ -17,6 +17,7 @@ from sdmtalk.motion.linear import (
     LinearConfig,
     speech_feature_matrix,
 )
+from sdmtalk.motion import linear as linear_module
 from sdmtalk.motion.types import MotionControls, MotionModel
 from sdmtalk.train.linear import clip_rows, resting_face, train_linear
 
@@ -73,6 +74,16 @@ def test_ridge_learns_a_known_relation(trained):
     assert np.allclose(wide.delta, 2 * motion.delta, atol=1e-6)
     with pytest.raises(InputError, match="SDM model only"):
         model.generate(SimpleNamespace(mel=mel), canon[0], MotionControls(ablation="no_pose"))
+
+
+def test_long_audio_is_predicted_in_blocks_with_the_same_numbers(trained, monkeypatch):
+    """Ten minutes of windows would take ~0.8 GB at once: blocks of rows give the same shape."""
+    model = LinearBaseline.load(trained[0])
+    mel = synthetic_clip(7, frames=100)[0]
+    x = speech_feature_matrix(mel, CFG.context, CFG.pool_mel)
+    whole = (((x - model.x_mean) / model.x_std) @ model.weight + model.bias).reshape(-1, 68, 2)
+    monkeypatch.setattr(linear_module, "PREDICT_ROWS", 16)  # 7 blocks, the last one short
+    np.testing.assert_allclose(model.predict_shape(SimpleNamespace(mel=mel)), whole, atol=1e-6)
 
 
 def test_weights_kind_is_checked(trained, tmp_path):

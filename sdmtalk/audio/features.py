@@ -28,6 +28,7 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
 ENERGY_RANGE_DB = 60.0
 ONSET_RANGE_DB = 80.0
+MEL_BLOCK = 4096  # STFT frames per block (41 s of audio)
 _ENERGY_REF_FLOOR = 1e-5  # -100 dBFS: all-silent clips get energy 0, not 1
 
 
@@ -117,14 +118,20 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
     basis, window = _mel_basis()
     padded = np.pad(_as_mono(wav), N_FFT // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    spectrum = np.abs(np.fft.rfft(frames * window, axis=1))  # (M, 201)
-    return np.log(np.maximum(spectrum @ basis, LOG_FLOOR)).astype(np.float32)
+    out = np.empty((len(frames), N_MELS), np.float32)
+    for s in range(0, len(frames), MEL_BLOCK):  # the whole spectrum of 10 min is ~0.4 GB
+        spectrum = np.abs(np.fft.rfft(frames[s:s + MEL_BLOCK] * window, axis=1))  # (M, 201)
+        out[s:s + len(spectrum)] = np.log(np.maximum(spectrum @ basis, LOG_FLOOR))
+    return out
 
 
 def frame_rms(wav: np.ndarray) -> np.ndarray:
     """(T * 640,) -> (T,) float32 RMS of each video frame's samples."""
     blocks = wav[: len(wav) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME].reshape(-1, SAMPLES_PER_FRAME)
-    return np.sqrt(np.mean(np.square(blocks, dtype=np.float64), axis=1)).astype(np.float32)
+    out = np.empty(len(blocks), np.float32)
+    for s in range(0, len(blocks), MEL_BLOCK):  # float64 squares of 10 min would be 77 MB
+        out[s:s + MEL_BLOCK] = np.sqrt(np.mean(np.square(blocks[s:s + MEL_BLOCK], dtype=np.float64), axis=1))
+    return out
 
 
 def relative_energy(rms: np.ndarray) -> np.ndarray:
@@ -179,8 +186,12 @@ def onset_strength(mel: np.ndarray) -> np.ndarray:
     """
     if mel.size == 0:
         return np.zeros(0, np.float32)
-    mel = np.maximum(mel, mel.max() - ONSET_RANGE_DB / 20 * np.log(10))
-    flux = np.maximum(np.diff(mel, axis=0, prepend=mel[:1]), 0.0).mean(axis=1)
+    floor = mel.max() - ONSET_RANGE_DB / 20 * np.log(10)
+    flux = np.empty(len(mel), np.result_type(mel, floor))
+    for s in range(0, len(mel), MEL_BLOCK):  # in blocks: the whole clip's copies were ~0.1 GB at 10 min
+        block = np.maximum(mel[max(s - 1, 0):s + MEL_BLOCK], floor)  # with the row before, for the rise
+        rise = np.diff(block, axis=0, prepend=block[:1]) if s == 0 else np.diff(block, axis=0)
+        flux[s:s + len(rise)] = np.maximum(rise, 0.0).mean(axis=1)
     per_frame = flux.reshape(-1, MEL_PER_FRAME).max(axis=1)
     peak = float(per_frame.max(initial=0.0))
     return (per_frame / peak if peak > 1e-6 else np.zeros_like(per_frame)).astype(np.float32)

@@ -27,6 +27,7 @@ from sdmtalk.weights.io import read_tagged_weights, write_weights
 
 WEIGHTS_NAME = "linear_baseline"
 BUNDLED_LINEAR_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{WEIGHTS_NAME}.safetensors"
+PREDICT_ROWS = 1024  # frames per block of the window matrix: ~15 MB at the shipped context
 
 
 @dataclass
@@ -62,6 +63,12 @@ def speech_feature_matrix(features, context: int = 4, pool_mel: bool = True,
     per-frame features = the frame's 4 log-mel rows (or their mean with pool_mel) minus
     the clip's mean log-mel per bin, then `extra`'s row. Shared by the ridge baseline and
     any model that wants a flat speech window per frame."""
+    per = per_frame_features(features, pool_mel, extra)
+    return context_rows(per, context, 0, len(per))
+
+
+def per_frame_features(features, pool_mel: bool = True, extra: np.ndarray | None = None) -> np.ndarray:
+    """speech_feature_matrix's per-frame features, (T, F) float32, before the context window."""
     mel = np.asarray(features.mel if hasattr(features, "mel") else features, np.float32)
     t = len(mel) // MEL_PER_FRAME
     mel = mel[: MEL_PER_FRAME * t]
@@ -70,8 +77,14 @@ def speech_feature_matrix(features, context: int = 4, pool_mel: bool = True,
     per = per.mean(axis=1) if pool_mel else per.reshape(t, -1)
     if extra is not None:
         per = np.concatenate([per, np.asarray(extra, np.float32)[:t]], axis=1)
-    idx = np.clip(np.arange(t)[:, None] + np.arange(-context, context + 1), 0, max(t - 1, 0))
-    return np.ascontiguousarray(per[idx].reshape(t, -1), dtype=np.float32)
+    return per
+
+
+def context_rows(per: np.ndarray, context: int, start: int, stop: int) -> np.ndarray:
+    """Rows start..stop of speech_feature_matrix from its per-frame features (T, F)."""
+    t = len(per)
+    idx = np.clip(np.arange(start, stop)[:, None] + np.arange(-context, context + 1), 0, max(t - 1, 0))
+    return np.ascontiguousarray(per[idx].reshape(stop - start, -1), dtype=np.float32)
 
 
 def phoneme_log_features(posteriors: np.ndarray) -> np.ndarray:
@@ -108,8 +121,11 @@ class LinearBaseline:
                 raise ValueError("this linear baseline reads phoneme posteriors: "
                                  "compute_features(wav, phonemes=True)")
             extra = phoneme_log_features(features.phonemes)
-        x = speech_feature_matrix(features, self.cfg.context, self.cfg.pool_mel, extra)
-        y = ((x - self.x_mean) / self.x_std) @ self.weight + self.bias
+        per = per_frame_features(features, self.cfg.pool_mel, extra)
+        y = np.empty((len(per), 136), np.float32)
+        for s in range(0, len(per), PREDICT_ROWS):  # the window matrix of 10 min is ~0.8 GB
+            x = context_rows(per, self.cfg.context, s, min(s + PREDICT_ROWS, len(per)))
+            y[s:s + len(x)] = ((x - self.x_mean) / self.x_std) @ self.weight + self.bias
         return y.reshape(-1, 68, 2)
 
     def generate(self, features, source_canonical: np.ndarray, controls: MotionControls | None = None) -> Motion:

@@ -426,9 +426,11 @@ class TalkingFacePipeline:
         dubber = Dubber(self.features, self._still_motion, threads=1)
         return dubber.frames(dubber.start(Path(video_path), wav, controls or MotionControls(), face_index, fps=fps))
 
-    def _still_motion(self, features, canonical, controls) -> Motion:
+    def _still_motion(self, features, canonical, controls, report: bool = True) -> Motion:
         with torch_threads(1):
-            return self._generate_motion(features, canonical, controls)
+            if report:
+                return self._generate_motion(features, canonical, controls)
+            return self.model.generate(features, canonical, controls)  # a later segment of a dub: no bar
 
     def open_stream(self, image_path, on_frame, controls: MotionControls | None = None,
                     face_index: int | None = None, config=None):

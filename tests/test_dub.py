@@ -14,14 +14,16 @@ import soundfile as sf
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.cli import main
 from sdmtalk.dub.dubber import Dubber
-from sdmtalk.dub.lips import SPEECH_WEIGHTS, delta_at_frames, dub_target, median_rest, steady_rest
+from sdmtalk.dub import speech_motion
+from sdmtalk.dub.lips import SPEECH_WEIGHTS, dub_target, median_rest, steady_rest
+from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.dub.timeline import pingpong, plan_timeline
 from sdmtalk.face import detect_face
 from sdmtalk.face.align import lip_gap
 from sdmtalk.face.mouth_state import rest_mouth
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.frame_source import VideoFrames
-from sdmtalk.motion.types import MotionControls
+from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
 from sdmtalk.render.dub import DubRenderer
 from sdmtalk.video import read_video, write_mp4
@@ -116,8 +118,54 @@ def test_targets_move_only_mouth_and_jaw():
     target = dub_target(steady, sims, delta[0])
     assert np.allclose(target[fixed], face[fixed], atol=1e-3)
     assert np.abs(target[48:68] - rest[48:68]).max() > 1
-    resampled = delta_at_frames(delta, 6, Fraction(50))  # 50 fps: every other frame is a midpoint
-    assert np.allclose(resampled[2], delta[1]) and np.allclose(resampled[1], (delta[0] + delta[1]) / 2)
+
+
+def _ramp_lips(wav, fps, offset_per_segment=0.0):
+    """SpeechMotion over stand-in stages: each speech frame's delta is its samples' mean
+    (the same whatever segment makes it), plus an offset that differs per segment."""
+    made = []
+
+    def features(audio, progress, stop):
+        return audio
+
+    def motion(audio, canonical, controls, report):
+        made.append(report)
+        frames = audio[: len(audio) // 640 * 640].reshape(-1, 640).mean(1)
+        frames = np.pad(frames, (0, speech_motion.num_frames_for(len(audio)) - len(frames)), mode="edge")
+        delta = np.repeat(frames[:, None, None], 68, 1).repeat(2, 2) + offset_per_segment * len(made)
+        return Motion(np.zeros((len(delta), 4), np.float32), delta.astype(np.float32))
+
+    lips = SpeechMotion(wav, features, motion, MotionControls(still=True), fps)
+    lips.begin(np.zeros((68, 2), np.float32))
+    return lips, made
+
+
+def test_speech_motion_resamples_to_the_video_rate():
+    wav = np.repeat(np.arange(3, dtype=np.float32), 640)  # speech frames 0, 1, 2
+    lips, made = _ramp_lips(wav, Fraction(50))  # 50 fps: every other frame is a midpoint
+    assert lips.count == 1 and made == []  # the motion waits for the first frame asked
+    assert np.allclose(lips.delta(2), 1) and np.allclose(lips.delta(1), 0.5) and np.allclose(lips.delta(9), 2)
+    assert made == [True]
+    lips.stop()
+
+
+def test_long_speech_is_made_in_segments_that_meet_without_a_step(monkeypatch):
+    monkeypatch.setattr(speech_motion, "SEGMENT", 40)
+    monkeypatch.setattr(speech_motion, "LONG", 60)
+    monkeypatch.setattr(speech_motion, "MARGIN", 8)
+    monkeypatch.setattr(speech_motion, "FADE", 4)
+    wav = np.repeat(np.linspace(0, 1, 170, dtype=np.float32), 640)  # 170 frames: 5 segments of 34
+    lips, made = _ramp_lips(wav, Fraction(25))
+    whole = np.linspace(0, 1, 170)
+    got = np.array([lips.delta(i)[0, 0] for i in range(170)])
+    assert lips.count == 5 and lips.length == 34
+    assert np.allclose(got, whole, atol=1e-6)  # the same numbers as one piece where stages agree
+    assert made == [True, False, False, False, False] and len(lips._made) <= 2  # one bar; old ones forgotten
+    lips.stop()
+    stepped, _ = _ramp_lips(wav, Fraction(25), offset_per_segment=0.1)  # each segment 0.1 higher
+    steps = np.diff([stepped.delta(i)[0, 0] for i in range(170)]) - np.diff(whole)
+    assert np.abs(steps).max() <= 0.1 / 8 + 1e-6  # the jump is spread over the 8-frame fade
+    stepped.stop()
 
 
 def test_dub_end_to_end(face_video, tmp_path):
@@ -145,6 +193,7 @@ def test_dub_closes_the_video_mouth_in_silence(face_video, tmp_path):
     pipe = TalkingFacePipeline(quiet=True, threads=1)
     dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
     job = dubber.start(path, np.zeros(SAMPLE_RATE, np.float32), MotionControls())
+    job.targets = []
     frames = list(dubber.frames(job))
     landmarks, valid = job.track.tracked()
     assert len(frames) == len(job.order) == len(job.targets) == 25

@@ -11,6 +11,7 @@ through frame_source in bounded blocks.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -19,16 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from sdmtalk import SAMPLE_RATE
-from sdmtalk.dub.lips import delta_at_frames, dub_target, median_rest, steady_rest
+from sdmtalk.dub.lips import dub_target, median_rest, steady_rest
+from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
 from sdmtalk.dub.video_face import FaceTrack
 from sdmtalk.face.mouth_state import teeth_showing
 from sdmtalk.frame_source import VideoFrames
-from sdmtalk.motion.types import Motion, MotionControls
+from sdmtalk.motion.types import MotionControls
 from sdmtalk.render.dub import DubRenderer
 from sdmtalk.render.mouth import PhotoTeeth
 from sdmtalk.render.renderer import TEETH_REUSE
-from sdmtalk.threads import in_background, in_thread
+from sdmtalk.threads import in_background
 from sdmtalk.video import ReservedOutput, probe_video, write_mp4
 
 Progress = Callable[[str, int, int], object]
@@ -50,32 +52,31 @@ class DubResult:
 @dataclass
 class DubJob:
     """One dub under way. frames: output frames (None: the video's own count, known when
-    tracking ends); order and targets fill as frames are rendered (source frame and
-    target landmarks, NaN where the face was not found)."""
+    tracking ends); order fills as frames are rendered (the source frame of each), and
+    targets too (target landmarks, NaN where the face was not found) when it is a list."""
 
     path: Path
     video: VideoFrames  # the tracking pass's reader: it knows each frame's source, for ping-pong
     track: FaceTrack
     speech: np.ndarray  # as given
     wav: np.ndarray  # as encoded (with --keep-video-length: padded past the video's end)
-    controls: MotionControls
     keep_video_length: bool
     frames: int | None
-    features: object
-    order: list[int] = field(default_factory=list)
-    targets: list[np.ndarray] = field(default_factory=list)
+    lips: SpeechMotion
+    order: array = field(default_factory=lambda: array("l"))
+    targets: list[np.ndarray] | None = None
     timings: dict = field(default_factory=dict)
 
     def stop(self) -> None:
-        """End the tracking and feature threads (both stop within a frame or a chunk): none
+        """End the tracking and speech threads (they stop within a frame or a segment): none
         may outlive the dub, or a native library is torn down under it at exit."""
         self.track.stop()
-        self.features.abandon(wait=True)
+        self.lips.stop()
 
 
 class Dubber:
-    """features(wav, progress, stop) -> AudioFeatures; motion(features, canonical, controls)
-    -> Motion: the pipeline's own speech front-end and lips model."""
+    """features(wav, progress, stop) -> AudioFeatures; motion(features, canonical, controls,
+    report) -> Motion (the head still): the pipeline's own speech front-end and lips model."""
 
     def __init__(self, features: Callable, motion: Callable[..., Motion], threads: int = 2,
                  progress: Progress | None = None):
@@ -95,8 +96,8 @@ class Dubber:
         expected = frames or max(1, round(probe_video(video_path)["duration"] * float(video.fps)))
         track = FaceTrack(video.scan(frames, gray=True), str(video_path), face_index,
                           progress=lambda done: self.progress("video", done, expected)).start()
-        features = in_thread(lambda stop: self.features(wav, None, stop))
-        return DubJob(video_path, video, track, speech, wav, controls, keep_video_length, frames, features)
+        lips = SpeechMotion(wav, self.features, self.motion, replace(controls, still=True), video.fps)
+        return DubJob(video_path, video, track, speech, wav, keep_video_length, frames, lips)
 
     def frames(self, job: DubJob) -> Iterator[np.ndarray]:
         """The output frames, in order (even width and height, for H.264)."""
@@ -105,19 +106,19 @@ class Dubber:
             job.track.warmed_up()
             landmarks, _ = job.track.tracked()
             median = median_rest(landmarks)
-            motion = self.motion(job.features.result(), median, replace(job.controls, still=True))
-            count = job.frames or frames_for_audio(len(job.wav), job.video.fps)
-            delta = delta_at_frames(motion.delta, count, job.video.fps)
+            job.lips.begin(median)
+            job.lips.delta(0)  # the first segment of the speech's motion, before rendering starts
             renderer = DubRenderer(*_mouth_looks(job))
             job.timings["start"] = time.perf_counter() - t0
             for i, (j, frame) in enumerate(self._source_frames(job)):
                 lm, target = job.track.landmarks(j), np.full((68, 2), np.nan, np.float32)
                 if np.isfinite(lm).all():
                     rest, steady, sims = steady_rest(lm, median)
-                    target = dub_target(steady, sims, delta[min(i, len(delta) - 1)])
+                    target = dub_target(steady, sims, job.lips.delta(i))
                     frame = renderer.render(frame, lm, rest, target)
                 job.order.append(j)
-                job.targets.append(target)
+                if job.targets is not None:
+                    job.targets.append(target)
                 yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
         finally:
             job.stop()

@@ -14,11 +14,8 @@ and scales with the head.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
-from sdmtalk import FPS
 from sdmtalk.face.align import from_canonical, to_canonical
 from sdmtalk.face.mouth_state import bundled_basis, rest_mouth
 
@@ -57,14 +54,3 @@ def dub_target(steady: np.ndarray, sims: np.ndarray, delta: np.ndarray) -> np.nd
     """The resting face (canonical, from steady_rest) + one frame's speech delta (68, 2)
     -> target landmarks (68, 2) pixels."""
     return from_canonical((steady + _W * delta)[None], sims)[0]
-
-
-def delta_at_frames(delta: np.ndarray, frames: int, fps: Fraction) -> np.ndarray:
-    """Motion deltas (Ta, 68, 2) at FPS -> (frames, 68, 2) at the video's fps (linear in
-    time; past the speech's end, its last frame)."""
-    delta = np.asarray(delta, np.float32)
-    times = np.arange(frames) / float(fps) * FPS
-    lo = np.clip(np.floor(times).astype(int), 0, len(delta) - 1)
-    hi = np.clip(lo + 1, 0, len(delta) - 1)
-    w = (times - np.floor(times)).astype(np.float32)[:, None, None]
-    return (1 - w) * delta[lo] + w * delta[hi]

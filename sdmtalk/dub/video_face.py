@@ -66,7 +66,8 @@ class FaceTrack:
         cfg = TRACKING
         self.tracker = _ChosenFaceTracker(face_index, detect_every=cfg.detect_every,
                                           detect_max_side=cfg.detect_max_side, quiet=True)
-        self._raw: list[np.ndarray] = []
+        self._raw: list[np.ndarray] = []  # the raw track from frame _raw_base on (older ones are final)
+        self._raw_base = 0
         self._final: list[np.ndarray] = []
         self.done, self.error = False, None
         self.reference: tuple[int, np.ndarray] | None = None  # first frame with the face
@@ -118,7 +119,7 @@ class FaceTrack:
                 self.widest, self._best = (i, landmarks.copy()), gap
         if self.progress is not None:
             self.progress(i + 1)
-        if len(self._raw) % PUBLISH_EVERY == 0:
+        if (self._raw_base + len(self._raw)) % PUBLISH_EVERY == 0:
             with self._cond:
                 self._publish(end=False)
                 self._cond.notify_all()
@@ -127,16 +128,19 @@ class FaceTrack:
         """Smooth the track's new end; frames with HALF tracked frames after them (all, at
         the end) become final. Smoothing reads 2 * HALF frames before the first new one, so
         each final frame gets what smoothing the whole track would give it."""
-        n, lo = len(self._raw), len(self._final)
+        n, lo = self._raw_base + len(self._raw), len(self._final)
         hi = n if end else n - HALF
         if hi <= lo:
             return
         start = max(0, lo - 2 * HALF)
-        raw = np.stack(self._raw[start:n])
+        raw = np.stack(self._raw[start - self._raw_base:])
         valid = np.isfinite(raw).all(axis=(1, 2))
         smooth = smooth_landmarks(raw, valid, TRACKING.smooth_window, TRACKING.smooth_polyorder)
         smooth[~valid] = np.nan
         self._final.extend(smooth[lo - start : hi - start])
+        keep = max(0, len(self._final) - 2 * HALF)  # what the next smoothing reads: memory stays flat
+        del self._raw[: keep - self._raw_base]
+        self._raw_base = keep
 
     def _no_face(self) -> InputError:
         if self.face_index is not None and self.tracker.most_faces:

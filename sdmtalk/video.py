@@ -203,7 +203,7 @@ def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) 
     video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
     sound = None
     if audio is not None:
-        audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)  # clipped a frame at a time: no copy
         sound = container.add_stream("aac", rate=AAC_RATE, layout="mono")
         sound.bit_rate = 96_000
     index, frame = 0, first
@@ -246,7 +246,7 @@ def _audio_frame(audio: np.ndarray, index: int, fps) -> av.AudioFrame:
     start, end = (round(Fraction(i * SAMPLE_RATE) / Fraction(fps)) for i in (index, index + 1))
     chunk = np.zeros((1, end - start), np.float32)
     available = audio[start:end]
-    chunk[0, : len(available)] = available
+    chunk[0, : len(available)] = np.clip(available, -1.0, 1.0)
     out = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
     out.sample_rate = SAMPLE_RATE
     out.pts, out.time_base = start, Fraction(1, SAMPLE_RATE)

@@ -1,11 +1,8 @@
 """Thread helpers shared by the offline pipeline and the stream: how many cores to use,
-torch's thread count for a block, an iterator run in a worker thread, and handing memory
-that worker threads freed back to the system."""
+torch's thread count for a block, and an iterator run in a worker thread."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import queue
 import threading
@@ -22,22 +19,6 @@ def default_threads() -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, min(2, cores))
-
-
-def release_freed_memory() -> None:
-    """Give the system back what finished stages freed. glibc keeps freed memory in the arena
-    of the thread that used it; each worker thread of a long job (a dub's speech segments)
-    then adds its own, and the job grows with its length. No-op without glibc."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
 
 
 @contextmanager

@@ -4,9 +4,9 @@ Speech up to LONG frames is one segment: features and lips model over the whole 
 `generate` does. Longer speech is cut into equal segments of at most SEGMENT frames, each
 made from its own audio with MARGIN frames of context on either side and cross-faded into
 the next over 2 * FADE frames; the next segment is made on a worker thread while the
-current one is rendered, and what it freed is handed back. Memory is then that of one
-segment whatever the length: the whole clip's features and motion of 10 minutes took ~0.3 GB
-more than those of 10 s.
+current one is rendered. Memory is then that of one segment whatever the length: the whole
+clip's features and motion of 10 minutes took ~0.3 GB more than those of 10 s. (Handing
+freed memory back with glibc's malloc_trim after each segment made rendering 1.3x slower.)
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 from sdmtalk import FPS
 from sdmtalk.audio.features import SAMPLES_PER_FRAME, num_frames_for
 from sdmtalk.motion.types import MotionControls
-from sdmtalk.threads import ThreadResult, in_thread, release_freed_memory
+from sdmtalk.threads import ThreadResult, in_thread
 
 SEGMENT = 20 * FPS  # frames of speech per segment (at most): lip gap r 0.999 against one piece on 150 s
-LONG = SEGMENT * 3 // 2  # speech up to 30 s is made in one piece, like generate's
+LONG = 90 * FPS  # speech up to 90 s is made in one piece, like generate's (segments: +8 % time at 60 s)
 MARGIN = 4 * FPS  # context either side: well past the lips model's reach (content 16 frames)
 FADE = FPS // 2  # half-width of the cross-fade at each segment boundary
 
@@ -99,7 +99,6 @@ class SpeechMotion:
             self._made[k] = job.result() if job is not None else self._make(k, None)
             for old in [j for j in self._made if j < k - 1]:
                 del self._made[old]
-            release_freed_memory()  # the finished segment's features and model activations
             if k + 1 < self.count and k + 1 not in self._pending and k + 1 not in self._made:
                 self._pending[k + 1] = in_thread(lambda stop, n=k + 1: self._make(n, stop))
         return self._made[k]

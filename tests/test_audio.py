@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+import sdmtalk.audio.features as audio_features
 from sdmtalk.audio import (
     AudioFeatures,
     compute_features,
@@ -18,7 +19,6 @@ from sdmtalk.audio import (
     speech_activity,
     synthesize_speech,
 )
-import sdmtalk.audio.features as audio_features
 from sdmtalk.audio.features import LOG_FLOOR, log_mel, pitch_track
 from sdmtalk.audio.mel import slaney_mel_filters
 from sdmtalk.errors import AudioError, InputError
@@ -203,7 +203,7 @@ def test_log_mel_in_blocks_matches_one_pass(monkeypatch):
     """Long audio is transformed in blocks of frames (bounded memory): the same numbers."""
     wav = synthesize_speech("Checking the mel spectrogram in blocks.")
     whole = log_mel(wav)
-    monkeypatch.setattr(audio_features, "MEL_BLOCK", 37)
+    monkeypatch.setattr(audio_features, "BLOCK_ROWS", 37)
     np.testing.assert_allclose(log_mel(wav), whole, atol=1e-5)
 
 

@@ -13,8 +13,8 @@ import soundfile as sf
 
 from sdmtalk import SAMPLE_RATE
 from sdmtalk.cli import main
-from sdmtalk.dub.dubber import Dubber
 from sdmtalk.dub import speech_motion
+from sdmtalk.dub.dubber import Dubber
 from sdmtalk.dub.lips import SPEECH_WEIGHTS, dub_target, median_rest, steady_rest
 from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.dub.timeline import pingpong, plan_timeline

@@ -11,13 +11,13 @@ import pytest
 from sdmtalk.errors import InputError
 from sdmtalk.face import CANONICAL_TEMPLATE
 from sdmtalk.face.align import lip_gap
+from sdmtalk.motion import linear as linear_module
 from sdmtalk.motion.linear import (
     BUNDLED_LINEAR_WEIGHTS,
     LinearBaseline,
     LinearConfig,
     speech_feature_matrix,
 )
-from sdmtalk.motion import linear as linear_module
 from sdmtalk.motion.types import MotionControls, MotionModel
 from sdmtalk.train.linear import clip_rows, resting_face, train_linear
 

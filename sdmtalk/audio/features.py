@@ -28,7 +28,7 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
 ENERGY_RANGE_DB = 60.0
 ONSET_RANGE_DB = 80.0
-MEL_BLOCK = 4096  # STFT frames per block (41 s of audio)
+BLOCK_ROWS = 4096  # rows per block of a long clip's arrays (STFT frames: 41 s of audio; video frames: 164 s)
 _ENERGY_REF_FLOOR = 1e-5  # -100 dBFS: all-silent clips get energy 0, not 1
 
 
@@ -119,8 +119,8 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
     padded = np.pad(_as_mono(wav), N_FFT // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
     out = np.empty((len(frames), N_MELS), np.float32)
-    for s in range(0, len(frames), MEL_BLOCK):  # the whole spectrum of 10 min is ~0.4 GB
-        spectrum = np.abs(np.fft.rfft(frames[s:s + MEL_BLOCK] * window, axis=1))  # (M, 201)
+    for s in range(0, len(frames), BLOCK_ROWS):  # the whole spectrum of 10 min is ~0.4 GB
+        spectrum = np.abs(np.fft.rfft(frames[s:s + BLOCK_ROWS] * window, axis=1))  # (M, 201)
         out[s:s + len(spectrum)] = np.log(np.maximum(spectrum @ basis, LOG_FLOOR))
     return out
 
@@ -129,8 +129,8 @@ def frame_rms(wav: np.ndarray) -> np.ndarray:
     """(T * 640,) -> (T,) float32 RMS of each video frame's samples."""
     blocks = wav[: len(wav) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME].reshape(-1, SAMPLES_PER_FRAME)
     out = np.empty(len(blocks), np.float32)
-    for s in range(0, len(blocks), MEL_BLOCK):  # float64 squares of 10 min would be 77 MB
-        out[s:s + MEL_BLOCK] = np.sqrt(np.mean(np.square(blocks[s:s + MEL_BLOCK], dtype=np.float64), axis=1))
+    for s in range(0, len(blocks), BLOCK_ROWS):  # float64 squares of 10 min would be 77 MB
+        out[s:s + BLOCK_ROWS] = np.sqrt(np.mean(np.square(blocks[s:s + BLOCK_ROWS], dtype=np.float64), axis=1))
     return out
 
 
@@ -188,8 +188,8 @@ def onset_strength(mel: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.float32)
     floor = mel.max() - ONSET_RANGE_DB / 20 * np.log(10)
     flux = np.empty(len(mel), np.result_type(mel, floor))
-    for s in range(0, len(mel), MEL_BLOCK):  # in blocks: the whole clip's copies were ~0.1 GB at 10 min
-        block = np.maximum(mel[max(s - 1, 0):s + MEL_BLOCK], floor)  # with the row before, for the rise
+    for s in range(0, len(mel), BLOCK_ROWS):  # in blocks: the whole clip's copies were ~0.1 GB at 10 min
+        block = np.maximum(mel[max(s - 1, 0):s + BLOCK_ROWS], floor)  # with the row before, for the rise
         rise = np.diff(block, axis=0, prepend=block[:1]) if s == 0 else np.diff(block, axis=0)
         flux[s:s + len(rise)] = np.maximum(rise, 0.0).mean(axis=1)
     per_frame = flux.reshape(-1, MEL_PER_FRAME).max(axis=1)

@@ -26,7 +26,7 @@ from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
 from sdmtalk.dub.video_face import FaceTrack
 from sdmtalk.face.mouth_state import teeth_showing
 from sdmtalk.frame_source import VideoFrames
-from sdmtalk.motion.types import MotionControls
+from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.render.dub import DubRenderer
 from sdmtalk.render.mouth import PhotoTeeth
 from sdmtalk.render.renderer import TEETH_REUSE

@@ -31,14 +31,16 @@ from sdmtalk.pipeline import TalkingFacePipeline
 WHOLE = 10**6  # seconds: longer than any speech, so one piece
 
 
-def speech_delta(pipe, wav: np.ndarray, segment_s: int) -> np.ndarray:
-    """(T, 68, 2) deltas of wav made in segments of segment_s seconds."""
+def speech_delta(pipe, wav: np.ndarray, segment_s: int) -> tuple[np.ndarray, int | None]:
+    """((T, 68, 2) deltas of wav made in segments of segment_s seconds, the segments' length
+    in frames or None for one piece)."""
     speech_motion.SEGMENT = segment_s * FPS
     speech_motion.LONG = speech_motion.SEGMENT * 3 // 2
     lips = SpeechMotion(wav, pipe.features, pipe._still_motion, MotionControls(still=True), Fraction(FPS))
     lips.begin(CANONICAL_TEMPLATE.astype(np.float32))
     try:
-        return np.stack([lips.delta(i) for i in range(len(wav) // SAMPLES_PER_FRAME)])
+        delta = np.stack([lips.delta(i) for i in range(len(wav) // SAMPLES_PER_FRAME)])
+        return delta, lips.length if lips.count > 1 else None
     finally:
         lips.stop()
 
@@ -51,6 +53,15 @@ def mean_lip_r(clips: list[dict], deltas: list[np.ndarray]) -> float:
         if valid.sum() > 5 and made.std() > 0 and real.std() > 0:
             rs.append(np.corrcoef(made, real)[0, 1])
     return float(np.mean(rs))
+
+
+def boundary_steps(delta: np.ndarray, length: int | None) -> str:
+    """A seam would show as a lip-gap step near a segment boundary larger than the rest."""
+    if length is None:
+        return ""
+    steps = np.abs(np.diff(lip_gap(CANONICAL_TEMPLATE + delta)))
+    near = max(steps[max(0, b - 12):b + 12].max() for b in range(length, len(steps), length))
+    return f"; lip-gap step within 12 frames of a boundary at most {near:.4f}, 99th pct of all {np.percentile(steps, 99):.4f}"
 
 
 def main() -> None:
@@ -69,12 +80,12 @@ def main() -> None:
     whole = np.concatenate(wavs)
     bounds = np.cumsum([0] + [len(w) // SAMPLES_PER_FRAME for w in wavs])
     print(f"{len(clips)} clips, {len(whole) / 16000:.1f} s end to end")
-    print(f"each clip alone:            lip r {mean_lip_r(clips, [speech_delta(pipe, w, WHOLE) for w in wavs]):.3f}")
+    print(f"each clip alone:            lip r {mean_lip_r(clips, [speech_delta(pipe, w, WHOLE)[0] for w in wavs]):.3f}")
     for seconds in [WHOLE] + [int(s) for s in args.segments.split(",")]:
-        delta = speech_delta(pipe, whole, seconds)
+        delta, length = speech_delta(pipe, whole, seconds)
         parts = [delta[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         name = "one piece" if seconds == WHOLE else f"segments of {seconds} s"
-        print(f"end to end, {name + ':':16s} lip r {mean_lip_r(clips, parts):.3f}")
+        print(f"end to end, {name + ':':16s} lip r {mean_lip_r(clips, parts):.3f}{boundary_steps(delta, length)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from sdmtalk.audio.features import SAMPLES_PER_FRAME, num_frames_for
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.threads import ThreadResult, in_thread
 
-SEGMENT = 20 * FPS  # frames of speech per segment (at most): lip gap r 0.999 against one piece on 150 s
+SEGMENT = 20 * FPS  # frames of speech per segment (at most): lip sync as one piece (probes/probe_dub_segments.py)
 LONG = 90 * FPS  # speech up to 90 s is made in one piece, like generate's (segments: +8 % time at 60 s)
 MARGIN = 4 * FPS  # context either side: well past the lips model's reach (content 16 frames)
 FADE = FPS // 2  # half-width of the cross-fade at each segment boundary

@@ -11,6 +11,7 @@ never held: memory is one block, whatever the length.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +41,7 @@ class VideoFrames:
             self.has_audio = bool(container.streams.audio)
             self.time_base = Fraction(stream.time_base or Fraction(1, 90000))
         self.fps = Fraction(fps if fps is not None else self.source_fps).limit_denominator(1001)
-        self._times: list[Fraction] = []  # source frame time shown at each output index
+        self._times = array("d")  # source frame time (s) shown at each output index: 8 bytes a frame
         self.variable_rate = False
         self.size: tuple[int, int] | None = None  # (height, width) as displayed
 
@@ -50,20 +51,20 @@ class VideoFrames:
     def scan(self, limit: int | None = None, gray: bool = False) -> Iterator[np.ndarray]:
         """Frames 0, 1, ... (at most `limit`) as RGB (H, W, 3), or (H, W) luma with gray
         (what a tracker needs: no colour conversion), recording each one's source."""
-        self._times.clear()
-        intervals: list[float] = []
+        del self._times[:]
+        intervals = array("d")
         try:
             for held in self._held_frames(intervals):
                 if limit is not None and len(self._times) >= limit:
                     return
-                self._times.append(held.time)
+                self._times.append(float(held.time))
                 yield held.luma() if gray else held.image()
         finally:
             self.variable_rate = _variable(intervals)
         if not self._times:
             raise InputError(f"video has no decodable frames: {self.path}: use another video file")
 
-    def _held_frames(self, intervals: list[float]) -> Iterator[HeldFrame]:
+    def _held_frames(self, intervals: array) -> Iterator[HeldFrame]:
         """The source frame shown at each output index (resampled to self.fps by timestamp, as
         video.iter_video_frames does); the gaps between source frames go into `intervals`."""
         step = 1 / self.fps
@@ -128,15 +129,15 @@ class VideoFrames:
         with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            container.seek(int(wanted[0] / self.time_base), stream=stream, backward=True, any_frame=False)
+            container.seek(round(wanted[0] / self.time_base), stream=stream, backward=True, any_frame=False)
             i, held = 0, None
             for frame in decode_frames(container, stream, self.path):
                 t = frame_time(frame, held)
                 held = HeldFrame(frame, t, None, float(self.source_fps))
-                if t < wanted[i]:
+                if float(t) < wanted[i]:  # the same float as the scan recorded for this frame
                     continue
                 image = to_rgb(frame, None)
-                while i < len(wanted) and wanted[i] <= t:
+                while i < len(wanted) and wanted[i] <= float(t):
                     yield image
                     i += 1
                 if i == len(wanted):
@@ -154,7 +155,7 @@ def _continues(run: list[int], k: int) -> bool:
     return k - run[-1] in ((0, step) if step else (0, 1, -1))
 
 
-def _variable(intervals: list[float]) -> bool:
+def _variable(intervals: array) -> bool:
     """Frame intervals that spread by more than a tenth of their median: a variable frame rate."""
     if len(intervals) < 3:
         return False

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from sdmtalk import FPS
 from sdmtalk.audio import compute_features, load_audio
+from sdmtalk.audio.loading import spool_audio
 from sdmtalk.dub.dubber import Dubber, DubResult
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
@@ -410,8 +411,12 @@ class TalkingFacePipeline:
                 _LOG.warning("removed %s, the unfinished output of an earlier run that was killed", stale)
             try:
                 dubber = Dubber(self.features, self._still_motion, self.threads, self._report)
-                job = dubber.start(Path(video_path), load_audio(audio_path), controls, face_index, keep_video_length)
-                result = dubber.write(job, claim)
+                speech = spool_audio(audio_path)  # read as it is used: a dub may be hours long
+                try:
+                    job = dubber.start(Path(video_path), speech, controls, face_index, keep_video_length)
+                    result = dubber.write(job, claim)
+                finally:
+                    speech.close()
             finally:
                 if isinstance(self.progress, TerminalProgress):
                     self.progress.close()

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from sdmtalk import FPS, SAMPLE_RATE
-from sdmtalk.audio.loading import decode_audio
+from sdmtalk.audio.loading import SpooledAudio, decode_audio
 from sdmtalk.errors import InputError
 
 AAC_RATE = 48000  # AAC frames are 1024 samples: 21 ms at 48 kHz keeps the audio end tight
@@ -41,7 +41,7 @@ class VideoClip:
 def write_mp4(
     path: str | Path,
     frames: Iterable[np.ndarray],
-    audio: np.ndarray | None,
+    audio: np.ndarray | SpooledAudio | None,
     fps: int | Fraction = FPS,
     progress: Callable[[int], object] | None = None,
     crf: int = 20,
@@ -203,7 +203,8 @@ def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) 
     video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
     sound = None
     if audio is not None:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)  # clipped a frame at a time: no copy
+        if not isinstance(audio, SpooledAudio):  # read a frame at a time from its file
+            audio = np.asarray(audio, dtype=np.float32).reshape(-1)  # clipped a frame at a time: no copy
         sound = container.add_stream("aac", rate=AAC_RATE, layout="mono")
         sound.bit_rate = 96_000
     index, frame = 0, first

@@ -20,6 +20,7 @@ from sdmtalk.audio import (
     synthesize_speech,
 )
 from sdmtalk.audio.features import LOG_FLOOR, log_mel, pitch_track
+from sdmtalk.audio.loading import spool_audio
 from sdmtalk.audio.mel import slaney_mel_filters
 from sdmtalk.errors import AudioError, InputError
 
@@ -80,6 +81,17 @@ def test_load_audio_decodes_every_format(tmp_path, codec, fmt, ext, stream_rate,
     # stereo is averaged, not summed: 0.6 and 0.2 give a 0.4 sine (RMS 0.283)
     assert np.sqrt(np.mean(wav[800:-800] ** 2)) == pytest.approx(0.4 / np.sqrt(2), abs=0.02)
     assert np.abs(wav).max() <= 1.0
+
+
+@pytest.mark.parametrize("codec,fmt,ext,stream_rate", FORMATS[:3], ids=[f[0] for f in FORMATS[:3]])
+def test_spooled_audio_reads_the_same_samples(tmp_path, codec, fmt, ext, stream_rate):
+    path = write_audio(tmp_path / f"speech.{ext}", codec, 44100, fmt, stream_rate)
+    wav, spooled = load_audio(path), spool_audio(path)
+    assert len(spooled) == len(wav) and np.array_equal(np.asarray(spooled), wav)
+    assert np.array_equal(spooled[100:900], wav[100:900]) and len(spooled[len(wav) - 5:len(wav) + 5]) == 5
+    padded = spooled.padded(len(wav) + 300)
+    assert len(padded) == len(wav) + 300 and np.array_equal(padded[len(wav) - 10:], np.r_[wav[-10:], np.zeros(300)])
+    spooled.close()
 
 
 def test_load_audio_reads_sound_track_of_video(tmp_path):
@@ -148,10 +160,11 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
         ("video_without_audio", "has no audio track"),
     ],
 )
-def test_load_audio_bad_input_says_what_and_where(tmp_path, kind, message):
+@pytest.mark.parametrize("loader", [load_audio, spool_audio], ids=["in_memory", "spooled"])
+def test_load_audio_bad_input_says_what_and_where(tmp_path, kind, message, loader):
     path = _bad_file(tmp_path, kind)
     with pytest.raises(AudioError) as caught:
-        load_audio(path)
+        loader(path)
     text = str(caught.value)
     assert message in text
     assert path.name in text and "\n" not in text

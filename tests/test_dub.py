@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sdmtalk import SAMPLE_RATE
+from sdmtalk import SAMPLE_RATE, memory
 from sdmtalk.cli import main
+from sdmtalk.dub import dubber as dubber_module
 from sdmtalk.dub import speech_motion
 from sdmtalk.dub.dubber import Dubber
 from sdmtalk.dub.lips import SPEECH_WEIGHTS, dub_target, median_rest, steady_rest
 from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.dub.timeline import pingpong, plan_timeline
+from sdmtalk.dub.video_face import TrackRows
 from sdmtalk.face import detect_face
 from sdmtalk.face.align import lip_gap
 from sdmtalk.face.mouth_state import rest_mouth
@@ -57,18 +59,16 @@ def test_pingpong_has_no_jump():
 
 
 def test_timeline_follows_the_audio_or_keeps_the_video():
-    fps = Fraction(25)
-    wav = np.zeros(SAMPLE_RATE * 2, np.float32)  # 2 s = 50 frames
-    cut = plan_timeline(wav, 100, fps, keep_video_length=False)
-    assert cut.frames == 50 and "cut" in cut.note and len(cut.audio) == len(wav)
-    loop = plan_timeline(wav, 20, fps, keep_video_length=False)
+    fps, samples = Fraction(25), SAMPLE_RATE * 2  # 2 s = 50 frames
+    cut = plan_timeline(samples, 100, fps, keep_video_length=False)
+    assert cut.frames == 50 and "cut" in cut.note and cut.samples == samples
+    loop = plan_timeline(samples, 20, fps, keep_video_length=False)
     assert loop.frames == 50 and "forward and backward" in loop.note
-    padded = plan_timeline(wav, 100, fps, keep_video_length=True)
-    assert padded.frames == 100 and len(padded.audio) == 4 * SAMPLE_RATE and "padded" in padded.note
-    assert np.all(padded.audio[len(wav):] == 0)
-    trimmed = plan_timeline(wav, 20, fps, keep_video_length=True)
-    assert trimmed.frames == 20 and len(trimmed.audio) == int(0.8 * SAMPLE_RATE) and "trimmed" in trimmed.note
-    assert plan_timeline(wav, 50, fps, keep_video_length=False).note == ""
+    padded = plan_timeline(samples, 100, fps, keep_video_length=True)
+    assert padded.frames == 100 and padded.samples == 4 * SAMPLE_RATE and "padded" in padded.note
+    trimmed = plan_timeline(samples, 20, fps, keep_video_length=True)
+    assert trimmed.frames == 20 and trimmed.samples == int(0.8 * SAMPLE_RATE) and "trimmed" in trimmed.note
+    assert plan_timeline(samples, 50, fps, keep_video_length=False).note == ""
 
 
 def test_frame_source_reads_any_order_like_the_scan(tmp_path, monkeypatch):
@@ -201,6 +201,29 @@ def test_dub_closes_the_video_mouth_in_silence(face_video, tmp_path):
     gaps_out = [lip_gap(t) for t in job.targets if np.isfinite(t).all()]
     assert max(gaps_out) < max(gaps_in)  # the video's speech does not show through
     assert np.median(gaps_out) <= np.median(gaps_in) + 0.5
+
+
+def test_dub_looks_at_its_memory_while_rendering(face_video, monkeypatch):
+    looks = []
+    monkeypatch.setattr(dubber_module, "WATCH_EVERY", 5)
+    monkeypatch.setattr(memory.HeapWatch, "check", lambda self: looks.append(1))
+    path, _ = face_video
+    pipe = TalkingFacePipeline(quiet=True, threads=1)
+    dubber = Dubber(pipe.features, pipe._still_motion, threads=1)
+    frames = list(dubber.frames(dubber.start(path, np.zeros(SAMPLE_RATE, np.float32), MotionControls())))
+    assert len(frames) == 25 and len(looks) == 5
+
+
+def test_heap_watch_releases_only_when_memory_grew(monkeypatch):
+    sizes = iter([500, 520, 560, 530, 570, 640, 600])  # each look; after a release, the level it left
+    released = []
+    monkeypatch.setattr(memory, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(memory, "release_free_memory", lambda: released.append(1))
+    watch = memory.HeapWatch(slack_mb=48)
+    for _ in range(5):
+        watch.check()
+    # 500 sets the level; 520 stays; 560 > 548: release, level 530; 570 stays (< 578); 640: release
+    assert watch.releases == len(released) == 2 and watch.level == 600
 
 
 @pytest.mark.parametrize(
@@ -341,3 +364,16 @@ def test_generate_speaks_typed_text(stream_media, tmp_path, capsys):
             "-o", str(tmp_path / "both.mp4"), "-q"]
     assert main(both) == 2
     assert capsys.readouterr().err.strip() == "sdmtalk: error: both --audio and --text: give one of them"
+
+
+def test_track_rows_spill_to_disk_and_read_back():
+    rows = np.random.default_rng(0).normal(size=(3 * TrackRows.BLOCK + 100, 68, 2)).astype(np.float32)
+    rows[5] = np.nan
+    track = TrackRows()
+    for a in range(0, len(rows), 8):  # as FaceTrack publishes: a few frames at a time
+        track.extend(rows[a:a + 8])
+    assert track._file is not None and track._file.tell() == 3 * TrackRows.BLOCK * TrackRows.ROW_BYTES
+    for j in [0, 5, TrackRows.BLOCK - 1, TrackRows.BLOCK, 2 * TrackRows.BLOCK + 7, len(rows) - 1]:
+        assert np.array_equal(track[j], rows[j], equal_nan=True)  # from the file, the last block, the tail
+    assert np.array_equal(track.all(), rows, equal_nan=True)
+    assert list(np.flatnonzero(np.frombuffer(bytes(track.valid), np.uint8) == 0)) == [5]

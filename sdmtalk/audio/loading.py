@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,23 +46,83 @@ def load_audio(path: str | Path) -> np.ndarray:
     path = Path(path)
     decoded = decode_audio(path)
     wav = decoded.samples
-    if wav.size == 0:
+    peak = max(float(wav.max()), -float(wav.min())) if wav.size else 0.0  # no |wav| copy (38 MB for 10 min)
+    _check_speech(path, wav.size, peak, decoded.claimed_seconds)
+    return wav
+
+
+class SpooledAudio:
+    """Decoded speech kept in an unlinked temporary file, sliced like a (N,) float32 array:
+    `audio[a:b]` reads just those samples, zeros past the real end up to len() when padded.
+    Speech read as it is used costs no memory for its samples (10 minutes are 38 MB, 2 h
+    0.46 GB). The file closes with the object (or `close()`)."""
+
+    def __init__(self, file, samples: int, length: int | None = None):
+        self._file, self.samples, self._length = file, samples, max(samples, length or 0)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, step = key.indices(self._length)
+        if step != 1:
+            raise IndexError("SpooledAudio reads contiguous slices only")
+        out = np.zeros(max(0, stop - start), np.float32)
+        end = min(stop, self.samples)
+        if end > start:
+            data = os.pread(self._file.fileno(), (end - start) * 4, start * 4)
+            out[: end - start] = np.frombuffer(data, np.float32)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self[:].astype(dtype or np.float32, copy=False)
+
+    def padded(self, length: int) -> SpooledAudio:
+        """The same samples, then silence up to `length` (the file is shared)."""
+        return SpooledAudio(self._file, self.samples, length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def spool_audio(path: str | Path) -> SpooledAudio:
+    """load_audio's samples and checks, decoded into a temporary file a chunk at a time."""
+    path, file = Path(path), tempfile.TemporaryFile(prefix="sdmtalk-speech-")
+    count, peak = 0, 0.0
+
+    def write(chunk: np.ndarray) -> None:
+        nonlocal count, peak
+        np.clip(chunk, -1.0, 1.0, out=chunk)
+        peak = max(peak, float(np.abs(chunk).max(initial=0.0)))
+        file.write(chunk.tobytes())
+        count += chunk.size
+
+    try:
+        _, claimed = _decode_into(path, SAMPLE_RATE, write)
+        _check_speech(path, count, peak, claimed)
+        file.flush()
+    except BaseException:
+        file.close()
+        raise
+    return SpooledAudio(file, count)
+
+
+def _check_speech(path: Path, samples: int, peak: float, claimed: float | None) -> None:
+    if samples == 0:
         raise AudioError(f"audio file holds no samples (0 s long): {path}: {_FIX}")
-    seconds = wav.size / SAMPLE_RATE
+    seconds = samples / SAMPLE_RATE
     if seconds < MIN_SECONDS:
         raise AudioError(
             f"audio is too short to animate: {path} ({seconds:.2f} s decoded): "
             f"use at least {MIN_SECONDS} s of speech"
         )
-    peak = max(float(wav.max()), -float(wav.min()))  # no |wav| copy (38 MB for 10 min)
     if peak < SILENCE_PEAK:
         peak_db = 20 * np.log10(max(peak, 1e-12))
         raise AudioError(
             f"audio file is silent: {path} (loudest sample {peak_db:.0f} dBFS): "
             "use a recording with audible speech"
         )
-    _warn_if_truncated(path, seconds, decoded.claimed_seconds)
-    return wav
+    _warn_if_truncated(path, seconds, claimed)
 
 
 def _warn_if_truncated(path: Path, seconds: float, claimed: float | None) -> None:
@@ -77,7 +140,17 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> DecodedAud
 
     Raises AudioError when the file is missing, empty, not decodable or has no audio stream.
     """
-    path = Path(path)
+    chunks: list[np.ndarray] = []
+    start, claimed = _decode_into(Path(path), sample_rate, chunks.append)
+    wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    del chunks  # long speech: the chunks, the whole and a clipped copy were three times its size
+    np.clip(wav, -1.0, 1.0, out=wav)  # float32: the resampler's "flt"
+    return DecodedAudio(wav, sample_rate, start, claimed)
+
+
+def _decode_into(path: Path, sample_rate: int, sink: Callable[[np.ndarray], object]) -> tuple[float, float | None]:
+    """Decode the first audio stream, handing each resampled mono chunk to sink -> (start
+    time on the container's clock, the duration its header claims)."""
     _check_file(path)
     try:
         container = av.open(str(path))
@@ -88,11 +161,12 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> DecodedAud
     with container:
         stream = _audio_stream(container, path)
         try:
-            return _decode_stream(container, stream, sample_rate)
+            start = _decode_stream(container, stream, sample_rate, sink)
         except av.FFmpegError as err:
             raise AudioError(
                 f"audio in {path} is corrupt and cannot be decoded ({_short(err)}): {_FIX}"
             ) from None
+        return start, _wav_header_seconds(container.name) or _claimed_seconds(container, stream)
 
 
 def _check_file(path: Path) -> None:
@@ -117,12 +191,13 @@ def _audio_stream(container: av.container.InputContainer, path: Path) -> av.Audi
     raise AudioError(f"no audio stream in {path}: {_FIX}")
 
 
-def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> DecodedAudio:
+def _decode_stream(container, stream: av.AudioStream, sample_rate: int, sink: Callable) -> float:
+    """Resampled mono chunks of the stream to sink -> the stream's start time (s)."""
     # Downmix to mono ourselves (the mean of the channels) before FFmpeg's resampler sees the
     # audio: its own mono downmix sums L+R at -3 dB each (correlated stereo clips), and it
     # crashes the process on layouts of 8 or more channels.
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    chunks, start = [], None
+    start = None
     for frame in container.decode(stream):
         if start is None and frame.pts is not None:
             start = float(frame.pts * frame.time_base)
@@ -132,17 +207,13 @@ def _decode_stream(container, stream: av.AudioStream, sample_rate: int) -> Decod
                              "float export): re-export it, e.g. as a 16-bit PCM wav")
         mono = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
         mono.sample_rate = frame.sample_rate  # the resampler keeps its own sample clock
-        chunks.extend(f.to_ndarray()[0] for f in resampler.resample(mono))
-    chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
-    wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    del chunks  # long speech: the chunks, the whole and a clipped copy were three times its size
+        for out in resampler.resample(mono):
+            sink(out.to_ndarray()[0])
+    for out in resampler.resample(None):
+        sink(out.to_ndarray()[0])
     if start is None:
-        start = (
-            float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        )
-    np.clip(wav, -1.0, 1.0, out=wav)  # float32: the resampler's "flt"
-    claimed = _wav_header_seconds(container.name) or _claimed_seconds(container, stream)
-    return DecodedAudio(wav, sample_rate, start, claimed)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return start
 
 
 # Full scale of FFmpeg's integer sample formats (u8 is offset binary around 128).

@@ -5,7 +5,10 @@ thread (grey frames, dub.video_face.FaceTrack), the frames are decoded again in 
 their lower face re-rendered on a second (as soon as the tracking is WARMUP frames ahead,
 after the new speech's features and mouth motion are made), and the caller encodes. An
 audio longer than the video then plays it backward and forward again (ping-pong), read
-through frame_source in bounded blocks.
+through frame_source in bounded blocks. Nothing else grows with the length in memory either:
+the speech may be read from its file as it is used (audio.loading.SpooledAudio, as
+`TalkingFacePipeline.dub` does), the track spills to disk (dub.video_face.TrackRows), and
+freed heap memory is handed back when the process has grown (memory.HeapWatch).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from sdmtalk import SAMPLE_RATE
+from sdmtalk.audio.loading import SpooledAudio
 from sdmtalk.dub.lips import dub_target, median_rest, steady_rest
 from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
 from sdmtalk.dub.video_face import FaceTrack
 from sdmtalk.face.mouth_state import teeth_showing
 from sdmtalk.frame_source import VideoFrames
+from sdmtalk.memory import HeapWatch
 from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.render.dub import DubRenderer
 from sdmtalk.render.mouth import PhotoTeeth
@@ -34,6 +39,7 @@ from sdmtalk.threads import in_background
 from sdmtalk.video import ReservedOutput, probe_video, write_mp4
 
 Progress = Callable[[str, int, int], object]
+WATCH_EVERY = 250  # frames between two looks at the resident size (sdmtalk.memory.HeapWatch)
 
 
 @dataclass
@@ -58,8 +64,8 @@ class DubJob:
     path: Path
     video: VideoFrames  # the tracking pass's reader: it knows each frame's source, for ping-pong
     track: FaceTrack
-    speech: np.ndarray  # as given
-    wav: np.ndarray  # as encoded (with --keep-video-length: padded past the video's end)
+    speech: np.ndarray | SpooledAudio  # as given
+    wav: np.ndarray | SpooledAudio  # as encoded (with --keep-video-length: padded past the video's end)
     keep_video_length: bool
     frames: int | None
     lips: SpeechMotion
@@ -83,16 +89,18 @@ class Dubber:
         self.features, self.motion, self.threads = features, motion, threads
         self.progress = progress or (lambda stage, done, total: None)
 
-    def start(self, video_path: Path, wav: np.ndarray, controls: MotionControls, face_index: int | None = None,
-              keep_video_length: bool = False, fps=None) -> DubJob:
+    def start(self, video_path: Path, wav: np.ndarray | SpooledAudio, controls: MotionControls,
+              face_index: int | None = None, keep_video_length: bool = False, fps=None) -> DubJob:
         """Open the video and start tracking its face and computing the speech's features
-        (the output at `fps`; None: the video's own rate)."""
-        video_path, speech = Path(video_path), np.asarray(wav, np.float32)
+        (the output at `fps`; None: the video's own rate). wav: 16 kHz samples, in memory or
+        read from disk as they are used."""
+        video_path = Path(video_path)
+        speech = wav if isinstance(wav, SpooledAudio) else np.asarray(wav, np.float32)
         video = VideoFrames(video_path, fps)
         frames = None if keep_video_length else frames_for_audio(len(wav), video.fps)
         if keep_video_length:  # padded with silence past the video's end; the encoder cuts it there
-            header = probe_video(video_path)["duration"]
-            wav = np.pad(speech, (0, max(0, int((header + 1) * SAMPLE_RATE) - len(speech))))
+            length = max(len(speech), int((probe_video(video_path)["duration"] + 1) * SAMPLE_RATE))
+            wav = speech.padded(length) if isinstance(speech, SpooledAudio) else np.pad(speech, (0, length - len(speech)))
         expected = frames or max(1, round(probe_video(video_path)["duration"] * float(video.fps)))
         track = FaceTrack(video.scan(frames, gray=True), str(video_path), face_index,
                           progress=lambda done: self.progress("video", done, expected)).start()
@@ -108,7 +116,7 @@ class Dubber:
             median = median_rest(landmarks)
             job.lips.begin(median)
             job.lips.delta(0)  # the first segment of the speech's motion, before rendering starts
-            renderer = DubRenderer(*_mouth_looks(job))
+            renderer, heap = DubRenderer(*_mouth_looks(job)), HeapWatch()
             job.timings["start"] = time.perf_counter() - t0
             for i, (j, frame) in enumerate(self._source_frames(job)):
                 lm, target = job.track.landmarks(j), np.full((68, 2), np.nan, np.float32)
@@ -117,6 +125,8 @@ class Dubber:
                     target = dub_target(steady, sims, job.lips.delta(i))
                     frame = renderer.render(frame, lm, rest, target)
                 job.order.append(j)
+                if i % WATCH_EVERY == WATCH_EVERY - 1:
+                    heap.check()
                 if job.targets is not None:
                     job.targets.append(target)
                 yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
@@ -176,7 +186,7 @@ def dub_notes(job: DubJob) -> list[str]:
         total = scanned
     else:
         total = scanned if scanned < job.frames else max(scanned, round(probe_video(path)["duration"] * fps))
-    notes = [plan_timeline(job.speech, total, Fraction(video.fps), job.keep_video_length).note]
+    notes = [plan_timeline(len(job.speech), total, Fraction(video.fps), job.keep_video_length).note]
     if job.track.tracker.most_faces > 1:
         notes.append(f"{path}: up to {job.track.tracker.most_faces} faces seen; dubbing one "
                      "(the largest unless --face-index)")

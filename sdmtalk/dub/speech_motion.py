@@ -5,8 +5,8 @@ Speech up to LONG frames is one segment: features and lips model over the whole 
 made from its own audio with MARGIN frames of context on either side and cross-faded into
 the next over 2 * FADE frames; the next segment is made on a worker thread while the
 current one is rendered. Memory is then that of one segment whatever the length: the whole
-clip's features and motion of 10 minutes took ~0.3 GB more than those of 10 s. (Handing
-freed memory back with glibc's malloc_trim after each segment made rendering 1.3x slower.)
+clip's features and motion of 10 minutes took ~0.3 GB more than those of 10 s. The speech
+itself may be read from disk as it is used (audio.loading.SpooledAudio).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from sdmtalk import FPS
 from sdmtalk.audio.features import SAMPLES_PER_FRAME, num_frames_for
+from sdmtalk.audio.loading import SpooledAudio
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.threads import ThreadResult, in_thread
 
@@ -36,7 +37,7 @@ class SpeechMotion:
     segment's features start at once (they overlap the face tracking); its motion waits for
     `begin(canonical)`, the face the lips model animates."""
 
-    def __init__(self, wav: np.ndarray, features: Callable, motion: Callable, controls: MotionControls,
+    def __init__(self, wav: np.ndarray | SpooledAudio, features: Callable, motion: Callable, controls: MotionControls,
                  fps: Fraction):
         self.wav, self.features, self.motion, self.controls = wav, features, motion, controls
         self.fps, self.total = fps, max(1, num_frames_for(len(wav)))
@@ -71,7 +72,7 @@ class SpeechMotion:
 
     def _audio(self, k: int) -> np.ndarray:
         if self.count == 1:
-            return self.wav  # as generate reads it
+            return self.wav[:]  # the whole speech, as generate reads it
         a, b = self._span(k)
         return self.wav[a * SAMPLES_PER_FRAME:b * SAMPLES_PER_FRAME]
 

@@ -18,16 +18,13 @@ from sdmtalk import SAMPLE_RATE
 
 @dataclass(frozen=True)
 class Timeline:
-    """frames: output frames; audio: (S,) 16 kHz samples, frames / fps long; note: what was
-    done to fit the lengths ("" when they matched)."""
+    """frames: output frames; samples: 16 kHz samples of the output's audio (frames / fps
+    long with keep_video_length, the speech's own length otherwise); note: what was done to
+    fit the lengths ("" when they matched)."""
 
     frames: int
-    audio: np.ndarray
+    samples: int
     note: str
-
-    def source_index(self, video_frames: int) -> np.ndarray:
-        """(frames,) the video frame shown at each output frame (ping-pong past the end)."""
-        return pingpong(self.frames, video_frames)
 
 
 def pingpong(count: int, length: int) -> np.ndarray:
@@ -44,24 +41,21 @@ def frames_for_audio(samples: int, fps: Fraction) -> int:
     return max(1, math.ceil(Fraction(samples, SAMPLE_RATE) * fps - Fraction(1, 1000)))
 
 
-def plan_timeline(wav: np.ndarray, video_frames: int, fps: Fraction, keep_video_length: bool) -> Timeline:
-    """The output's length and audio for `video_frames` frames at `fps` and speech `wav`."""
+def plan_timeline(samples: int, video_frames: int, fps: Fraction, keep_video_length: bool) -> Timeline:
+    """The output's length for `video_frames` frames at `fps` and `samples` of speech."""
     fps = Fraction(fps)
-    audio_s, video_s = len(wav) / SAMPLE_RATE, video_frames / float(fps)
+    audio_s, video_s = samples / SAMPLE_RATE, video_frames / float(fps)
     if keep_video_length:
-        frames = video_frames
-        length = int(round(frames * SAMPLE_RATE / fps))
-        audio = np.pad(wav[:length], (0, max(0, length - len(wav)))).astype(np.float32)
+        length = int(round(video_frames * SAMPLE_RATE / fps))
         if abs(audio_s - video_s) * fps < 1:
-            return Timeline(frames, audio, "")
+            return Timeline(video_frames, length, "")
         what = "padded with silence" if audio_s < video_s else "trimmed"
-        return Timeline(frames, audio, f"the audio ({audio_s:.1f} s) was {what} to the video's {video_s:.1f} s")
-    frames = frames_for_audio(len(wav), fps)
-    audio = np.asarray(wav, np.float32)
+        return Timeline(video_frames, length, f"the audio ({audio_s:.1f} s) was {what} to the video's {video_s:.1f} s")
+    frames = frames_for_audio(samples, fps)
     if frames == video_frames:
-        return Timeline(frames, audio, "")
+        return Timeline(frames, samples, "")
     if frames < video_frames:
-        return Timeline(frames, audio, f"the video ({video_s:.1f} s) was cut to the audio's {audio_s:.1f} s "
-                                       "(--keep-video-length pads the audio instead)")
-    return Timeline(frames, audio, f"the video ({video_s:.1f} s) plays forward and backward to fill the audio's "
-                                   f"{audio_s:.1f} s (--keep-video-length trims the audio instead)")
+        return Timeline(frames, samples, f"the video ({video_s:.1f} s) was cut to the audio's {audio_s:.1f} s "
+                                         "(--keep-video-length pads the audio instead)")
+    return Timeline(frames, samples, f"the video ({video_s:.1f} s) plays forward and backward to fill the audio's "
+                                     f"{audio_s:.1f} s (--keep-video-length trims the audio instead)")

@@ -11,6 +11,8 @@ colours and the video's own teeth come from them).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 
@@ -26,6 +28,53 @@ PUBLISH_EVERY = 8  # frames tracked between two smoothing passes over the track'
 HALF = TRACKING.smooth_window // 2  # frames after a frame that its smoothing reads
 SUBPIXEL_BELOW_PX = 160  # faces narrower than this are tracked on a 2x upscaled crop (as in
 #                          prepare); a larger face is fine at 1 px, and upscaling it costs most of the tracking
+
+
+class TrackRows:
+    """The final track: (68, 2) float32 rows, appended in order. Full blocks of BLOCK rows go
+    to an unlinked temporary file (the track of a 2 h video is 0.1 GB), the last two stay in
+    memory (rendering reads right behind tracking); `valid` is a byte per row. The file closes
+    with the object. Not thread-safe: FaceTrack holds its lock around every call."""
+
+    BLOCK = 1024
+    ROW_BYTES = 68 * 2 * 4
+
+    def __init__(self):
+        self.valid = bytearray()
+        self._tail = np.empty((self.BLOCK, 68, 2), np.float32)
+        self._previous: np.ndarray | None = None  # the last block written to the file
+        self._file = None
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def extend(self, rows: np.ndarray) -> None:
+        for row in rows:
+            n = len(self.valid)
+            self._tail[n % self.BLOCK] = row
+            self.valid.append(bool(np.isfinite(row).all()))
+            if (n + 1) % self.BLOCK == 0:
+                self._spill()
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        block, full = j // self.BLOCK, len(self.valid) // self.BLOCK
+        if block == full:
+            return self._tail[j % self.BLOCK].copy()
+        if block == full - 1:
+            return self._previous[j % self.BLOCK].copy()
+        data = os.pread(self._file.fileno(), self.ROW_BYTES, j * self.ROW_BYTES)
+        return np.frombuffer(data, np.float32).reshape(68, 2).copy()
+
+    def all(self) -> np.ndarray:
+        """(T, 68, 2): every row so far (a copy)."""
+        return np.stack([self[j] for j in range(len(self))]) if len(self) else np.zeros((0, 68, 2), np.float32)
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="sdmtalk-track-")
+        self._file.write(self._tail.tobytes())
+        self._file.flush()
+        self._previous, self._tail = self._tail, np.empty_like(self._tail)
 
 
 class _ChosenFaceTracker(LandmarkTracker):
@@ -68,7 +117,7 @@ class FaceTrack:
                                           detect_max_side=cfg.detect_max_side, quiet=True)
         self._raw: list[np.ndarray] = []  # the raw track from frame _raw_base on (older ones are final)
         self._raw_base = 0
-        self._final: list[np.ndarray] = []
+        self._final = TrackRows()
         self.done, self.error = False, None
         self.reference: tuple[int, np.ndarray] | None = None  # first frame with the face
         self.widest: tuple[int, np.ndarray] | None = None  # widest mouth of WARMUP frames from there
@@ -159,7 +208,8 @@ class FaceTrack:
     def landmarks(self, j: int) -> np.ndarray:
         """Frame j's (68, 2) landmarks, NaN where the face is not found."""
         self._wait(lambda: len(self._final) > j)
-        return self._final[j]
+        with self._cond:
+            return self._final[j]
 
     def warmed_up(self) -> None:
         """Wait for WARMUP frames from the first with the face (or the whole track, if shorter)."""
@@ -172,11 +222,13 @@ class FaceTrack:
 
     def tracked(self) -> tuple[np.ndarray, np.ndarray]:
         """(landmarks (T, 68, 2), valid (T,)) of the frames final so far."""
-        landmarks = np.stack(self._final) if self._final else np.zeros((0, 68, 2), np.float32)
+        with self._cond:
+            landmarks = self._final.all()
         return landmarks, np.isfinite(landmarks).all(axis=(1, 2))
 
     def lost_spans(self) -> list[tuple[int, int]]:
         """[start, stop) frame ranges without the face (after the end of tracking)."""
-        valid = self.tracked()[1]
+        with self._cond:
+            valid = np.frombuffer(bytes(self._final.valid), np.uint8)
         edges = np.flatnonzero(np.diff(np.concatenate([[1], valid.astype(np.int8), [1]])))
         return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

@@ -9,7 +9,6 @@ InputError lines with the server's paths replaced by the names the client gave.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import queue
@@ -26,6 +25,7 @@ import cv2
 import torch
 
 from sdmtalk.errors import InputError, one_line
+from sdmtalk.memory import release_free_memory
 from sdmtalk.motion.pose_reference import with_pose_reference
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
@@ -297,13 +297,4 @@ class JobManager:
         job.error, job.status_code = error, status_code
         job.finished = time.monotonic()
         job.state = state
-        _return_freed_memory()
-
-
-def _return_freed_memory() -> None:
-    """glibc keeps the pages a job freed (frames, features) in its heap; hand them back to
-    the system so an idle server returns to its idle size. No-op off glibc."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        release_free_memory()  # an idle server returns to its idle size

@@ -1,0 +1,78 @@
+"""Is a dub's growing memory live data or freed blocks glibc keeps? The heap over time.
+
+    python probes/probe_dub_heap.py --video V --audio A [--release watch|always|never]
+
+Dubs in this process (as `sdmtalk dub` does) and prints every 10 s the resident memory and
+glibc's mallinfo2: heap size, bytes in use, free bytes kept in the heap. --release: as
+shipped (watch: malloc_trim when the resident size grew by sdmtalk.memory.SLACK_MB), at
+every look (always, every dubber.WATCH_EVERY frames) or never, to see what the calls save
+and cost (their own time, the process's CPU time and page faults). glibc only. Feeds
+docs/RESULTS.md, Dubbing (memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sdmtalk import memory
+from sdmtalk.pipeline import TalkingFacePipeline
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def resident_mb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+
+def report(stop: threading.Event, t0: float) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    while not stop.wait(10):
+        m = libc.mallinfo2()
+        print(f"{time.time() - t0:6.0f} s  resident {resident_mb()} MB  heap {m.arena >> 20} MB  in use "
+              f"{m.uordblks >> 20} MB  free in heap {m.fordblks >> 20} MB", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--audio", required=True)
+    ap.add_argument("--release", choices=["watch", "always", "never"], default="watch")
+    args = ap.parse_args()
+    trims = [0, 0.0]  # calls, seconds inside them
+    release = memory.release_free_memory
+
+    def timed_release() -> None:
+        t = time.perf_counter()
+        if args.release != "never":
+            release()
+        trims[0] += 1
+        trims[1] += time.perf_counter() - t
+
+    memory.release_free_memory = timed_release
+    if args.release == "always":
+        memory.SLACK_MB = float("-inf")
+    pipe = TalkingFacePipeline(quiet=True, threads=2, blink=False)
+    stop, t0 = threading.Event(), time.time()
+    threading.Thread(target=report, args=(stop, t0), daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe.dub(args.video, args.audio, Path(tmp) / "dub.mp4")
+    stop.set()
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"wall {time.time() - t0:.1f} s, cpu {use.ru_utime + use.ru_stime:.1f} s (system {use.ru_stime:.1f}), "
+          f"minor page faults {use.ru_minflt}, peak resident {use.ru_maxrss >> 10} MB; "
+          f"{trims[0]} releases{' (skipped)' if args.release == 'never' else ''} took {trims[1]:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

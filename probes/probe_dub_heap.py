@@ -29,17 +29,12 @@ class MallInfo2(ctypes.Structure):
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
 
-def resident_mb() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
-
-
 def report(stop: threading.Event, t0: float) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
     while not stop.wait(10):
         m = libc.mallinfo2()
-        print(f"{time.time() - t0:6.0f} s  resident {resident_mb()} MB  heap {m.arena >> 20} MB  in use "
+        print(f"{time.time() - t0:6.0f} s  resident {memory.resident_mb():.0f} MB  heap {m.arena >> 20} MB  in use "
               f"{m.uordblks >> 20} MB  free in heap {m.fordblks >> 20} MB", flush=True)
 
 

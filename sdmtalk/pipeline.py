@@ -411,12 +411,9 @@ class TalkingFacePipeline:
                 _LOG.warning("removed %s, the unfinished output of an earlier run that was killed", stale)
             try:
                 dubber = Dubber(self.features, self._still_motion, self.threads, self._report)
-                speech = spool_audio(audio_path)  # read as it is used: a dub may be hours long
-                try:
+                with spool_audio(audio_path) as speech:  # read as it is used: a dub may be hours long
                     job = dubber.start(Path(video_path), speech, controls, face_index, keep_video_length)
                     result = dubber.write(job, claim)
-                finally:
-                    speech.close()
             finally:
                 if isinstance(self.progress, TerminalProgress):
                     self.progress.close()

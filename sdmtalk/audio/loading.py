@@ -55,7 +55,7 @@ class SpooledAudio:
     """Decoded speech kept in an unlinked temporary file, sliced like a (N,) float32 array:
     `audio[a:b]` reads just those samples, zeros past the real end up to len() when padded.
     Speech read as it is used costs no memory for its samples (10 minutes are 38 MB, 2 h
-    0.46 GB). The file closes with the object (or `close()`)."""
+    0.46 GB). The file closes with the object, `close()` or the end of a `with` block."""
 
     def __init__(self, file, samples: int, length: int | None = None):
         self._file, self.samples, self._length = file, samples, max(samples, length or 0)
@@ -83,6 +83,12 @@ class SpooledAudio:
 
     def close(self) -> None:
         self._file.close()
+
+    def __enter__(self) -> SpooledAudio:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def spool_audio(path: str | Path) -> SpooledAudio:

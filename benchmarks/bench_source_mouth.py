@@ -4,8 +4,9 @@
 
 For every clip of the split, the photo is the clip's most-closed frame and then its
 most-open frame (by the real inner-lip gap), the audio its own; the motion is put on the
-photo as `generate` does, with the photo's mouth brought to rest first (face/mouth_state.py)
-and, for comparison, as it is ("as photo"). Columns, in canonical units (inter-ocular ~ 1):
+photo as `generate` does, with the photo's mouth brought to rest first and pressed lips
+parted as the speech opens them (face/mouth_state.py), and, for comparison, as it is ("as
+photo"). Columns, in canonical units (inter-ocular ~ 1):
 - p10_ok: share of clips whose generated lip gap 10th percentile lies within 0.05 of the real
   clip's (the mouth closes as far as the speaker's does);
 - p10_diff: mean generated minus real 10th percentile; lip_r: lip-gap correlation with the
@@ -29,8 +30,8 @@ from sdmtalk.evaluate.landmark_bench import load_scored_clips, nan_mean
 from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
 from sdmtalk.face.align import lip_gap
-from sdmtalk.face.mouth_state import bundled_basis, rest_mouth
-from sdmtalk.motion.types import MotionControls, apply_motion
+from sdmtalk.face.mouth_state import bundled_basis, part_pressed_lips, rest_mouth
+from sdmtalk.motion.types import Motion, MotionControls, apply_motion
 from sdmtalk.pipeline import load_motion_model
 
 SHUT_FRAMES = 10  # 0.4 s at 25 fps
@@ -69,6 +70,8 @@ def run_clip(model, data: dict, seeds: list[int], shut_gap: float) -> dict:
             rows = []
             for seed in seeds:
                 motion = model.generate(feats, to_canonical(src[None])[0][0], MotionControls(seed=seed))
+                if reset:  # as TalkingFacePipeline.face_landmarks: pressed lips part with speech
+                    motion = Motion(motion.pose, part_pressed_lips(src, motion.delta))
                 gap = lip_gap(to_canonical(apply_motion(src, motion))[0])
                 rows.append({"p10_diff": float(np.percentile(gap[ok], 10)) - p10_real,
                              "lip_r": lip_gap_correlation(gap, real_gap, ok),

@@ -26,7 +26,7 @@ from sdmtalk.audio.loading import spool_audio
 from sdmtalk.dub.dubber import Dubber, DubResult
 from sdmtalk.errors import InputError, one_line
 from sdmtalk.face import FaceDetection, detect_face, load_image, to_canonical
-from sdmtalk.face.mouth_state import rest_mouth
+from sdmtalk.face.mouth_state import part_pressed_lips, rest_mouth
 from sdmtalk.limits import MAX_SAMPLES, MOTIONS
 from sdmtalk.motion.energy import EnergyBaseline
 from sdmtalk.motion.linear import LinearBaseline
@@ -273,6 +273,13 @@ class TalkingFacePipeline:
             return face.landmarks
         return rest_mouth(face.landmarks)
 
+    def face_landmarks(self, rest: np.ndarray, motion: Motion) -> np.ndarray:
+        """A motion on the face at rest (`rest_landmarks`) -> (T, 68, 2) photo pixels; lips
+        pressed together at rest part as the speech opens them (face.mouth_state)."""
+        if self.motion_name != "static" and self.mouth_at_rest:
+            motion = Motion(motion.pose, part_pressed_lips(rest, motion.delta))
+        return apply_motion(rest, motion)
+
     def renderer(self, image, face: FaceDetection) -> Renderer:
         return Renderer(image, face.landmarks, size=self.size, crop=self.crop,
                         rest_landmarks=self.rest_landmarks(face))
@@ -287,7 +294,7 @@ class TalkingFacePipeline:
         with torch_threads(1):
             motion = self._generate_motion(features, canonical[0], controls)
         self._report("motion", 1, 1)
-        landmarks = apply_motion(rest, motion)
+        landmarks = self.face_landmarks(rest, motion)
         if self.blink:
             landmarks = add_blinks(landmarks, seed=controls.seed, fps=FPS)
         return landmarks, motion, face

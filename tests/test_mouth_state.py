@@ -1,6 +1,6 @@
 """The photo's own mouth (face/mouth_state.py, render/renderer.py rest_mouth_image): an open
-photo mouth is closed to rest before any motion, pressed lips are opened to rest, a resting
-mouth is left alone, and the renderer paints the closed mouth with lip texture."""
+photo mouth is closed to rest before any motion, pressed lips part as the speech opens them,
+a resting mouth is left alone, and the renderer paints the closed mouth with lip texture."""
 
 import cv2
 import matplotlib.cbook
@@ -11,9 +11,11 @@ from PIL import Image
 
 from sdmtalk.face import detect_face, from_canonical, to_canonical
 from sdmtalk.face.mouth_state import (
+    PART_SPAN,
     bundled_basis,
     inner_gap,
     mouth_opening,
+    part_pressed_lips,
     rest_mouth,
     sealed_lips,
     teeth_showing,
@@ -68,6 +70,41 @@ def test_rest_mouth_closes_an_open_mouth_to_rest(photo, gap):
 def test_a_closed_or_resting_mouth_is_left_as_it_is(photo, gap):
     lm = opened(photo[1], gap)
     np.testing.assert_array_equal(rest_mouth(lm), lm.astype(np.float32))
+
+
+def _openings(basis, gaps):
+    """Motion deltas (T, 68, 2) that open a mouth by each of `gaps` along the basis."""
+    return (np.asarray(gaps)[:, None, None] * basis.basis[None]).astype(np.float32)
+
+
+def test_speech_parts_pressed_lips(photo):
+    """Pressed lips (gap 0) stay pressed in a pause and on a closing (bilabial) motion, and
+    part by the shortfall from the resting gap as the speech opens the mouth, all of it once
+    the opening reaches PART_SPAN resting gaps: loud speech does not leave them shut."""
+    basis = bundled_basis()
+    rest = basis.cfg.rest_gap
+    pressed = opened(photo[1], 0.0)
+    wanted = np.array([-0.02, 0.0, rest, PART_SPAN * rest, 0.3])
+    asked = _openings(basis, wanted)
+    parted = part_pressed_lips(pressed, asked, basis)
+    canon = to_canonical(pressed[None])[0][0].astype(np.float64)
+    g0 = inner_gap(canon)
+    before = np.array([inner_gap(canon + d) for d in asked])
+    after = np.array([inner_gap(canon + d) for d in parted])
+    assert g0 < 0.01
+    np.testing.assert_array_equal(parted[:2], asked[:2])  # pause and closing: as asked
+    share = np.minimum((before[2:] - g0) / (PART_SPAN * rest), 1.0)
+    # (near crossed lips the gap is not linear along the basis: within 0.006 of the shortfall)
+    np.testing.assert_allclose(after[2:] - before[2:], share * (rest - g0), atol=6e-3)
+    assert np.abs(parted - _openings(basis, wanted))[:, 36:48].max() < 1e-6  # only the mouth moves
+
+
+@pytest.mark.parametrize("gap", [None, 0.06, 0.3])
+def test_a_resting_or_open_mouth_moves_as_the_speech_says(photo, gap):
+    basis = bundled_basis()
+    lm = photo[1] if gap is None else opened(photo[1], gap)
+    delta = _openings(basis, [0.0, 0.05, 0.1])
+    assert part_pressed_lips(rest_mouth(lm), delta, basis) is delta
 
 
 def test_sealed_lips_meet_with_the_overlap(photo):
@@ -188,3 +225,22 @@ def test_the_stream_starts_from_the_mouth_at_rest(open_photo, tmp_path):
     closed = renderer.render(rest)[y0:y1, x0:x1].astype(np.float64)
     photo = Renderer(image, lm, size=256).source_crop[y0:y1, x0:x1].astype(np.float64)
     assert np.abs(last - closed).mean() < 0.5 * np.abs(last - photo).mean()
+
+
+def test_generate_and_the_stream_part_pressed_lips_alike(photo):
+    """TalkingFacePipeline.face_landmarks (which generate, the server and the stream put every
+    motion through) parts pressed lips with the speech; the photo's own mouth (mouth_at_rest
+    off) and the still photo do not."""
+    from sdmtalk.motion.types import Motion, apply_motion
+    from sdmtalk.pipeline import TalkingFacePipeline
+
+    basis = bundled_basis()
+    pressed = opened(photo[1], 0.0)
+    motion = Motion(np.zeros((3, 4), np.float32), _openings(basis, [0.0, 0.05, 0.15]))
+    plain = apply_motion(pressed, motion)
+    parted = TalkingFacePipeline(motion="energy", quiet=True).face_landmarks(pressed, motion)
+    gaps = [mouth_opening(x) - mouth_opening(y) for x, y in zip(parted, plain, strict=True)]
+    assert gaps[0] == pytest.approx(0.0, abs=1e-6) and 0.01 < gaps[1] < gaps[2]
+    for pipe in (TalkingFacePipeline(motion="energy", quiet=True, mouth_at_rest=False),
+                 TalkingFacePipeline(motion="static", quiet=True)):
+        np.testing.assert_array_equal(pipe.face_landmarks(pressed, motion), plain)

@@ -62,13 +62,17 @@ def bundled_basis() -> MouthBasis:
     return MouthBasis.load()
 
 
-def inner_gap(shape: np.ndarray) -> float:
-    """Signed inner-lip opening of one (68, 2) shape: mean distance of the facing pairs,
+def signed_gaps(shapes: np.ndarray) -> np.ndarray:
+    """Signed inner-lip openings of (..., 68, 2) shapes: mean distance of the facing pairs,
     negative where the lower lip lies above the upper one (crossed lips)."""
-    shape = np.asarray(shape, np.float64)
-    dist = float(lip_gap(shape))
-    below = shape[[b for _, b in LIP_PAIRS], 1] - shape[[a for a, _ in LIP_PAIRS], 1]
-    return dist if below.mean() >= 0 else -dist
+    shapes = np.asarray(shapes, np.float64)
+    below = shapes[..., [b for _, b in LIP_PAIRS], 1] - shapes[..., [a for a, _ in LIP_PAIRS], 1]
+    return np.where(below.mean(axis=-1) >= 0, 1.0, -1.0) * lip_gap(shapes)
+
+
+def inner_gap(shape: np.ndarray) -> float:
+    """Signed inner-lip opening of one (68, 2) shape (`signed_gaps`)."""
+    return float(signed_gaps(shape))
 
 
 def _canonical(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,20 +92,51 @@ def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None,
     the inner-lip gap is the resting one. A mouth that opens no wider than `open_above`
     (default the basis's `open_gap`: closed, at rest, lips pressed together) is returned as it
     is: parting pressed lips to the resting gap opened rendered mouths too far and cost mouth
-    FID on dev (docs/RESULTS.md, "The photo's own mouth"). A video being dubbed passes the
-    resting gap itself: any opening of its own speech must go."""
+    FID on dev (docs/RESULTS.md, "The photo's own mouth"); speech parts them instead
+    (`part_pressed_lips`). A video being dubbed passes the resting gap itself: any opening of
+    its own speech must go."""
     basis = basis or bundled_basis()
     lm = np.asarray(landmarks, np.float64)
     canon, sims = _canonical(lm)
     gap = inner_gap(canon)
     if gap <= (basis.cfg.open_gap if open_above is None else open_above):
         return lm.astype(np.float32)
-    lo, hi = 0.0, 2.0 * (gap - basis.cfg.rest_gap)  # bisection on the basis coefficient
+    closed = canon + _basis_step(canon, basis.cfg.rest_gap, basis) * basis.basis
+    return np.asarray(from_canonical(closed[None], sims)[0], np.float32)
+
+
+def _basis_step(canon: np.ndarray, target_gap: float, basis: MouthBasis) -> float:
+    """The coefficient c (bisection) for which canon + c * basis has the inner-lip gap
+    `target_gap`: negative closes, positive opens."""
+    gap = inner_gap(canon)
+    lo, hi = sorted((0.0, 2.0 * (target_gap - gap)))
     for _ in range(30):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if inner_gap(canon - mid * basis.basis) > basis.cfg.rest_gap else (lo, mid)
-    closed = canon - 0.5 * (lo + hi) * basis.basis
-    return np.asarray(from_canonical(closed[None], sims)[0], np.float32)
+        lo, hi = (mid, hi) if inner_gap(canon + mid * basis.basis) < target_gap else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+PART_SPAN = 3.0  # openings (in resting gaps) by which pressed lips have parted fully: dev-chosen
+
+
+def part_pressed_lips(landmarks: np.ndarray, delta: np.ndarray, basis: MouthBasis | None = None) -> np.ndarray:
+    """Motion deltas (T, 68, 2) (canonical) for a face whose lips are pressed together at rest
+    (photo landmarks (68, 2), inner-lip gap below the resting one): as the speech opens the
+    mouth by g, the lips also part by a share g / (PART_SPAN x the resting gap) (at most all)
+    of the photo's shortfall from the resting gap. The motion model's openings are relative to
+    an average resting mouth, so added to pressed lips they stayed shut through loud speech;
+    parting them all the time instead painted a mouth that never rests, and a steeper share
+    opened it too wide (docs/RESULTS.md, "The photo's own mouth"). Pauses and bilabials
+    (g <= 0) keep the photo's pressed lips. Any other mouth gets `delta` back unchanged."""
+    basis = basis or bundled_basis()
+    canon, _ = _canonical(np.asarray(landmarks, np.float64))
+    gap, rest = inner_gap(canon), basis.cfg.rest_gap
+    if gap >= rest - 1e-3:  # a mouth at rest (rest_mouth closes to it within 1e-9)
+        return delta
+    parting = _basis_step(canon, rest, basis) * basis.basis  # (68, 2): pressed -> resting gap
+    opening = signed_gaps(canon[None] + np.asarray(delta, np.float64)) - gap
+    share = np.clip(opening / (PART_SPAN * rest), 0.0, 1.0)[:, None, None]
+    return (np.asarray(delta, np.float64) + share * parting).astype(np.asarray(delta).dtype)
 
 
 def sealed_lips(landmarks: np.ndarray, overlap: float = 0.0) -> np.ndarray:

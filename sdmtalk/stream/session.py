@@ -22,7 +22,7 @@ import numpy as np
 
 from sdmtalk import FPS
 from sdmtalk.face import FaceDetection, to_canonical
-from sdmtalk.motion.types import Motion, MotionControls, apply_motion
+from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.render.blinks import blink_closure, close_eyes
 from sdmtalk.stream.audio import SAMPLES_PER_FRAME, AudioWindow
 from sdmtalk.stream.motion import MotionStream, StreamConfig
@@ -130,6 +130,7 @@ class FaceStream:
                  on_frame: FrameCallback, config: StreamConfig | None = None):
         self.config = config or StreamConfig()
         self.rest = pipeline.rest_landmarks(face)  # motion starts from the mouth at rest
+        self._face_landmarks = pipeline.face_landmarks
         canonical = to_canonical(self.rest[None])[0][0]
         self.speech = SpeechToMotion(pipeline.model, canonical, controls, self.config)
         self.speech.warm_up()
@@ -256,7 +257,7 @@ class FaceStream:
             yield from self.speech.end()
 
     def _landmarks(self, motion: Motion, start: int) -> np.ndarray:
-        landmarks = apply_motion(self.rest, motion)
+        landmarks = self._face_landmarks(self.rest, motion)
         if self._blinks is not None:
             landmarks = close_eyes(landmarks, self._blinks.between(start, start + len(motion)))
         return landmarks

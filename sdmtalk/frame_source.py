@@ -6,7 +6,8 @@ as `video.iter_video_frames` does, and records which source frame each output in
 decodes on from the keyframe before its first frame; a run that goes backward (the video
 played in reverse, for a ping-pong loop) decodes blocks of at most `BLOCK_BYTES` of frames,
 each from the keyframe before it, and hands the block out in reverse. The whole video is
-never held: memory is one block, whatever the length.
+never held: memory is one block, whatever the length. Frames are converted into reused arrays
+(video.PooledFrames), so a long video allocates no frame-sized memory per frame.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ import av
 import numpy as np
 
 from sdmtalk.errors import InputError
-from sdmtalk.video import HeldFrame, check_complete, decode_frames, frame_time, open_video, to_rgb
+from sdmtalk.video import (
+    HeldFrame,
+    PooledFrames,
+    check_complete,
+    decode_frames,
+    frame_time,
+    open_video,
+)
 
 BLOCK_BYTES = 256 * 2**20  # decoded frames held at once by a backward run
+POOLED = 16  # frames a reader's consumers may hold before it allocates (the render queue holds 8)
 MAX_SIDE = 4096  # longer sides (8K) cost minutes per second of video: refused with a fix
 
 
@@ -50,7 +59,8 @@ class VideoFrames:
 
     def scan(self, limit: int | None = None, gray: bool = False) -> Iterator[np.ndarray]:
         """Frames 0, 1, ... (at most `limit`) as RGB (H, W, 3), or (H, W) luma with gray
-        (what a tracker needs: no colour conversion), recording each one's source."""
+        (what a tracker needs: no colour conversion), recording each one's source. An array is
+        reused only once nothing refers to it any more (memory.BufferPool)."""
         del self._times[:]
         intervals = array("d")
         try:
@@ -67,7 +77,7 @@ class VideoFrames:
     def _held_frames(self, intervals: array) -> Iterator[HeldFrame]:
         """The source frame shown at each output index (resampled to self.fps by timestamp, as
         video.iter_video_frames does); the gaps between source frames go into `intervals`."""
-        step = 1 / self.fps
+        step, pool = 1 / self.fps, PooledFrames(POOLED)
         with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -83,7 +93,7 @@ class VideoFrames:
                 while held is not None and k * step < t - t0:
                     yield held
                     k += 1
-                held = HeldFrame(frame, t, None, float(self.source_fps))
+                held = HeldFrame(frame, t, None, float(self.source_fps), pool)
             while held is not None and k * step < held.end - t0:
                 yield held
                 k += 1
@@ -125,7 +135,7 @@ class VideoFrames:
     def _forward(self, run: list[int]) -> Iterator[np.ndarray]:
         """Frames for ascending indices `run` (repeats allowed), decoded from the keyframe
         at or before the first."""
-        wanted = [self._times[k] for k in run]
+        wanted, pool = [self._times[k] for k in run], PooledFrames(POOLED)
         with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -136,7 +146,7 @@ class VideoFrames:
                 held = HeldFrame(frame, t, None, float(self.source_fps))
                 if float(t) < wanted[i]:  # the same float as the scan recorded for this frame
                     continue
-                image = to_rgb(frame, None)
+                image = pool.rgb(frame)
                 while i < len(wanted) and wanted[i] <= float(t):
                     yield image
                     i += 1

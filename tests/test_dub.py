@@ -226,6 +226,20 @@ def test_heap_watch_releases_only_when_memory_grew(monkeypatch):
     assert watch.releases == len(released) == 2 and watch.level == 600
 
 
+def test_heap_watch_settles_once_when_a_stage_ends(monkeypatch):
+    sizes = iter([500, 530, 510, 560, 600])
+    released = []
+    monkeypatch.setattr(memory, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(memory, "release_free_memory", lambda: released.append(1))
+    watch = memory.HeapWatch(slack_mb=48)
+    watch.check()  # level 500
+    watch.settle()  # the tracking ended: release at once, level 530 after it
+    watch.settle()  # only once
+    watch.check()  # 510: stays
+    watch.check()  # 560 < 578: stays
+    assert released == [1] and watch.level == 530 and watch.settled
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

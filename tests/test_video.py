@@ -7,11 +7,23 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
+from skimage import data
 
+from sdmtalk import video as video_module
 from sdmtalk.errors import InputError
-from sdmtalk.video import VideoClip, iter_video_frames, probe_video, read_video, write_mp4
+from sdmtalk.video import (
+    PooledFrames,
+    VideoClip,
+    iter_video_frames,
+    probe_video,
+    read_video,
+    to_gray,
+    to_rgb,
+    write_mp4,
+)
 
 SR = 16000
 
@@ -249,6 +261,72 @@ def test_display_rotation_is_applied(tmp_path):
     shown = read_video(path).frames[0]
     assert shown.shape == (64, 48, 3)
     assert np.abs(shown.astype(int) - np.rot90(frame)).mean() < 8
+
+
+# ---------------------------------------------------------------- reused frame buffers
+
+
+def textured_frames(count: int = 8, height: int = 96, width: int = 128) -> list[np.ndarray]:
+    """The astronaut photo, sliding sideways: colour and detail in every frame."""
+    photo = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
+    return [np.roll(photo, 3 * k, axis=1) for k in range(count)]
+
+
+def test_pooled_frames_match_pyav(tmp_path):
+    path = tmp_path / "texture.mp4"
+    write_mp4(path, iter(textured_frames()), None)
+    pool = PooledFrames(size=4)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert np.array_equal(pool.gray(frame), to_gray(frame))  # grey: bit for bit
+            diff = np.abs(pool.rgb(frame).astype(int) - to_rgb(frame, None))
+            assert diff.max() <= 16 and (diff <= 2).mean() > 0.99  # OpenCV's rounding, not swscale's
+            full = frame.reformat(format="yuvj420p")  # full range: swscale itself, exactly
+            assert np.array_equal(pool.rgb(full), to_rgb(full, None)) and np.array_equal(pool.gray(full), to_gray(full))
+            frame.colorspace = 1  # tagged BT.709: swscale itself, exactly
+            assert np.array_equal(pool.rgb(frame), to_rgb(frame, None)) and np.array_equal(pool.gray(frame), to_gray(frame))
+    assert len(pool._rgb) == len(pool._gray) == 1  # no frame kept by the caller: one array each, reused
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_pooled_frames_apply_the_display_rotation(tmp_path, degrees):
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for i, image in enumerate(textured_frames(3)):
+            video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            video_frame.pts = i
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    pool = PooledFrames(size=4)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            upright = to_rgb(frame, None)
+            assert upright.shape == ((96, 128, 3) if degrees == 180 else (128, 96, 3))
+            assert np.array_equal(pool.gray(frame), to_gray(frame))
+            assert np.abs(pool.rgb(frame).astype(int) - upright).mean() < 1.5
+
+
+def test_encoder_wraps_frames_and_packs_views_into_one_reused_array(tmp_path, monkeypatch):
+    pools, wrap = [], video_module._video_frame
+
+    def spy(frame, index, pool):
+        pools.append(pool)
+        return wrap(frame, index, pool)
+
+    monkeypatch.setattr(video_module, "_video_frame", spy)
+    frames = textured_frames(20)
+    packed = write_mp4(tmp_path / "packed.mp4", iter(frames), tone(440, 0.8))
+    assert len(pools) == 20 and len(pools[0]) == 0  # contiguous frames are encoded from where they are
+    flipped = [f[:, ::-1] for f in frames]  # views: packed into one reused array first
+    views = write_mp4(tmp_path / "views.mp4", iter(flipped), None)
+    assert len(pools[-1]) == 1  # x264 copies its input: the array is free again after each frame
+    clip = read_video(packed)
+    assert clip.frames.shape == (20, 96, 128, 3) and clip.audio is not None
+    expected = write_mp4(tmp_path / "expected.mp4", (np.ascontiguousarray(f) for f in flipped), None)
+    np.testing.assert_array_equal(read_video(views).frames, read_video(expected).frames)
 
 
 # ---------------------------------------------------------------- bad files

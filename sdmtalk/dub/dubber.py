@@ -8,7 +8,9 @@ audio longer than the video then plays it backward and forward again (ping-pong)
 through frame_source in bounded blocks. Nothing else grows with the length in memory either:
 the speech may be read from its file as it is used (audio.loading.SpooledAudio, as
 `TalkingFacePipeline.dub` does), the track spills to disk (dub.video_face.TrackRows), and
-freed heap memory is handed back when the process has grown (memory.HeapWatch).
+freed heap memory is handed back when the process has grown (memory.HeapWatch). Frames are
+decoded into reused arrays (frame_source, video.PooledFrames): a frame-sized allocation on every
+frame, by threads that pass the frames on, is what fragmented the heap.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class Dubber:
                     frame = renderer.render(frame, lm, rest, target)
                 job.order.append(j)
                 if i % WATCH_EVERY == WATCH_EVERY - 1:
+                    if job.track.done:
+                        heap.settle()
                     heap.check()
                 if job.targets is not None:
                     job.targets.append(target)

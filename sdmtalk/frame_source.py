@@ -7,7 +7,7 @@ decodes on from the keyframe before its first frame; a run that goes backward (t
 played in reverse, for a ping-pong loop) decodes blocks of at most `BLOCK_BYTES` of frames,
 each from the keyframe before it, and hands the block out in reverse. The whole video is
 never held: memory is one block, whatever the length. Frames are converted into reused arrays
-(video.PooledFrames), so a long video allocates no frame-sized memory per frame.
+(frame_convert.PooledFrames), so a long video allocates no frame-sized memory per frame.
 """
 
 from __future__ import annotations
@@ -21,14 +21,8 @@ import av
 import numpy as np
 
 from sdmtalk.errors import InputError
-from sdmtalk.video import (
-    HeldFrame,
-    PooledFrames,
-    check_complete,
-    decode_frames,
-    frame_time,
-    open_video,
-)
+from sdmtalk.frame_convert import PooledFrames
+from sdmtalk.video import HeldFrame, check_complete, decode_frames, frame_time, open_video
 
 BLOCK_BYTES = 256 * 2**20  # decoded frames held at once by a backward run
 POOLED = 16  # frames a reader's consumers may hold before it allocates (the render queue holds 8)

@@ -11,7 +11,7 @@ every 10 s), so HeapWatch calls it only when the resident size has grown by SLAC
 Much of what fragmented those heaps was decoding: PyAV's RGB and grey conversions allocate a
 frame (2.8 MB for 720p RGB) and start swscale threads (two on 2 cores) for every frame of
 both of the dub's readers. BufferPool reuses such arrays instead; the dub decodes into them
-(video.PooledFrames).
+(frame_convert.PooledFrames).
 """
 
 from __future__ import annotations

@@ -14,16 +14,8 @@ from skimage import data
 
 from sdmtalk import video as video_module
 from sdmtalk.errors import InputError
-from sdmtalk.video import (
-    PooledFrames,
-    VideoClip,
-    iter_video_frames,
-    probe_video,
-    read_video,
-    to_gray,
-    to_rgb,
-    write_mp4,
-)
+from sdmtalk.frame_convert import PooledFrames, to_gray, to_rgb
+from sdmtalk.video import VideoClip, iter_video_frames, probe_video, read_video, write_mp4
 
 SR = 16000
 

@@ -9,7 +9,7 @@ through frame_source in bounded blocks. Nothing else grows with the length in me
 the speech may be read from its file as it is used (audio.loading.SpooledAudio, as
 `TalkingFacePipeline.dub` does), the track spills to disk (dub.video_face.TrackRows), and
 freed heap memory is handed back when the process has grown (memory.HeapWatch). Frames are
-decoded into reused arrays (frame_source, video.PooledFrames): a frame-sized allocation on every
+decoded into reused arrays (frame_source, frame_convert.PooledFrames): a frame-sized allocation on every
 frame, by threads that pass the frames on, is what fragmented the heap.
 """
 

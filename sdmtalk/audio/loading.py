@@ -100,7 +100,7 @@ def spool_audio(path: str | Path) -> SpooledAudio:
         nonlocal count, peak
         np.clip(chunk, -1.0, 1.0, out=chunk)
         peak = max(peak, float(np.abs(chunk).max(initial=0.0)))
-        file.write(chunk.tobytes())
+        file.write(chunk)  # the array's own bytes, no copy
         count += chunk.size
 
     try:

@@ -72,9 +72,11 @@ class TrackRows:
     def _spill(self) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="sdmtalk-track-")
-        self._file.write(self._tail.tobytes())
+        self._file.write(self._tail)  # the array's own bytes, no copy
         self._file.flush()
-        self._previous, self._tail = self._tail, np.empty_like(self._tail)
+        # the block before the previous one is on file only now: its array becomes the new tail
+        spare = self._previous if self._previous is not None else np.empty_like(self._tail)
+        self._previous, self._tail = self._tail, spare
 
 
 class _ChosenFaceTracker(LandmarkTracker):

@@ -1,6 +1,6 @@
 """Does the video's mouth depend on the photo's? Source invariance in landmark space (prints tables).
 
-    python benchmarks/bench_source_mouth.py --cache CACHE [--split val] [--seeds 3] [--weights W]
+    python benchmarks/bench_source_mouth.py --cache CACHE [--split val] [--seeds 3] [--weights W] [--spans 1,2,3,4]
 
 For every clip of the split, the photo is the clip's most-closed frame and then its
 most-open frame (by the real inner-lip gap), the audio its own; the motion is put on the
@@ -30,7 +30,7 @@ from sdmtalk.evaluate.landmark_bench import load_scored_clips, nan_mean
 from sdmtalk.evaluate.lip_metrics import amplitude_ratio, lip_gap_correlation
 from sdmtalk.face import to_canonical
 from sdmtalk.face.align import lip_gap
-from sdmtalk.face.mouth_state import bundled_basis, part_pressed_lips, rest_mouth
+from sdmtalk.face.mouth_state import PART_SPAN, bundled_basis, part_pressed_lips, rest_mouth
 from sdmtalk.motion.types import Motion, MotionControls, apply_motion
 from sdmtalk.pipeline import load_motion_model
 
@@ -55,8 +55,9 @@ def source_frames(gap: np.ndarray, ok: np.ndarray) -> dict[str, int]:
     return {"closed": int(idx[np.argmin(gap[idx])]), "open": int(idx[np.argmax(gap[idx])])}
 
 
-def run_clip(model, data: dict, seeds: list[int], shut_gap: float) -> dict:
-    """{(source, reset): [per-seed rows]} and the real clip's own row."""
+def run_clip(model, data: dict, seeds: list[int], shut_gap: float, spans: list[float]) -> dict:
+    """{(source, reset, span): [per-seed rows]} (span None as the photo has it) and the real
+    clip's own row; each seed's motion is made once and parted at every span."""
     real = data["landmarks"]
     ok = (data["valid"] > 0.5) & np.isfinite(real).all(axis=(1, 2))
     real_gap = lip_gap(to_canonical(real)[0])
@@ -67,17 +68,16 @@ def run_clip(model, data: dict, seeds: list[int], shut_gap: float) -> dict:
     for name, k in source_frames(real_gap, ok).items():
         for reset in (False, True):
             src = rest_mouth(real[k]) if reset else real[k]
-            rows = []
             for seed in seeds:
                 motion = model.generate(feats, to_canonical(src[None])[0][0], MotionControls(seed=seed))
-                if reset:  # as TalkingFacePipeline.face_landmarks: pressed lips part with speech
-                    motion = Motion(motion.pose, part_pressed_lips(src, motion.delta))
-                gap = lip_gap(to_canonical(apply_motion(src, motion))[0])
-                rows.append({"p10_diff": float(np.percentile(gap[ok], 10)) - p10_real,
-                             "lip_r": lip_gap_correlation(gap, real_gap, ok),
-                             "amp": amplitude_ratio(gap, real_gap, ok),
-                             "shut": shut_stretches(gap, data["prosody"], ok, shut_gap)})
-            out[(name, reset)] = rows
+                for span in spans if reset else [None]:
+                    # as TalkingFacePipeline.face_landmarks: pressed lips part with the speech
+                    moved = Motion(motion.pose, part_pressed_lips(src, motion.delta, span=span)) if reset else motion
+                    gap = lip_gap(to_canonical(apply_motion(src, moved))[0])
+                    out.setdefault((name, reset, span), []).append({
+                        "p10_diff": float(np.percentile(gap[ok], 10)) - p10_real,
+                        "lip_r": lip_gap_correlation(gap, real_gap, ok), "amp": amplitude_ratio(gap, real_gap, ok),
+                        "shut": shut_stretches(gap, data["prosody"], ok, shut_gap)})
     return out
 
 
@@ -97,12 +97,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--motion", default="sdm")
+    ap.add_argument("--spans", default=str(PART_SPAN),
+                    help="comma-separated part_pressed_lips spans (resting gaps) for the closed-frame table; "
+                         f"the main table uses the shipped {PART_SPAN}")
     args = ap.parse_args()
+    spans = sorted({float(x) for x in args.spans.split(",")} | {PART_SPAN})
     torch.set_num_threads(1)  # the motion model is small: one thread, as generate runs it
     records, clips = load_scored_clips(args.cache, args.split)
     model = load_motion_model(args.motion, args.weights)
     shut_gap = bundled_basis().cfg.open_gap
-    results = [run_clip(model, data, list(range(args.seeds)), shut_gap) for data in clips]
+    results = [run_clip(model, data, list(range(args.seeds)), shut_gap, spans) for data in clips]
     real_shut = sum(r["real"]["shut"][0] for r in results) / max(sum(r["real"]["shut"][1] for r in results), 1e-9)
     print(f"{len(clips)} clips of split '{args.split}', {args.motion}, seeds {args.seeds}; mouth shut below "
           f"{shut_gap:.3f}; real clips: {real_shut:.2f} shut stretches per minute of loud voiced speech")
@@ -111,12 +115,21 @@ def main() -> None:
     print("|---" * (7 + len(groups)) + "|")
     for name in ("closed", "open"):
         for reset in (False, True):
-            s = summary(results, (name, reset))
+            key = (name, reset, PART_SPAN if reset else None)
+            s = summary(results, key)
             per_group = [summary([res for res, rec in zip(results, records, strict=True)
-                                  if clip_group(rec.speaker) == g], (name, reset))["lip_r"] for g in groups]
+                                  if clip_group(rec.speaker) == g], key)["lip_r"] for g in groups]
             print(f"| most {name} frame | {'at rest' if reset else 'as photo'} | {s['p10_ok']:.2f} | "
                   f"{s['p10_diff']:+.3f} | {s['lip_r']:.3f} | {s['amp']:.2f} | {s['shut_per_min']:.2f} | "
                   + " | ".join(f"{v:.3f}" for v in per_group) + " |")
+
+    if len(spans) > 1:
+        print("\nmost closed frame, at rest: pressed lips parted over a span of N resting gaps")
+        print("| span | lip_r | amp | shut_per_min |\n|---|---:|---:|---:|")
+        for span in [None, *spans]:
+            s = summary(results, ("closed", span is not None, span))
+            print(f"| {'never (as photo)' if span is None else f'{span:g}'} | {s['lip_r']:.3f} | {s['amp']:.2f} | "
+                  f"{s['shut_per_min']:.2f} |")
 
 
 if __name__ == "__main__":

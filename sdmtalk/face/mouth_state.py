@@ -119,10 +119,11 @@ def _basis_step(canon: np.ndarray, target_gap: float, basis: MouthBasis) -> floa
 PART_SPAN = 3.0  # openings (in resting gaps) by which pressed lips have parted fully: dev-chosen
 
 
-def part_pressed_lips(landmarks: np.ndarray, delta: np.ndarray, basis: MouthBasis | None = None) -> np.ndarray:
+def part_pressed_lips(landmarks: np.ndarray, delta: np.ndarray, basis: MouthBasis | None = None,
+                      span: float = PART_SPAN) -> np.ndarray:
     """Motion deltas (T, 68, 2) (canonical) for a face whose lips are pressed together at rest
     (photo landmarks (68, 2), inner-lip gap below the resting one): as the speech opens the
-    mouth by g, the lips also part by a share g / (PART_SPAN x the resting gap) (at most all)
+    mouth by g, the lips also part by a share g / (`span` x the resting gap) (at most all)
     of the photo's shortfall from the resting gap. The motion model's openings are relative to
     an average resting mouth, so added to pressed lips they stayed shut through loud speech;
     parting them all the time instead painted a mouth that never rests, and a steeper share
@@ -135,7 +136,7 @@ def part_pressed_lips(landmarks: np.ndarray, delta: np.ndarray, basis: MouthBasi
         return delta
     parting = _basis_step(canon, rest, basis) * basis.basis  # (68, 2): pressed -> resting gap
     opening = signed_gaps(canon[None] + np.asarray(delta, np.float64)) - gap
-    share = np.clip(opening / (PART_SPAN * rest), 0.0, 1.0)[:, None, None]
+    share = np.clip(opening / (span * rest), 0.0, 1.0)[:, None, None]
     return (np.asarray(delta, np.float64) + share * parting).astype(np.asarray(delta).dtype)
 
 

@@ -14,7 +14,7 @@ from skimage import data
 
 from sdmtalk import video as video_module
 from sdmtalk.errors import InputError
-from sdmtalk.frame_convert import PooledFrames, to_gray, to_rgb
+from sdmtalk.frame_convert import PooledFrames, rgb_to_i420, to_gray, to_rgb
 from sdmtalk.video import VideoClip, iter_video_frames, probe_video, read_video, write_mp4
 
 SR = 16000
@@ -301,7 +301,7 @@ def test_pooled_frames_apply_the_display_rotation(tmp_path, degrees):
             assert np.abs(pool.rgb(frame).astype(int) - upright).mean() < 1.5
 
 
-def test_encoder_wraps_frames_and_packs_views_into_one_reused_array(tmp_path, monkeypatch):
+def test_encoder_converts_every_frame_into_one_reused_array(tmp_path, monkeypatch):
     pools, wrap = [], video_module._video_frame
 
     def spy(frame, index, pool):
@@ -311,14 +311,30 @@ def test_encoder_wraps_frames_and_packs_views_into_one_reused_array(tmp_path, mo
     monkeypatch.setattr(video_module, "_video_frame", spy)
     frames = textured_frames(20)
     packed = write_mp4(tmp_path / "packed.mp4", iter(frames), tone(440, 0.8))
-    assert len(pools) == 20 and len(pools[0]) == 0  # contiguous frames are encoded from where they are
-    flipped = [f[:, ::-1] for f in frames]  # views: packed into one reused array first
+    assert len(pools) == 20 and len(pools[0]) == 1  # x264 copies its input: the planes are free again
+    flipped = [f[:, ::-1] for f in frames]  # views OpenCV cannot read in place: copied first
     views = write_mp4(tmp_path / "views.mp4", iter(flipped), None)
-    assert len(pools[-1]) == 1  # x264 copies its input: the array is free again after each frame
     clip = read_video(packed)
     assert clip.frames.shape == (20, 96, 128, 3) and clip.audio is not None
+    assert np.abs(clip.frames.astype(int) - np.stack(frames)).mean() < 5.0  # swscale + veryfast: 4.75
     expected = write_mp4(tmp_path / "expected.mp4", (np.ascontiguousarray(f) for f in flipped), None)
     np.testing.assert_array_equal(read_video(views).frames, read_video(expected).frames)
+
+
+def test_rgb_to_i420_is_bt601_limited_range_with_block_mean_chroma():
+    rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    planes = rgb_to_i420(rgb, np.empty((72, 64), np.uint8)).astype(np.float64)
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    luma = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+
+    def blocks(c):
+        return c.reshape(24, 2, 32, 2).mean((1, 3))
+
+    assert np.abs(planes[:48] - luma).max() <= 1.0
+    u, v = planes[48:60].reshape(24, 32), planes[60:].reshape(24, 32)
+    assert np.abs(u - blocks(cb)).max() <= 1.5 and np.abs(v - blocks(cr)).max() <= 1.5
 
 
 # ---------------------------------------------------------------- bad files

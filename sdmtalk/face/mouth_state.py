@@ -106,16 +106,27 @@ def rest_mouth(landmarks: np.ndarray, basis: MouthBasis | None = None,
 
 
 def _basis_step(canon: np.ndarray, target_gap: float, basis: MouthBasis) -> float:
-    """The coefficient c (bisection) for which canon + c * basis has the inner-lip gap
-    `target_gap`: negative closes, positive opens."""
-    gap = inner_gap(canon)
-    lo, hi = sorted((0.0, 2.0 * (target_gap - gap)))
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if inner_gap(canon + mid * basis.basis) < target_gap else (lo, mid)
+    """The coefficient c for which canon + c * basis has the inner-lip gap `target_gap`:
+    negative closes, positive opens. A search over the bracket [0, 2 x the gap's shortfall]
+    that narrows it 256-fold per round, on the facing lip points alone (signed_gaps of
+    canon + c * basis for 257 values of c at once): a video's every frame goes through here,
+    and 4 such rounds cost a fifth of the 30 whole-shape steps of a bisection, to the same
+    2^-32 of the bracket."""
+    upper, lower = ([p[i] for p in LIP_PAIRS] for i in (0, 1))
+    apart = canon[lower] - canon[upper]  # (3, 2): lower lip point minus the upper one facing it
+    moves = basis.basis[lower] - basis.basis[upper]
+    lo, hi = sorted((0.0, 2.0 * (target_gap - inner_gap(canon))))
+    for _ in range(4):
+        c = np.linspace(lo, hi, SEARCH_POINTS)
+        pairs = apart + c[:, None, None] * moves  # (257, 3, 2)
+        gaps = np.where(pairs[..., 1].mean(-1) >= 0, 1.0, -1.0) * np.hypot(pairs[..., 0], pairs[..., 1]).mean(-1)
+        below = gaps < target_gap
+        k = int(np.argmin(below)) if not below.all() else SEARCH_POINTS - 1  # first point at or past the gap
+        lo, hi = c[max(k - 1, 0)], c[k]
     return 0.5 * (lo + hi)
 
 
+SEARCH_POINTS = 257  # _basis_step: 256 intervals a round
 PART_SPAN = 3.0  # openings (in resting gaps) by which pressed lips have parted fully: dev-chosen
 
 

@@ -292,15 +292,26 @@ class PiecewiseAffineWarp:
 
     def maps(self, dst_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backward maps (map_x, map_y), each (H, W) float32 source coordinates."""
-        coef = self.affines(dst_points)[self.rasterize(dst_points)]  # (H, W, 6)
-        map_x = coef[..., 0] * self._grid_x + coef[..., 1] * self._grid_y + coef[..., 2]
-        map_y = coef[..., 3] * self._grid_x + coef[..., 4] * self._grid_y + coef[..., 5]
+        index = self.rasterize(dst_points)
+        coef = self.affines(dst_points).T.copy()  # (6, M + 1): one row per coefficient
+        # one coefficient at a time, in place: a (H, W, 6) gather and its temporaries took
+        # 1.7x as long (the same numbers)
+        term = np.empty(index.shape, np.float32)
+        maps = []
+        for a, b, c in (coef[0:3], coef[3:6]):
+            out = np.take(a, index)
+            out *= self._grid_x
+            np.take(b, index, out=term)
+            term *= self._grid_y
+            out += term
+            out += np.take(c, index, out=term)
+            maps.append(out)
         # Exact identity on the border rows/columns: the fixed anchors keep them in place, and
         # this removes rounding from neighbouring triangles' edges.
-        for m, grid in ((map_x, self._grid_x), (map_y, self._grid_y)):
+        for m, grid in zip(maps, (self._grid_x, self._grid_y), strict=True):
             full = np.broadcast_to(grid, m.shape)
             m[0], m[-1], m[:, 0], m[:, -1] = full[0], full[-1], full[:, 0], full[:, -1]
-        return map_x, map_y
+        return maps[0], maps[1]
 
     def warp(self, dst_points: np.ndarray) -> np.ndarray:
         """The source image warped so its mesh lands on dst_points (N, 2)."""

@@ -96,20 +96,28 @@ def paint_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
     (cv2.inpaint): dlib's inner-lip points often sit on the teeth of a wide-open mouth, so
     teeth reach into the lip band that a sealed lip is painted from."""
     lm = np.round(np.asarray(source)).astype(np.int32)
-    mask = np.zeros(crop.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [lm[60:68]], 255)
     grow = max(1, int(round(0.01 * crop.shape[0])))
-    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) | teeth_mask(crop, source)
+    # Everything below happens inside the mouth's box, with room for the growth and for what
+    # inpaint reads around the mask: the same pixels as over the whole crop, which a dubbed
+    # video's frames made costly (a mask, a colour median and a nonzero pass each, per frame).
+    m = INPAINT_RADIUS + 2
+    x0, y0 = np.maximum(lm[48:68].min(0) - grow - m - 1, 0)
+    x1, y1 = np.minimum(lm[48:68].max(0) + grow + m + 2, (crop.shape[1], crop.shape[0]))
+    out = crop.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    box, local = crop[y0:y1, x0:x1], lm - (x0, y0)
+    mask = np.zeros(box.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [local[60:68]], 255)
+    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) | teeth_mask(box, local)
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return crop.copy()
-    # inpaint only around the mask (it reads INPAINT_RADIUS px beyond it): the same pixels,
-    # without a pass over the whole crop (a dubbed video's frames are large)
-    m = INPAINT_RADIUS + 2
-    y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, mask.shape[0])
-    x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, mask.shape[1])
-    out = crop.copy()
-    out[y0:y1, x0:x1] = _inpaint(np.ascontiguousarray(crop[y0:y1, x0:x1]), mask[y0:y1, x0:x1])
+        return out
+    # inpaint only around the mask (it reads INPAINT_RADIUS px beyond it)
+    my0, my1 = max(ys.min() - m, 0), min(ys.max() + m + 1, mask.shape[0])
+    mx0, mx1 = max(xs.min() - m, 0), min(xs.max() + m + 1, mask.shape[1])
+    region = np.ascontiguousarray(box[my0:my1, mx0:mx1])
+    out[y0 + my0 : y0 + my1, x0 + mx0 : x0 + mx1] = _inpaint(region, mask[my0:my1, mx0:mx1])
     return out
 
 

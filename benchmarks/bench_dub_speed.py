@@ -1,9 +1,9 @@
 """Dubbing speed and memory: whole `sdmtalk dub` processes on a 720p video of a real face.
 
-    python benchmarks/bench_dub_speed.py --clip ../shared/data/dev/hdtf-wda-katiehill/wda-katiehill-000.mp4 [--seconds 10,60,600] [--threads 2] [--portrait]
+    python benchmarks/bench_dub_speed.py --clip ../shared/data/dev/hdtf-wda-katiehill/wda-katiehill-000.mp4 [--seconds 10,60,600] [--threads 2] [--portrait | --height 360]
 
-The test video is made from one real clip: its frames scaled to 720 px high, centred on a
-1280 x 720 canvas, played forward and backward to each length (so every length shows the same
+The test video is made from one real clip: its frames scaled to 720 px high (or --height),
+centred on a 1280 x 720 canvas (16:9 at that height), played forward and backward to each length (so every length shows the same
 face moving as filmed), encoded once per length and cached in --work. The new speech is the
 bundled espeak-ng text, repeated to the same length. For each length: wall time of the
 whole process (imports, tracking, recogniser, motion, rendering, encoding), its x real
@@ -30,14 +30,15 @@ from sdmtalk.evaluate.bench_support import speech_of_length
 from sdmtalk.video import read_video, write_mp4
 
 
-def make_video(clip: Path, seconds: int, out: Path, portrait: bool = False) -> Path:
-    """A 25 fps video of `seconds` from the clip's frames (ping-pong), cached: 1280x720, or
-    with portrait a phone's 1080x1920 stored landscape with a 90-degree display rotation."""
+def make_video(clip: Path, seconds: int, out: Path, portrait: bool = False, height: int = 720) -> Path:
+    """A 25 fps video of `seconds` from the clip's frames (ping-pong), cached: 16:9 at `height`
+    (1280x720), or with portrait a phone's 1080x1920 stored landscape with a 90-degree display
+    rotation."""
     if out.exists():
         return out
     frames = read_video(clip).frames
     order = pingpong(seconds * 25, len(frames))
-    side, (h, w) = (1080, (1920, 1080)) if portrait else (720, (720, 1280))
+    side, (h, w) = (1080, (1920, 1080)) if portrait else (height, (height, height * 16 // 9 // 2 * 2))
 
     def canvas(k: int) -> np.ndarray:
         image = np.full((h, w, 3), 40, np.uint8)
@@ -78,17 +79,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/bench_dub_speed")
     ap.add_argument("--portrait", action="store_true", help="a 1080x1920 phone video (display rotation) instead of 720p")
+    ap.add_argument("--height", type=int, default=720,
+                    help="landscape video height (16:9): 360 makes hours of video affordable to dub")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     print("seconds  wall_s  x_real_time  peak_rss_mb")
     for seconds in (int(s) for s in args.seconds.split(",")):
-        name = "1080x1920_phone" if args.portrait else "720p"
-        video = make_video(Path(args.clip), seconds, work / f"video_{seconds}s_{name}.mp4", args.portrait)
+        name = "1080x1920_phone" if args.portrait else f"{args.height}p"
+        video = make_video(Path(args.clip), seconds, work / f"video_{seconds}s_{name}.mp4", args.portrait, args.height)
         speech = work / f"speech_{seconds}s.wav"
         sf.write(speech, speech_of_length(seconds), SAMPLE_RATE)
         # ru_maxrss of children is the largest child so far: run the lengths shortest first
-        wall, peak = run_dub(video, speech, work / f"dub_{seconds}s.mp4", args.threads)
+        wall, peak = run_dub(video, speech, work / f"dub_{seconds}s_{name}.mp4", args.threads)
         print(f"{seconds:7d}  {wall:6.1f}  {seconds / wall:11.2f}  {peak:11.0f}", flush=True)
 
 

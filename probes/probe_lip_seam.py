@@ -8,7 +8,8 @@ inner lips are closest together (closed: gap under 0.03 inter-ocular units) is k
 the mouth's middle (u 0.2-0.8 from corner 60 to 64) the luma is sampled along normals to the
 lips' meeting line, at offsets in units of the mouth width, and divided by the median luma
 of the lip band. Prints the median profile over clips, the depth at the line and its width
-(where the profile is halfway back to 1), and the same at the corners (u 0.05-0.15, 0.85-0.95).
+(where the profile is halfway back to 1), and the same at the corners (u 0.05-0.15, 0.85-0.95);
+and the share of tooth-like pixels (mouth_state.teeth_mask) inside the outer lip line.
 --rendered: the same on the renderer's closed mouth instead: each clip's most open frame
 (gap over 0.15) closed at rest by `sdmtalk generate`'s renderer, drawn at rest.
 """
@@ -24,7 +25,7 @@ from sdmtalk import FPS
 from sdmtalk.data.cache import CacheReader
 from sdmtalk.face import LandmarkTracker
 from sdmtalk.face.align import lip_gap
-from sdmtalk.face.mouth_state import rest_mouth
+from sdmtalk.face.mouth_state import rest_mouth, teeth_mask
 from sdmtalk.render.renderer import Renderer
 from sdmtalk.video import read_video
 
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--rendered", action="store_true", help="measure the renderer's closed mouths instead")
     args = ap.parse_args()
     reader, tracker = CacheReader(args.cache), LandmarkTracker(quiet=True)
-    seen, middle, corners, widths = set(), [], [], []
+    seen, middle, corners, widths, teeth = set(), [], [], [], []
     for rec in reader.clips(args.split):
         if rec.speaker in seen or len(seen) >= args.speakers:
             continue
@@ -89,7 +90,13 @@ def main() -> None:
         if mid is None:
             continue
         seen.add(rec.speaker)
+        outer = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(outer, [np.round(points[48:60]).astype(np.int32)], 1)
+        teeth.append(float((teeth_mask(image, points) > 0).sum() / max(outer.sum(), 1)))
         middle.append(mid), corners.append(ends), widths.append(np.linalg.norm(lm[k, 64] - lm[k, 60]))
+    teeth = np.array(teeth)
+    print(f"tooth-like share of the lips: mean {teeth.mean():.3f}, median {np.median(teeth):.3f}, "
+          f"over 0.02 on {np.mean(teeth > 0.02):.0%} of clips")
     for name, rows in (("middle", middle), ("corners", corners)):
         prof = np.median(np.stack(rows), 0)
         centre = len(OFFSETS) // 2

@@ -28,6 +28,7 @@ from sdmtalk.frame_source import VideoFrames
 from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
 from sdmtalk.render.dub import DubRenderer
+from sdmtalk.render.mouth import MouthFiller
 from sdmtalk.video import read_video, write_mp4
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -105,6 +106,25 @@ def test_dub_renderer_changes_only_the_lower_face(face_video):
     assert ys.min() > source[30, 1]  # nothing above the nose tip changed
     still = renderer.render(frame, source, source, source)  # no motion: (almost) the frame itself
     assert np.abs(still.astype(int) - frame).max() <= 2
+
+
+def test_dub_renderer_seals_an_open_frame_without_a_drawn_seam(face_video, monkeypatch):
+    """A frame whose own mouth is open is sealed and closed, but gets no painted seam: frames
+    are sealed only where the video's old speech opened them, so a drawn line would follow it."""
+    path, _ = face_video
+    frame = read_video(path).frames[10]
+    source = detect_face(frame).landmarks.astype(np.float64)
+    wide = source.copy()
+    wide[[56, 57, 58, 65, 66, 67], 1] += 8  # the frame's mouth as if open
+    rest = rest_mouth(wide)
+    assert np.abs(rest - wide).max() >= 0.25  # sealed
+    drawn = []
+    monkeypatch.setattr("sdmtalk.render.mouth.draw_seam", lambda *a: drawn.append(a))
+    DubRenderer(frame, source).render(frame, wide, rest, rest)
+    assert drawn == []
+    filler = MouthFiller(frame, rest, sealed=True)  # a photo's lips sealed at rest do get it
+    filler.apply(frame.copy(), rest)
+    assert len(drawn) == 1
 
 
 def test_targets_move_only_mouth_and_jaw():

@@ -76,7 +76,7 @@ class DubRenderer:
         self._ring_canonical = ring
         points = np.vstack([CANONICAL_TEMPLATE.astype(np.float64), ring])
         self.triangles = _triangles(points)
-        self._filler = MouthFiller(reference_frame, reference_landmarks, teeth)
+        self._filler = MouthFiller(reference_frame, reference_landmarks, teeth, seam=False)
 
     def ring(self, landmarks: np.ndarray) -> np.ndarray:
         """The ring (K, 2) in the pixels of a frame with these landmarks (68, 2)."""

@@ -91,12 +91,15 @@ class MouthFiller:
     """Paints the mouth cavity into warped frames of one source face.
 
     source_image (H, W, 3) uint8 and source_landmarks (68, 2) are in the renderer's crop.
+    seam: draw the dark line where sealed lips meet (draw_seam). A dub leaves it out: there the
+    frames' lips are sealed only where the video's own speech opened them, so a drawn line
+    came and went with the old words (docs/RESULTS.md, Dubbing).
     """
 
     def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray,
-                 teeth: PhotoTeeth | None = None, sealed: bool = False):
+                 teeth: PhotoTeeth | None = None, sealed: bool = False, seam: bool = True):
         self.source_opening = mouth_opening(source_landmarks)
-        self.teeth, self.sealed = teeth, sealed
+        self.teeth, self.sealed, self.seam = teeth, sealed, seam
         skin, lips = face_colours(source_image, source_landmarks)
         skin_luma = max(float(skin @ LUMA), 1.0)
         self._lips = lips
@@ -117,7 +120,7 @@ class MouthFiller:
         lm = np.asarray(landmarks, np.float64)
         opening = mouth_opening(lm)
         weight = cavity_weight(self.source_opening, opening, self.sealed)
-        if self.sealed and weight < 1.0:
+        if self.sealed and self.seam and weight < 1.0:
             draw_seam(frame, lm, 1.0 - weight)
         if weight <= 0.0:
             return frame

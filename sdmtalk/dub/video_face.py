@@ -80,12 +80,11 @@ class TrackRows:
 
 
 class _ChosenFaceTracker(LandmarkTracker):
-    """Tracks the face_index-th face from the left (None: the largest, as LandmarkTracker);
-    `last` holds the track found in the latest frame (None: no face)."""
+    """Tracks the face_index-th face from the left (None: the largest, as LandmarkTracker)."""
 
     def __init__(self, face_index: int | None, **kwargs):
         super().__init__(**kwargs)
-        self.face_index, self.most_faces, self.last = face_index, 0, None
+        self.face_index, self.most_faces = face_index, 0
 
     def _detect(self, gray: np.ndarray) -> list[Box]:
         faces = super()._detect(gray)
@@ -95,15 +94,11 @@ class _ChosenFaceTracker(LandmarkTracker):
         faces = sorted(faces, key=lambda f: f[0] + f[2])
         return [faces[self.face_index]] if self.face_index < len(faces) else []
 
-    def _follow(self, gray, track):
-        self.last = super()._follow(gray, track)
-        return self.last
-
     def _confirm(self, gray, track, faces):
-        self.last = super()._confirm(gray, track, faces)
-        if self.last is not None:
-            self.subpixel = 2 if self.last.box[2] - self.last.box[0] < SUBPIXEL_BELOW_PX else 1
-        return self.last
+        found = super()._confirm(gray, track, faces)
+        if found is not None:
+            self.subpixel = 2 if found.box[2] - found.box[0] < SUBPIXEL_BELOW_PX else 1
+        return found
 
 
 class FaceTrack:
@@ -139,7 +134,8 @@ class FaceTrack:
 
     def _run(self) -> None:
         try:
-            self.tracker.track(self._watched())
+            for i, (landmarks, _) in enumerate(self.tracker.follow(self._until_stopped())):
+                self._add(i, landmarks)
             if self.reference is None and not self._stop.is_set():
                 raise self._no_face()
         except BaseException as err:  # raised in the render thread by landmarks()
@@ -150,17 +146,15 @@ class FaceTrack:
                 self.done = True
                 self._cond.notify_all()
 
-    def _watched(self):
-        """The frames for the tracker; after each, what it found goes into the track."""
-        for i, frame in enumerate(self.frames):
+    def _until_stopped(self):
+        """The frames for the tracker, until stop()."""
+        for frame in self.frames:
             if self._stop.is_set():
                 return
-            self.tracker.last = None
             yield frame
-            self._add(i, self.tracker.last)
 
-    def _add(self, i: int, found) -> None:
-        landmarks = np.full((68, 2), np.nan, np.float32) if found is None else found.landmarks
+    def _add(self, i: int, found: np.ndarray | None) -> None:
+        landmarks = np.full((68, 2), np.nan, np.float32) if found is None else found
         self._raw.append(landmarks)
         if found is not None:
             if self.reference is None:

@@ -69,6 +69,25 @@ def test_face_lost_and_found_again(astronaut_face):
     np.testing.assert_allclose(landmarks[-1], landmarks[0], atol=0.5)
 
 
+def test_follow_gives_each_frame_as_it_comes_and_the_same_track(astronaut_face):
+    image, _ = astronaut_face
+    face = cv2.resize(image, (320, 320), interpolation=cv2.INTER_AREA)
+    frames = [face] * 4 + [np.full_like(face, 128)] * 2 + [face] * 3
+    landmarks, valid, faces = LandmarkTracker(quiet=True).track(frames)
+    taken = []
+
+    def source():
+        for frame in frames:
+            taken.append(1)
+            yield frame
+
+    for i, (found, seen) in enumerate(LandmarkTracker(quiet=True).follow(source())):
+        assert len(taken) == i + 1  # one frame in, one result out: nothing read ahead or kept
+        assert seen == faces[i] and (found is not None) == valid[i]
+        if found is not None:
+            np.testing.assert_array_equal(found, landmarks[i])
+
+
 def test_two_faces_are_counted_and_the_largest_tracked(astronaut_face):
     image, _ = astronaut_face
     small = cv2.resize(image, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)

@@ -63,16 +63,24 @@ def rgb_to_i420(rgb: np.ndarray, dst: np.ndarray) -> np.ndarray:
     does not average the block). OpenCV's own RGB -> I420 takes each block's chroma from one
     pixel, so luma and chroma are made here from OpenCV's full-range conversions."""
     h, w = rgb.shape[:2]
-    flat, y_size, c_size = dst.reshape(-1), h * w, (h // 2) * (w // 2)
-    luma = flat[:y_size].reshape(h, w)
+    luma, u, v = _i420_planes(dst)
     cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY, dst=luma)  # 0.299 R + 0.587 G + 0.114 B
     cv2.LUT(luma, _LIMITED_LUMA, dst=luma)
     block = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # 2x2 means
     ycrcb = cv2.cvtColor(block, cv2.COLOR_RGB2YCrCb)
     cv2.LUT(ycrcb, _LIMITED_CHROMA, dst=ycrcb)
-    flat[y_size : y_size + c_size].reshape(h // 2, w // 2)[:] = ycrcb[..., 2]  # U = Cb
-    flat[y_size + c_size :].reshape(h // 2, w // 2)[:] = ycrcb[..., 1]  # V = Cr
+    u[:], v[:] = ycrcb[..., 2], ycrcb[..., 1]  # U = Cb, V = Cr
     return dst
+
+
+def _i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (H, W), U and V (H / 2, W / 2) planes stacked in an (H * 3 / 2, W) array,
+    as OpenCV's and PyAV's I420 have them."""
+    w = i420.shape[1]
+    h = i420.shape[0] * 2 // 3
+    flat, y_size, c_size = i420.reshape(-1), h * w, (h // 2) * (w // 2)
+    return (i420[:h], flat[y_size : y_size + c_size].reshape(h // 2, w // 2),
+            flat[y_size + c_size :].reshape(h // 2, w // 2))
 
 
 class PooledFrames:
@@ -117,10 +125,8 @@ class PooledFrames:
     def _rgb_opencv(self, frame: av.VideoFrame, dst: np.ndarray) -> np.ndarray:
         h, w = frame.height, frame.width
         i420 = self._i420.take((h * 3 // 2, w))
-        flat, y_size, c_size = i420.reshape(-1), h * w, (h // 2) * (w // 2)
-        i420[:h] = _plane(frame, 0)
-        flat[y_size : y_size + c_size].reshape(h // 2, w // 2)[:] = _plane(frame, 1)
-        flat[y_size + c_size :].reshape(h // 2, w // 2)[:] = _plane(frame, 2)
+        for index, plane in enumerate(_i420_planes(i420)):
+            plane[:] = _plane(frame, index)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420, dst=dst)
 
     def _rgb_swscale(self, frame: av.VideoFrame, dst: np.ndarray) -> np.ndarray:

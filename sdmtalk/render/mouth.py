@@ -197,7 +197,7 @@ def draw_seam(frame: np.ndarray, landmarks: np.ndarray, strength: float) -> np.n
     x1, y1 = np.minimum(np.ceil(pts.max(0) + reach).astype(int) + 1, (w, h))
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
-    u, t_mid = _seam_coords(lm, x0, y0, x1, y1, width)
+    u, t_mid = _seam_coords(lm, x0, y0, x1, y1)
     beyond = np.maximum(np.maximum(-u, u - 1.0), 0.0) * width / max(SEAM_TAPER * width, 1e-6)
     shade = np.exp(-0.5 * ((t_mid / width - SEAM_SHIFT) / SEAM_SIGMA) ** 2) * np.clip(1.0 - beyond, 0.0, 1.0)
     factor = 1.0 - (1.0 - SEAM_DARK) * strength * shade
@@ -206,15 +206,10 @@ def draw_seam(frame: np.ndarray, landmarks: np.ndarray, strength: float) -> np.n
     return frame
 
 
-def _seam_coords(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int, width: float):
+def _seam_coords(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int):
     """Per pixel of the box: u (0..1 from corner 60 to 64, unclipped) and the distance (px)
     below the lips' meeting line (negative above it)."""
-    left = lm[60]
-    ex = (lm[64] - left) / width
-    ey = np.array([-ex[1], ex[0]])
-    (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
-    gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
-    s, t = gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1]
+    s, t, (up_s, up_t), (lo_s, lo_t), width = _box_in_mouth_frame(lm, x0, y0, x1, y1)
     t_line = 0.5 * (np.interp(s, up_s, up_t) + np.interp(s, lo_s, lo_t))
     return s / width, t - t_line
 
@@ -261,15 +256,22 @@ def _smoothstep(x: float, lo: float, hi: float) -> float:
 def _mouth_coords(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int):
     """Per pixel of the box: u (0..1 corner 60 to 64), v (0 at the upper inner lip, 1 at the
     lower), distance below the upper lip (px); and the gap (px, per pixel) and mouth width."""
-    left, right = lm[60], lm[64]
-    width = max(float(np.linalg.norm(right - left)), 1e-3)
-    ex = (right - left) / width  # along the mouth, corner 60 -> 64
-    ey = np.array([-ex[1], ex[0]])  # toward the chin
-    (up_s, up_t), (lo_s, lo_t) = _lip_lines(lm, left, ex, ey)
-    gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
-    s, t = gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1]
+    s, t, (up_s, up_t), (lo_s, lo_t), width = _box_in_mouth_frame(lm, x0, y0, x1, y1)
     t_up = np.interp(s, up_s, up_t)
     gap = np.maximum(np.interp(s, lo_s, lo_t) - t_up, 0.5)
     u = np.clip(s / width, 0.0, 1.0)
     v = np.clip((t - t_up) / gap, 0.0, 1.0)
     return u, v, t - t_up, gap, width
+
+
+def _box_in_mouth_frame(lm: np.ndarray, x0: int, y0: int, x1: int, y1: int):
+    """The mouth's own frame over the box [x0, x1) x [y0, y1): per pixel s (px along the mouth
+    from corner 60 toward 64) and t (px toward the chin), the upper and lower inner lip lines
+    as (s, t) samples, and the mouth width (px)."""
+    left, right = lm[60], lm[64]
+    width = max(float(np.linalg.norm(right - left)), 1e-3)
+    ex = (right - left) / width  # along the mouth, corner 60 -> 64
+    ey = np.array([-ex[1], ex[0]])  # toward the chin
+    upper, lower = _lip_lines(lm, left, ex, ey)
+    gx, gy = np.meshgrid(np.arange(x0, x1) - left[0], np.arange(y0, y1) - left[1])
+    return gx * ex[0] + gy * ex[1], gx * ey[0] + gy * ey[1], upper, lower, width

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from sdmtalk.face.align import LIP_PAIRS, from_canonical, lip_gap, to_canonical
+from sdmtalk.face.align import LIP_PAIRS, from_canonical, to_canonical
 from sdmtalk.typed_config import to_dict
 from sdmtalk.weights.io import read_tagged_weights, write_weights
 
@@ -66,8 +66,16 @@ def signed_gaps(shapes: np.ndarray) -> np.ndarray:
     """Signed inner-lip openings of (..., 68, 2) shapes: mean distance of the facing pairs,
     negative where the lower lip lies above the upper one (crossed lips)."""
     shapes = np.asarray(shapes, np.float64)
-    below = shapes[..., [b for _, b in LIP_PAIRS], 1] - shapes[..., [a for a, _ in LIP_PAIRS], 1]
-    return np.where(below.mean(axis=-1) >= 0, 1.0, -1.0) * lip_gap(shapes)
+    return _signed_pair_gaps(shapes[..., _LOWER_LIP, :] - shapes[..., _UPPER_LIP, :])
+
+
+_UPPER_LIP, _LOWER_LIP = ([pair[i] for pair in LIP_PAIRS] for i in (0, 1))
+
+
+def _signed_pair_gaps(apart: np.ndarray) -> np.ndarray:
+    """signed_gaps from the facing pairs alone: apart (..., 3, 2), each lower inner-lip point
+    minus the upper one facing it (align.lip_gap's distances)."""
+    return np.where(apart[..., 1].mean(axis=-1) >= 0, 1.0, -1.0) * np.linalg.norm(apart, axis=-1).mean(axis=-1)
 
 
 def inner_gap(shape: np.ndarray) -> float:
@@ -112,15 +120,12 @@ def _basis_step(canon: np.ndarray, target_gap: float, basis: MouthBasis) -> floa
     canon + c * basis for 257 values of c at once): a video's every frame goes through here,
     and 4 such rounds cost a fifth of the 30 whole-shape steps of a bisection, to the same
     2^-32 of the bracket."""
-    upper, lower = ([p[i] for p in LIP_PAIRS] for i in (0, 1))
-    apart = canon[lower] - canon[upper]  # (3, 2): lower lip point minus the upper one facing it
-    moves = basis.basis[lower] - basis.basis[upper]
-    lo, hi = sorted((0.0, 2.0 * (target_gap - inner_gap(canon))))
+    apart = canon[_LOWER_LIP] - canon[_UPPER_LIP]  # (3, 2)
+    moves = basis.basis[_LOWER_LIP] - basis.basis[_UPPER_LIP]
+    lo, hi = sorted((0.0, 2.0 * (target_gap - _signed_pair_gaps(apart))))
     for _ in range(4):
         c = np.linspace(lo, hi, SEARCH_POINTS)
-        pairs = apart + c[:, None, None] * moves  # (257, 3, 2)
-        gaps = np.where(pairs[..., 1].mean(-1) >= 0, 1.0, -1.0) * np.hypot(pairs[..., 0], pairs[..., 1]).mean(-1)
-        below = gaps < target_gap
+        below = _signed_pair_gaps(apart + c[:, None, None] * moves) < target_gap  # (257,)
         k = int(np.argmin(below)) if not below.all() else SEARCH_POINTS - 1  # first point at or past the gap
         lo, hi = c[max(k - 1, 0)], c[k]
     return 0.5 * (lo + hi)

@@ -321,6 +321,16 @@ def test_encoder_converts_every_frame_into_one_reused_array(tmp_path, monkeypatc
     np.testing.assert_array_equal(read_video(views).frames, read_video(expected).frames)
 
 
+def test_output_is_tagged_with_the_matrix_it_was_converted_with(tmp_path):
+    """Untagged, players decode HD sizes as BT.709 while the encoder converts with BT.601."""
+    path = write_mp4(tmp_path / "tagged.mp4", iter(textured_frames(3)), None)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        assert (stream.codec_context.colorspace, stream.codec_context.color_range) == (6, 1)
+        assert (frame.colorspace, frame.color_range) == (6, 1)  # in the H.264 stream itself
+
+
 def test_rgb_to_i420_is_bt601_limited_range_with_block_mean_chroma():
     rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     planes = rgb_to_i420(rgb, np.empty((72, 64), np.uint8)).astype(np.float64)

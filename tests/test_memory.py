@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 from collections import deque
 
 import numpy as np
+import pytest
 
-from sdmtalk.memory import BufferPool
+from sdmtalk.memory import BufferPool, limit_heap_arenas
 from sdmtalk.threads import in_background
 
 
@@ -57,3 +59,8 @@ def test_frames_passed_to_another_thread_are_not_overwritten_while_held():
         kept.append((k, frame))
         assert all(int(f[0, 0]) == j % 256 and (f == f[0, 0]).all() for j, f in kept)
     assert len(pool) <= 6  # the caller's 4, the queue's 3, the one being filled: past 6, new arrays
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_heap_arenas_are_limited_where_glibc_runs():
+    assert limit_heap_arenas(2) is True

@@ -32,7 +32,7 @@ from sdmtalk.dub.timeline import frames_for_audio, pingpong, plan_timeline
 from sdmtalk.dub.video_face import FaceTrack
 from sdmtalk.face.mouth_state import teeth_showing
 from sdmtalk.frame_source import VideoFrames
-from sdmtalk.memory import HeapWatch
+from sdmtalk.memory import HeapWatch, limit_heap_arenas
 from sdmtalk.motion.types import Motion, MotionControls
 from sdmtalk.render.dub import DubRenderer
 from sdmtalk.render.mouth import PhotoTeeth
@@ -42,6 +42,7 @@ from sdmtalk.video import ReservedOutput, probe_video, write_mp4
 
 Progress = Callable[[str, int, int], object]
 WATCH_EVERY = 250  # frames between two looks at the resident size (sdmtalk.memory.HeapWatch)
+HEAP_ARENAS = 2  # glibc heaps the dub's threads share (decoders, tracker, render, encoder)
 
 
 @dataclass
@@ -90,6 +91,9 @@ class Dubber:
                  progress: Progress | None = None):
         self.features, self.motion, self.threads = features, motion, threads
         self.progress = progress or (lambda stage, done, total: None)
+        # Each thread's arena keeps its own freed blocks: with glibc's 8 per core, a long dub's
+        # resident size kept rising over them (docs/RESULTS.md, Dubbing, memory)
+        limit_heap_arenas(HEAP_ARENAS)
 
     def start(self, video_path: Path, wav: np.ndarray | SpooledAudio, controls: MotionControls,
               face_index: int | None = None, keep_video_length: bool = False, fps=None) -> DubJob:

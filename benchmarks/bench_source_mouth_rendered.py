@@ -60,12 +60,14 @@ def score_variant(pipe, photo, real, tracker, size: int, iod_px: float) -> tuple
     return row, crops, lm
 
 
-def mouth_features(crops, landmarks, valid, side: int, keep: dict | None = None, name: str = "") -> np.ndarray:
+def mouth_features(crops, landmarks, valid, side: int, keep: dict | None = None, name: str = "",
+                   frames: int = FRAMES) -> np.ndarray:
     idx = np.flatnonzero(valid)[1:]
-    idx = idx[np.linspace(0, len(idx) - 1, min(FRAMES, len(idx))).round().astype(int)] if len(idx) else idx
+    idx = idx[np.linspace(0, len(idx) - 1, min(frames, len(idx))).round().astype(int)] if len(idx) else idx
     mouths = image_metrics.mouth_crops(crops[idx], landmarks[idx], side)
     if keep is not None:
         keep[name] = mouths
+        keep[f"{name}_gap"] = lip_metrics.inner_lip_gap(landmarks[idx])
     return image_metrics.inception_features(mouths)
 
 
@@ -79,7 +81,8 @@ def main() -> None:
     ap.add_argument("--shipped-only", action="store_true",
                     help="only the mouth at rest (as generate does), not also as the photo has it: half the time")
     ap.add_argument("--photos", choices=("closed", "open", "both"), default="both")
-    ap.add_argument("--save", help="a folder for each clip's mouth crops (npz)")
+    ap.add_argument("--save", help="a folder for each clip's mouth crops and their inner-lip gaps (npz)")
+    ap.add_argument("--frames", type=int, default=FRAMES, help="mouth crops per clip and variant in mouth FID")
     args = ap.parse_args()
     variants = [v for v in VARIANTS if (v[1] or not args.shipped_only) and args.photos in (v[0], "both")]
     if args.save:
@@ -94,13 +97,13 @@ def main() -> None:
         real = load_real_clip(clip, args.max_seconds, args.size, tracker)
         photos = photo_frames(clip, real, args.max_seconds)
         kept = {} if args.save else None
-        real_feats.append(mouth_features(real.crops, real.landmarks, real.valid, side, kept, "real"))
+        real_feats.append(mouth_features(real.crops, real.landmarks, real.valid, side, kept, "real", args.frames))
         groups.append(clip_group(clip.name.split("/")[1] if "/" in clip.name else clip.name))
         for src, rest in variants:
             row, crops, lm = score_variant(pipes[rest], photos[src], real, tracker, args.size, iod_px)
             rows[(src, rest)].append(row)
             feats[(src, rest)].append(mouth_features(crops, lm, np.isfinite(lm).all(axis=(1, 2)), side, kept,
-                                                     f"{src}_{'rest' if rest else 'photo'}"))
+                                                     f"{src}_{'rest' if rest else 'photo'}", args.frames))
         if kept is not None:
             np.savez_compressed(Path(args.save) / f"{clip.name.replace('/', '_')}.npz", **kept)
         print(f"{clip.name}: " + "  ".join(f"{s}/{'rest' if r else 'photo'} r {rows[(s, r)][-1]['lip_r']:.2f} "

@@ -7,9 +7,9 @@ pixels outside it are the frame's own, bit for bit, and there is no seam at its 
 mesh's triangles are fixed per video (Delaunay on the canonical template, outer lips forced
 in, lips and opening with the face mesh's fixed triangles), so nothing is triangulated per
 frame and the topology cannot change between frames. A frame whose mouth is open is closed
-the way a photo's is (renderer.rest_mouth_image): its opening is painted over, its lips
-textured from their outer part; the mouth filler then draws the interior the new speech
-opens, with colours and teeth taken once per video so they do not flicker.
+the way a photo's is (renderer.rest_mouth_image): its opening is painted over; the mouth
+filler then draws the interior the new speech opens, with colours and teeth taken once per
+video so they do not flicker.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sdmtalk.render.mesh import (
     inside_polygon,
 )
 from sdmtalk.render.mouth import MouthFiller
-from sdmtalk.render.renderer import INNER_LIP_PARTNERS, LIP_TEXTURE_KEEP, OPEN_PX, paint_over_mouth
+from sdmtalk.render.renderer import OPEN_PX, paint_over_mouth
 
 JAW = np.arange(1, 16)  # jaw line from below the right ear to below the left
 NOSE = np.arange(29, 36)  # lower nose: fixed vertices that keep the nose out of the warp
@@ -107,8 +107,6 @@ class DubRenderer:
         src_points = np.vstack([src, ring]) - offset
         sealed = bool(np.abs(rest - src).max() >= 0.25)  # the frame's mouth was open: close it
         if sealed and lip_gap(src) > OPEN_PX:
-            inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
-            src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
             crop = paint_over_mouth(crop, src - offset)
         dst_points = np.vstack([dst, ring]) - offset
         warped = PiecewiseAffineWarp(crop, src_points, self.triangles).warp(dst_points)

@@ -28,10 +28,12 @@ BOX_SCALE = 2.0  # crop side / largest landmark extent
 MIN_FACE_PX = 8  # landmark extent below this cannot drive a mesh
 SEAL_OVERLAP_PX = 1.0  # sealed lips overlap by this much, so the lip triangles cover the seam
 # inner-lip points and the outer-lip points across the lip from them
-INNER_LIP_PARTNERS = np.array([[60, 48], [61, 50], [62, 51], [63, 52], [64, 54], [65, 56], [66, 57], [67, 58]])
-LIP_TEXTURE_KEEP = 0.65  # a sealed lip is painted from this outer share of the photo's lip band
 OPEN_PX = 1.5  # inner lips further apart than this (crop px) are an open mouth to paint over
 INPAINT_RADIUS = 3  # px around each painted-over pixel that cv2.inpaint reads
+# The painted-over opening reaches this far past the inner lips, x crop side: the lip band
+# itself stays the photo's (wider paint, or lips textured from their outer part only, gave
+# open-photo mouths further from real ones: docs/RESULTS.md, The photo's own mouth)
+PAINT_GROW = 0.004
 INPAINT_FULL_PX = 96  # mouth regions up to this wide are inpainted at full size (every photo crop)
 TEETH_REUSE = 0.2  # share of teeth-like pixels in the photo's opening above which its teeth are reused
 
@@ -76,17 +78,13 @@ def rest_mouth_image(crop: np.ndarray, source: np.ndarray, rest: np.ndarray) -> 
     pixels and the lips sealed: they meet, a little overlapped, on their midline; the gap
     `rest` keeps between the inner lips then shows lip texture, and the mouth filler paints
     whatever the speech opens beyond it. An open photo mouth is first painted over
-    (`paint_over_mouth`) and each sealed lip takes its texture from the outer part of the
-    photo's lip (LIP_TEXTURE_KEEP), so no tooth or dark cavity is squeezed into a line
-    between the lips; lips that already meet keep their own seam."""
+    (`paint_over_mouth`), so no tooth or dark cavity is squeezed into a line between the
+    lips; lips that already meet keep their own seam."""
     h, w = crop.shape[:2]
     mesh = FaceMesh(source, w, h)
-    src_points = mesh.source_points.astype(np.float64)
     if lip_gap(np.asarray(source, np.float64)) > OPEN_PX:
-        inner, outer = src_points[INNER_LIP_PARTNERS[:, 0]], src_points[INNER_LIP_PARTNERS[:, 1]]
-        src_points[INNER_LIP_PARTNERS[:, 0]] = outer + LIP_TEXTURE_KEEP * (inner - outer)
         crop = paint_over_mouth(crop, source)
-    warp = PiecewiseAffineWarp(crop, src_points, mesh.triangles)
+    warp = PiecewiseAffineWarp(crop, mesh.source_points.astype(np.float64), mesh.triangles)
     return warp.warp(mesh.points_for(sealed_lips(rest, overlap=SEAL_OVERLAP_PX)))
 
 
@@ -96,7 +94,7 @@ def paint_over_mouth(crop: np.ndarray, source: np.ndarray) -> np.ndarray:
     (cv2.inpaint): dlib's inner-lip points often sit on the teeth of a wide-open mouth, so
     teeth reach into the lip band that a sealed lip is painted from."""
     lm = np.round(np.asarray(source)).astype(np.int32)
-    grow = max(1, int(round(0.01 * crop.shape[0])))
+    grow = max(1, int(round(PAINT_GROW * crop.shape[0])))
     # Everything below happens inside the mouth's box, with room for the growth and for what
     # inpaint reads around the mask: the same pixels as over the whole crop, which a dubbed
     # video's frames made costly (a mask, a colour median and a nonzero pass each, per frame).

@@ -28,9 +28,10 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
 @functools.cache
-def _trim():
+def _glibc(name: str):
+    """glibc's function `name` in this process, or None where the C library is another."""
     try:
-        return ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
         return None
 
@@ -38,16 +39,13 @@ def _trim():
 def limit_heap_arenas(count: int) -> bool:
     """Let the threads created from now on share at most `count` glibc arenas (glibc's default
     is 8 per core), so fewer heaps each keep their own free blocks. True where glibc took it."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(M_ARENA_MAX, int(count)))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, int(count)))
 
 
 def release_free_memory() -> None:
     """Return the pages of freed heap blocks to the system."""
-    trim = _trim()
+    trim = _glibc("malloc_trim")
     if trim is not None:
         trim(0)
 

@@ -52,6 +52,7 @@ _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # full-range (JPEG) luma / chroma levels -> BT.601 limited range ("TV": 16-235, 16-240)
 _LIMITED_LUMA = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
 _LIMITED_CHROMA = np.round(128 + (np.arange(256) - 128) * 224 / 255).astype(np.uint8)
+I420_TAGS = (6, 1)  # what rgb_to_i420 makes, as the encoder tags it: AVColorSpace SMPTE170M, AVColorRange MPEG
 
 
 def rgb_to_i420(rgb: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from sdmtalk import FPS, SAMPLE_RATE
 from sdmtalk.audio.loading import SpooledAudio, decode_audio
 from sdmtalk.errors import InputError
-from sdmtalk.frame_convert import PooledFrames, rgb_to_i420, to_gray, to_rgb
+from sdmtalk.frame_convert import I420_TAGS, PooledFrames, rgb_to_i420, to_gray, to_rgb
 from sdmtalk.memory import BufferPool
 
 AAC_RATE = 48000  # AAC frames are 1024 samples: 21 ms at 48 kHz keeps the audio end tight
@@ -40,7 +40,6 @@ class VideoClip:
 # ---------------------------------------------------------------- writing
 
 X264_PARAMS = "me=dia:subme=1"
-BT601_MATRIX, LIMITED_RANGE = 6, 1  # AVColorSpace SMPTE170M, AVColorRange MPEG ("TV")
 
 
 def write_mp4(
@@ -210,7 +209,7 @@ def _encode(container, frames: Iterator[np.ndarray], audio, fps, progress, crf) 
     video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": X264_PARAMS}
     # Tagged as what rgb_to_i420 made: untagged, players decode HD sizes as BT.709 and shift
     # the colours (a dubbed phone video against its source, a --crop full 720p photo)
-    video.codec_context.colorspace, video.codec_context.color_range = BT601_MATRIX, LIMITED_RANGE
+    video.codec_context.colorspace, video.codec_context.color_range = I420_TAGS
     sound = None
     if audio is not None:
         if not isinstance(audio, SpooledAudio):  # read a frame at a time from its file

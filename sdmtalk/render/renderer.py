@@ -27,7 +27,6 @@ CROPS = ("face", "full")
 BOX_SCALE = 2.0  # crop side / largest landmark extent
 MIN_FACE_PX = 8  # landmark extent below this cannot drive a mesh
 SEAL_OVERLAP_PX = 1.0  # sealed lips overlap by this much, so the lip triangles cover the seam
-# inner-lip points and the outer-lip points across the lip from them
 OPEN_PX = 1.5  # inner lips further apart than this (crop px) are an open mouth to paint over
 INPAINT_RADIUS = 3  # px around each painted-over pixel that cv2.inpaint reads
 # The painted-over opening reaches this far past the inner lips, x crop side: the lip band

@@ -55,12 +55,23 @@ def cache_clips(args, pipe, tracker, side: int) -> None:
         print("cached", clip.name, flush=True)
 
 
-def render_mouths(work: Path, pipe, tracker, side: int, src: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(generated mouth features, their gaps, real mouth features, real gaps) over the clips."""
-    feats, gaps, real, real_gaps = [], [], [], []
+def _records(work: Path):
     for path in sorted(work.glob("*.pkl")):
         with open(path, "rb") as f:
-            record = pickle.load(f)
+            yield pickle.load(f)
+
+
+def real_mouths(work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(the real mouths' features, their gaps) over the cached clips: the same for every variant."""
+    records = list(_records(work))
+    return (np.concatenate([image_metrics.inception_features(r["real_mouths"]) for r in records]),
+            np.concatenate([r["real_gap"] for r in records]))
+
+
+def render_mouths(work: Path, pipe, tracker, side: int, src: str) -> tuple[np.ndarray, np.ndarray]:
+    """(generated mouth features, their gaps) over the cached clips."""
+    feats, gaps = [], []
+    for record in _records(work):
         photo, face, landmarks = record[src]
         n = min(record["n"], len(landmarks))
         renderer = pipe.renderer(photo, face)
@@ -70,9 +81,7 @@ def render_mouths(work: Path, pipe, tracker, side: int, src: str) -> tuple[np.nd
         ok = np.isfinite(found).all(axis=(1, 2))
         feats.append(image_metrics.inception_features(image_metrics.mouth_crops(crops[ok], found[ok], side)))
         gaps.append(lip_metrics.inner_lip_gap(found[ok]))
-        real.append(image_metrics.inception_features(record["real_mouths"]))
-        real_gaps.append(record["real_gap"])
-    return tuple(np.concatenate(x) for x in (feats, gaps, real, real_gaps))
+    return np.concatenate(feats), np.concatenate(gaps)
 
 
 def with_constants(variant: str) -> list:
@@ -100,10 +109,11 @@ def main() -> None:
     pipe, tracker = TalkingFacePipeline(crop="full", quiet=True), LandmarkTracker(quiet=True)
     side = image_metrics.mouth_crop_side(SIZE, IOD_FRAC)
     cache_clips(args, pipe, tracker, side)
+    real, real_gap = real_mouths(Path(args.work))
     for variant in args.variants:
         saved = [] if variant in ("base", "closedbase") else with_constants(variant)
         try:
-            gen, gap, real, real_gap = render_mouths(Path(args.work), pipe, tracker, side,
+            gen, gap = render_mouths(Path(args.work), pipe, tracker, side,
                                                      "closed" if variant == "closedbase" else "open")
         finally:
             for module, name, old in saved:

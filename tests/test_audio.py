@@ -216,7 +216,7 @@ def test_log_mel_in_blocks_matches_one_pass(monkeypatch):
     """Long audio is transformed in blocks of frames (bounded memory): the same numbers."""
     wav = synthesize_speech("Checking the mel spectrogram in blocks.")
     whole = log_mel(wav)
-    monkeypatch.setattr(audio_features, "BLOCK_ROWS", 37)
+    monkeypatch.setattr(audio_features, "STFT_ROWS", 37)
     np.testing.assert_allclose(log_mel(wav), whole, atol=1e-5)
 
 

@@ -28,7 +28,9 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 PITCH_FLOOR, PITCH_CEILING = 75.0, 600.0
 ENERGY_RANGE_DB = 60.0
 ONSET_RANGE_DB = 80.0
-BLOCK_ROWS = 4096  # rows per block of a long clip's arrays (STFT frames: 41 s of audio; video frames: 164 s)
+BLOCK_ROWS = 4096  # rows per block of a long clip's arrays (video frames: 164 s of audio)
+STFT_ROWS = 1024  # STFT frames per block (10 s of audio, ~4 MB of spectrum): a long dub makes one segment's
+# features while it renders, and 4096 rows added ~16 MB to its peak
 _ENERGY_REF_FLOOR = 1e-5  # -100 dBFS: all-silent clips get energy 0, not 1
 
 
@@ -119,8 +121,8 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
     padded = np.pad(_as_mono(wav), N_FFT // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
     out = np.empty((len(frames), N_MELS), np.float32)
-    for s in range(0, len(frames), BLOCK_ROWS):  # the whole spectrum of 10 min is ~0.4 GB
-        spectrum = np.abs(np.fft.rfft(frames[s:s + BLOCK_ROWS] * window, axis=1))  # (M, 201)
+    for s in range(0, len(frames), STFT_ROWS):  # the whole spectrum of 10 min is ~0.4 GB
+        spectrum = np.abs(np.fft.rfft(frames[s:s + STFT_ROWS] * window, axis=1))  # (M, 201)
         out[s:s + len(spectrum)] = np.log(np.maximum(spectrum @ basis, LOG_FLOOR))
     return out
 

@@ -27,7 +27,7 @@ from sdmtalk.weights.io import read_tagged_weights, write_weights
 
 WEIGHTS_NAME = "linear_baseline"
 BUNDLED_LINEAR_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{WEIGHTS_NAME}.safetensors"
-PREDICT_ROWS = 1024  # frames per block of the window matrix: ~15 MB at the shipped context
+PREDICT_ROWS = 256  # frames per block of the window matrix: ~5 MB at the shipped context
 
 
 @dataclass
@@ -125,7 +125,9 @@ class LinearBaseline:
         y = np.empty((len(per), 136), np.float32)
         for s in range(0, len(per), PREDICT_ROWS):  # the window matrix of 10 min is ~0.8 GB
             x = context_rows(per, self.cfg.context, s, min(s + PREDICT_ROWS, len(per)))
-            y[s:s + len(x)] = ((x - self.x_mean) / self.x_std) @ self.weight + self.bias
+            x -= self.x_mean  # in place: no block-sized temporaries beside x
+            x /= self.x_std
+            y[s:s + len(x)] = x @ self.weight + self.bias
         return y.reshape(-1, 68, 2)
 
     def generate(self, features, source_canonical: np.ndarray, controls: MotionControls | None = None) -> Motion:

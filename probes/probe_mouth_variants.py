@@ -4,7 +4,7 @@
 
 A VARIANT sets module constants for one run, e.g. `sdmtalk.render.renderer:PAINT_GROW=0.01`
 (several joined by commas); `base` is the code as it is, `closedbase` the same from the
-most closed frames. The first run caches in --work, per dev clip, what the rendered bench
+most closed frames, and `closed:VARIANT` a variant from the most closed frames. The first run caches in --work, per dev clip, what the rendered bench
 (benchmarks/bench_source_mouth_rendered.py) would animate: its most open and most closed
 frame, their faces and SDM's landmarks for the clip's audio (seed 0); and the real mouth
 crops' Inception features (FRAMES per clip, as the bench picks them). Each variant then
@@ -111,10 +111,11 @@ def main() -> None:
     cache_clips(args, pipe, tracker, side)
     real, real_gap = real_mouths(Path(args.work))
     for variant in args.variants:
-        saved = [] if variant in ("base", "closedbase") else with_constants(variant)
+        closed = variant == "closedbase" or variant.startswith("closed:")
+        constants = variant.removeprefix("closed:")
+        saved = [] if variant in ("base", "closedbase") else with_constants(constants)
         try:
-            gen, gap = render_mouths(Path(args.work), pipe, tracker, side,
-                                                     "closed" if variant == "closedbase" else "open")
+            gen, gap = render_mouths(Path(args.work), pipe, tracker, side, "closed" if closed else "open")
         finally:
             for module, name, old in saved:
                 setattr(module, name, old)

@@ -6,8 +6,9 @@ import pytest
 import skimage.data
 
 from sdmtalk.face import detect_face
+from sdmtalk.face.mouth_state import rest_mouth
 from sdmtalk.render import Renderer
-from sdmtalk.render.mouth import cavity_weight, mouth_opening
+from sdmtalk.render.mouth import MouthFiller, cavity_weight, mouth_opening
 
 # Points that open the mouth: jaw (weighted toward the chin) and the whole lower lip.
 _JAW_WEIGHTS = {5: 0.3, 6: 0.6, 7: 0.9, 8: 1.0, 9: 0.9, 10: 0.6, 11: 0.3}
@@ -134,6 +135,20 @@ def test_cavity_only_where_the_mouth_opens_wider():
     assert cavity_weight(0.2, 0.2) == 0.0 and cavity_weight(0.2, 0.1) == 0.0
     assert cavity_weight(0.0, 0.3) == 1.0
     assert 0.0 < cavity_weight(0.2, 0.25) < 1.0
+
+
+def test_sealed_photo_lips_part_into_a_softer_slit(renderer, photo):
+    """A photo's lips sealed at rest part into a lighter slit than a photo's own closed mouth
+    (no black line between barely parted lips); the slit is still darker than the lips."""
+    crop, lm = renderer.source_crop, rest_mouth(renderer.to_crop(photo[1]))  # closed lips
+    parted = open_jaw(lm, 4)
+    own, sealed = MouthFiller(crop, lm), MouthFiller(crop, lm, sealed=True)
+    inner = cv2.erode(polygon_mask(crop.shape, parted[60:68]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    lips = polygon_mask(crop.shape, parted[48:60]) & ~polygon_mask(crop.shape, parted[60:68])
+    assert inner.sum() > 20
+    dark_own = luma(own.apply(crop.copy(), parted)[inner]).mean()
+    dark_sealed = luma(sealed.apply(crop.copy(), parted)[inner]).mean()
+    assert dark_own < dark_sealed < luma(crop[lips]).mean()
 
 
 def test_full_crop_pastes_back_without_touching_far_pixels(photo):

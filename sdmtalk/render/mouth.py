@@ -25,6 +25,13 @@ TEETH_RGB = np.array([232.0, 226.0, 214.0])  # under the photo's light; tinted t
 TONGUE_DARK = 0.62  # tongue brightness x the lip colour
 TEETH_MAX_HEIGHT = 0.13  # visible upper-teeth band, fraction of the mouth width
 CAVITY_RAMP = 0.03  # inter-ocular units of new opening over which the cavity fades in
+# A photo's lips sealed at rest part into a softer slit: the cavity fades in over a wider
+# opening and is lighter, so a slightly parted sealed mouth is not a black line between the
+# lips (real shut and nearly shut mouths show none: docs/RESULTS.md, "A lighter, slower
+# mouth cavity"). Mouths that are the photo's own keep the darker slit, which re-detects as
+# the clearer opening (lip r 0.444 against 0.427 from closed photos).
+SEALED_CAVITY_RAMP = 0.1
+SEALED_EDGE_DARK, SEALED_CENTRE_DARK = 0.6, 0.3
 LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER_SIGMA = 0.8  # px: softens the cavity edge over 1-2 px
 PHOTO_TEETH_SHARE = 0.85  # a photo's teeth fill this share of its opening, from the upper lip down
@@ -48,13 +55,14 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return float(gap / max(eyes, 1e-6)) if upper_below else 0.0
 
 
-def cavity_weight(source_opening: float, target_opening: float, sealed: bool = False) -> float:
+def cavity_weight(source_opening: float, target_opening: float, sealed: bool = False,
+                  sealed_ramp: float = CAVITY_RAMP) -> float:
     """How much synthetic cavity to show: 0 when the target opens no wider than the source,
     rising smoothly to 1 once the new opening reaches the source's own (or CAVITY_RAMP for a
-    closed source, and for a source whose lips were sealed at rest: its opening is lip
-    texture, not a mouth interior to keep): less leaves stretched lip pixels in the gap, a
-    switch would pop."""
-    ramp = CAVITY_RAMP if sealed else max(source_opening, CAVITY_RAMP)
+    closed source, and sealed_ramp for a source whose lips were sealed at rest: its opening
+    is lip texture, not a mouth interior to keep): less leaves stretched lip pixels in the
+    gap, a switch would pop."""
+    ramp = sealed_ramp if sealed else max(source_opening, CAVITY_RAMP)
     return _smoothstep(target_opening - source_opening, 0.0, ramp)
 
 
@@ -93,13 +101,18 @@ class MouthFiller:
     source_image (H, W, 3) uint8 and source_landmarks (68, 2) are in the renderer's crop.
     seam: draw the dark line where sealed lips meet (draw_seam). A dub leaves it out: there the
     frames' lips are sealed only where the video's own speech opened them, so a drawn line
-    came and went with the old words (docs/RESULTS.md, Dubbing).
+    came and went with the old words (docs/RESULTS.md, Dubbing). A source sealed at
+    construction (a photo) also gets the softer slit (SEALED_*); a dub's frames, sealed
+    or not frame by frame (set_source), keep one look, so it cannot switch between frames.
     """
 
     def __init__(self, source_image: np.ndarray, source_landmarks: np.ndarray,
                  teeth: PhotoTeeth | None = None, sealed: bool = False, seam: bool = True):
         self.source_opening = mouth_opening(source_landmarks)
         self.teeth, self.sealed, self.seam = teeth, sealed, seam
+        self._ramp, self._edge_dark, self._centre_dark = (
+            (SEALED_CAVITY_RAMP, SEALED_EDGE_DARK, SEALED_CENTRE_DARK) if sealed
+            else (CAVITY_RAMP, EDGE_DARK, CENTRE_DARK))
         skin, lips = face_colours(source_image, source_landmarks)
         skin_luma = max(float(skin @ LUMA), 1.0)
         self._lips = lips
@@ -119,7 +132,7 @@ class MouthFiller:
         lips sealed from an open photo get the dark line where lips meet while they do."""
         lm = np.asarray(landmarks, np.float64)
         opening = mouth_opening(lm)
-        weight = cavity_weight(self.source_opening, opening, self.sealed)
+        weight = cavity_weight(self.source_opening, opening, self.sealed, self._ramp)
         if self.sealed and self.seam and weight < 1.0:
             draw_seam(frame, lm, 1.0 - weight)
         if weight <= 0.0:
@@ -150,8 +163,8 @@ class MouthFiller:
         u, v, t_below, gap, width = _mouth_coords(lm, x0, y0, x1, y1)
         # Light enters with the opening: a slit is nearly black, a wide mouth shows its walls.
         light = _smoothstep(opening, 0.05, 0.35)
-        edge = self._lips * (EDGE_DARK * (0.6 + 0.4 * light))
-        centre = self._lips * CENTRE_DARK
+        edge = self._lips * (self._edge_dark * (0.6 + 0.4 * light))
+        centre = self._lips * self._centre_dark
         depth = 1.0 - np.clip(np.hypot((u - 0.5) / 0.5, (v - 0.5) / 0.5), 0.0, 1.0)
         cavity = edge + (depth**0.7)[..., None] * (centre - edge)
         # Tongue: a lip-coloured, dimly lit bulge rising from the lower lip in wide openings.

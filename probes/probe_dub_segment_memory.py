@@ -6,18 +6,19 @@ A dub of speech over dub.speech_motion.LONG makes a segment (SEGMENT frames and 
 side) on a worker thread while the frames render, so whatever a segment allocates lands on top
 of the render's memory. This makes the first segment of SPEECH as the dub does (features with
 the phoneme posteriors on 2 workers, then the lips model's still motion), each part alone and
-then together, sampling the resident size every 2 ms, and prints each part's rise above where
-it started. The first round includes first-use costs (the recogniser, the model's buffers);
+then together, sampling the resident size every 3 ms (probe_long_speech_memory.PeakWatch),
+and prints each part's time and rise above where it started. The first round includes first-use costs (the recogniser, the model's buffers);
 later rounds are what every further segment adds. Feeds docs/RESULTS.md, Dubbing (memory).
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 from dataclasses import replace
 
-from sdmtalk import FPS, memory
+from probe_long_speech_memory import PeakWatch
+
+from sdmtalk import FPS
 from sdmtalk.audio import features as audio_features
 from sdmtalk.audio.loading import load_audio
 from sdmtalk.audio.phonemes import phoneme_posteriors
@@ -25,25 +26,6 @@ from sdmtalk.dub.speech_motion import MARGIN, SEGMENT
 from sdmtalk.face.template import CANONICAL_TEMPLATE
 from sdmtalk.motion.types import MotionControls
 from sdmtalk.pipeline import TalkingFacePipeline
-
-
-def rise(label: str, fn):
-    """fn() -> its result; prints the resident size's largest rise while it ran."""
-    samples, stop = [], threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.002):
-            samples.append(memory.resident_mb())
-
-    base = memory.resident_mb()
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    try:
-        return fn()
-    finally:
-        stop.set()
-        watcher.join()
-        print(f"  {label}: +{max(samples + [base]) - base:.1f} MB", flush=True)
 
 
 def main() -> None:
@@ -58,13 +40,14 @@ def main() -> None:
     wav = audio_features.fit_length(segment, frames * audio_features.SAMPLES_PER_FRAME)
     controls = replace(MotionControls(), still=True)
     print(f"one segment: {len(segment) / audio_features.SAMPLE_RATE:.0f} s of speech, {frames} frames")
+    watch = PeakWatch()
     for i in range(args.rounds):
         print(f"round {i}")
-        rise("log-mel", lambda: audio_features.log_mel(wav))
-        rise("pitch", lambda: audio_features.pitch_track(wav))
-        rise("phoneme posteriors (2 workers)", lambda: phoneme_posteriors(wav, frames, workers=2))
-        features = rise("features, all", lambda: pipe.features(segment, None, None))
-        rise("motion (SDM and ridge)", lambda f=features: pipe._still_motion(f, CANONICAL_TEMPLATE, controls, False))
+        watch.measure("log-mel", lambda: audio_features.log_mel(wav))
+        watch.measure("pitch", lambda: audio_features.pitch_track(wav))
+        watch.measure("phoneme posteriors (2 workers)", lambda: phoneme_posteriors(wav, frames, workers=2))
+        features = watch.measure("features, all", lambda: pipe.features(segment, None, None))
+        watch.measure("motion (SDM and ridge)", lambda f=features: pipe._still_motion(f, CANONICAL_TEMPLATE, controls, False))
 
 
 if __name__ == "__main__":

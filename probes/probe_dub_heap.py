@@ -1,9 +1,10 @@
 """Is a dub's growing memory live data or freed blocks glibc keeps? The heap over time.
 
-    python probes/probe_dub_heap.py --video V --audio A [--release watch|always|never]
+    python probes/probe_dub_heap.py --video V --audio A [--release watch|always|never] [--every S]
 
-Dubs in this process (as `sdmtalk dub` does) and prints every 10 s the resident memory and
-glibc's mallinfo2: heap size, bytes in use, free bytes kept in the heap. --release: as
+Dubs in this process (as `sdmtalk dub` does) and prints every S seconds (default 10) the
+resident memory and glibc's mallinfo2: heap size, bytes in use, free bytes kept in the heap,
+and when each segment of a long speech's motion (dub.speech_motion) starts and ends. --release: as
 shipped (watch: malloc_trim when the resident size grew by sdmtalk.memory.SLACK_MB), at
 every look (always, every dubber.WATCH_EVERY frames) or never, to see what the calls save
 and cost (their own time, the process's CPU time and page faults). glibc only. Feeds
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from sdmtalk import memory
+from sdmtalk.dub.speech_motion import SpeechMotion
 from sdmtalk.pipeline import TalkingFacePipeline
 
 
@@ -29,13 +31,27 @@ class MallInfo2(ctypes.Structure):
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
 
-def report(stop: threading.Event, t0: float) -> None:
+def report(stop: threading.Event, t0: float, every: float) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
-    while not stop.wait(10):
+    while not stop.wait(every):
         m = libc.mallinfo2()
-        print(f"{time.time() - t0:6.0f} s  resident {memory.resident_mb():.0f} MB  heap {m.arena >> 20} MB  in use "
+        print(f"{time.time() - t0:7.1f} s  resident {memory.resident_mb():.0f} MB  heap {m.arena >> 20} MB  in use "
               f"{m.uordblks >> 20} MB  free in heap {m.fordblks >> 20} MB", flush=True)
+
+
+def log_segments(t0: float) -> None:
+    """Print when each segment of the speech's motion is made (its memory lands on the render's)."""
+    make = SpeechMotion._make
+
+    def logged(self, k: int, stop):
+        print(f"{time.time() - t0:7.1f} s  speech segment {k} starts", flush=True)
+        try:
+            return make(self, k, stop)
+        finally:
+            print(f"{time.time() - t0:7.1f} s  speech segment {k} ends", flush=True)
+
+    SpeechMotion._make = logged
 
 
 def main() -> None:
@@ -43,6 +59,7 @@ def main() -> None:
     ap.add_argument("--video", required=True)
     ap.add_argument("--audio", required=True)
     ap.add_argument("--release", choices=["watch", "always", "never"], default="watch")
+    ap.add_argument("--every", type=float, default=10.0, help="seconds between looks")
     args = ap.parse_args()
     trims = [0, 0.0]  # calls, seconds inside them
     release = memory.release_free_memory
@@ -59,7 +76,8 @@ def main() -> None:
         memory.SLACK_MB = float("-inf")
     pipe = TalkingFacePipeline(quiet=True, threads=2, blink=False)
     stop, t0 = threading.Event(), time.time()
-    threading.Thread(target=report, args=(stop, t0), daemon=True).start()
+    log_segments(t0)
+    threading.Thread(target=report, args=(stop, t0, args.every), daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         pipe.dub(args.video, args.audio, Path(tmp) / "dub.mp4")
     stop.set()
